@@ -1,0 +1,316 @@
+"""Build the dataset manifest: one row per video, from any dataset through an adapter.
+
+Adapters turn a dataset's own layout into :class:`Item` s (id, media, labels, split,
+speaker). :func:`build_manifest` then probes every media file with PyAV and checks labels.
+
+What stops the stage (:class:`~pipeline.errors.PipelineError`):
+  duplicate video ids; a label header naming classes outside ``base.classes``; no usable
+  video at all; an empty ``train`` or ``dev`` split (nothing to fit, nothing to tune fusion
+  on); with ``strict: true``, any warning.
+What is skipped with a warning (listed in ``manifest_report.json``):
+  a missing or undecodable media file; a video without a label file; a label file that
+  differs from its video by more than ``max_label_mismatch_s`` or holds bad lines; a clip
+  label outside ``base.classes``; an empty ``test`` split (evaluation then reports dev only).
+Kept with a warning: label files shorter or longer than the video within the tolerance
+(missing tail frames are unannotated, -1; extra lines are ignored) and videos without an
+audio track (audio stages skip them).
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from pipeline.data.media import MediaInfo, probe
+from pipeline.errors import DataError, PipelineError
+from pipeline.labels.files import count_frames, read_expr_labels, read_va_labels
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test")
+AFFWILD2_SPLITS = {"Train_Set": "train", "Validation_Set": "dev", "Test_Set": "test"}
+AFFWILD2_TASK_DIRS = {"expr": "EXPR_Set", "va": "VA_Set"}
+CREMA_CODES = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness",
+               "NEU": "neutral", "SAD": "sadness"}
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm")
+
+
+@dataclass(frozen=True)
+class Item:
+    """A dataset entry as an adapter sees it (before probing)."""
+
+    video_id: str
+    media_path: str
+    split: str
+    speaker: str
+    label_file: str = ""  # per-frame label file, or ""
+    clip_label: str = ""  # one class name for the whole clip, or ""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One row of ``manifest.csv`` (paths as given to the stage, usually repo-relative)."""
+
+    video_id: str
+    media_path: str
+    split: str
+    speaker: str
+    label_file: str
+    clip_label: str
+    duration_s: float
+    has_video: bool
+    fps: float
+    n_frames: int
+    width: int
+    height: int
+    has_audio: bool
+    audio_rate_hz: int
+    label_frames: int  # frames in the label file (0 for clip labels)
+
+
+class Report:
+    """Collects per-file warnings and errors for ``manifest_report.json``."""
+
+    def __init__(self) -> None:
+        self.warnings: list[dict[str, str]] = []
+        self.errors: list[dict[str, str]] = []
+
+    def warn(self, path: str | Path, problem: str, action: str) -> None:
+        log.warning("%s: %s (%s)", path, problem, action)
+        self.warnings.append({"file": str(path), "problem": problem, "action": action})
+
+    def error(self, path: str | Path, problem: str) -> None:
+        log.error("%s: %s", path, problem)
+        self.errors.append({"file": str(path), "problem": problem})
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def affwild2_items(root: Path, task: str, report: Report) -> list[Item]:
+    """Aff-Wild2 layout: ``videos/<id>.<ext>`` and ``annotations/<TASK>_Set/<Split>/<id>.txt``.
+
+    Aff-Wild2 videos with two annotated people have label files ``<id>_left.txt`` /
+    ``<id>_right.txt``; each becomes its own item on the same media file. Videos without a
+    label file are skipped with a warning. The demo dataset is written in this layout.
+    """
+    ann = root / "annotations" / AFFWILD2_TASK_DIRS[task]
+    videos = {p.stem: p for p in sorted((root / "videos").glob("*")) if p.suffix.lower() in VIDEO_SUFFIXES}
+    items, labelled = [], set()
+    for split_dir, split in AFFWILD2_SPLITS.items():
+        for lf in sorted((ann / split_dir).glob("*.txt")):
+            vid = lf.stem
+            base = vid.rsplit("_", 1)[0] if vid.endswith(("_left", "_right")) else vid
+            media = videos.get(vid) or videos.get(base)
+            if media is None:
+                report.warn(lf, f"no video for label file in {root / 'videos'}", "skipped")
+                continue
+            labelled.add(media.stem)
+            items.append(Item(vid, str(media), split, base, label_file=str(lf)))
+    for stem, media in sorted(videos.items()):
+        if stem not in labelled:
+            report.warn(media, f"no {AFFWILD2_TASK_DIRS[task]} label file", "skipped")
+    return items
+
+
+def demo_items(root: Path, task: str, report: Report) -> list[Item]:
+    """The embedded demo: Aff-Wild2 layout; every clip is CREMA-D actor 1001."""
+    return [replace(i, speaker="1001") for i in affwild2_items(root, task, report)]
+
+
+def crema_d_items(root: Path, media: str, classes: tuple[str, ...], fractions: dict[str, float],
+                  seed: int, report: Report) -> list[Item]:
+    """Official CREMA-D layout: ``VideoFlash/*.flv`` or ``AudioWAV/*.wav`` (else ``AudioMP3``).
+
+    Names follow ``ActorID_Sentence_Emotion_Level``; the emotion is a clip-level label.
+    CREMA-D has no official split, so actors are split speaker-independently by
+    ``fractions`` with a seeded shuffle.
+    """
+    if media == "video":
+        files = sorted((root / "VideoFlash").glob("*.flv"))
+    else:
+        files = sorted((root / "AudioWAV").glob("*.wav")) or sorted((root / "AudioMP3").glob("*.mp3"))
+    if not files:
+        raise PipelineError(f"{root}: no CREMA-D {media} files (expected VideoFlash/ or AudioWAV/, AudioMP3/)")
+    wanted = [c.lower() for c in classes]
+    parsed = []
+    for f in files:
+        parts = f.stem.split("_")
+        if len(parts) != 4 or parts[2] not in CREMA_CODES:
+            report.warn(f, "name does not follow ActorID_Sentence_Emotion_Level", "skipped")
+            continue
+        label = CREMA_CODES[parts[2]]
+        if label not in wanted:
+            report.warn(f, f"emotion {label!r} is not in base.classes", "skipped")
+            continue
+        parsed.append((f, parts[0], label))
+    split_of = split_groups(sorted({spk for _, spk, _ in parsed}), fractions, seed)
+    return [Item(f.stem, str(f), split_of[spk], spk, clip_label=label) for f, spk, label in parsed]
+
+
+def csv_items(root: Path, table: Path, report: Report) -> list[Item]:
+    """A user's table with columns ``media, split`` and ``label`` or ``label_file``.
+
+    Optional columns: ``video_id`` (default: media file stem) and ``speaker`` (default: the
+    video id). Paths are relative to ``root``.
+    """
+    try:
+        with open(table, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise PipelineError(f"{table}: csv table not found") from None
+    need = {"media", "split"}
+    if not rows or not need <= set(rows[0]):
+        raise PipelineError(f"{table}: needs a header with at least columns {sorted(need)}")
+    if not ({"label", "label_file"} & set(rows[0])):
+        raise PipelineError(f"{table}: needs a 'label' or a 'label_file' column")
+    items = []
+    for n, r in enumerate(rows, start=2):
+        if r["split"] not in SPLITS:
+            report.warn(table, f"line {n}: split {r['split']!r} is not one of {SPLITS}", "skipped")
+            continue
+        media = root / r["media"]
+        vid = (r.get("video_id") or "").strip() or media.stem
+        label_file = (r.get("label_file") or "").strip()
+        items.append(Item(vid, str(media), r["split"], (r.get("speaker") or "").strip() or vid,
+                          label_file=str(root / label_file) if label_file else "",
+                          clip_label=(r.get("label") or "").strip().lower()))
+    return items
+
+
+def split_groups(groups: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Assign groups (speakers) to splits by fraction with a seeded shuffle.
+
+    Every split with a positive fraction gets at least one group while groups remain, in
+    the order train, dev, test; the rest go by rounded fractions, remainder to train.
+    """
+    order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    total = sum(fractions.get(s, 0.0) for s in SPLITS)
+    counts = {s: int(round(fractions.get(s, 0.0) / total * len(groups))) if total else 0 for s in SPLITS}
+    for s in SPLITS:
+        if fractions.get(s, 0.0) > 0 and counts[s] == 0:
+            counts[s] = 1
+    while sum(counts.values()) > len(groups):
+        s = max((s for s in reversed(SPLITS) if counts[s] > 0), key=lambda s: counts[s])
+        counts[s] -= 1
+    counts["train"] += len(groups) - sum(counts.values())
+    out, k = {}, 0
+    for s in SPLITS:
+        for g in order[k:k + counts[s]]:
+            out[g] = s
+        k += counts[s]
+    return out
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _probe(path: str) -> MediaInfo | DataError:
+    try:
+        return probe(path)
+    except DataError as err:
+        return err
+
+
+def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
+                   max_label_mismatch_s: float, n_jobs: int, report: Report) -> list[ManifestRow]:
+    """Probe every item's media and check its labels; returns usable rows sorted by id.
+
+    Raises
+    ------
+    PipelineError
+        Duplicate ids, label headers outside ``classes``, no usable video, or an empty
+        train/dev split (see module docstring).
+    """
+    dupes = sorted(v for v, n in Counter(i.video_id for i in items).items() if n > 1)
+    if dupes:
+        for v in dupes:
+            report.error(next(i.media_path for i in items if i.video_id == v), f"duplicate video id {v!r}")
+        raise PipelineError(f"{len(dupes)} duplicate video ids, e.g. {dupes[0]!r}; ids must be unique")
+    items = sorted(items, key=lambda i: i.video_id)
+    unique_media = sorted({i.media_path for i in items})
+    infos = dict(zip(unique_media, Parallel(n_jobs=n_jobs)(delayed(_probe)(m) for m in unique_media)))
+    wanted = [c.lower() for c in classes]
+    rows = []
+    for it in items:
+        info = infos[it.media_path]
+        if isinstance(info, DataError):
+            report.warn(info.path, info.problem, "skipped")
+            continue
+        label_frames = 0
+        if it.label_file:
+            try:
+                if task == "expr":
+                    label_frames = len(read_expr_labels(it.label_file, classes))
+                else:
+                    label_frames = len(read_va_labels(it.label_file))
+            except DataError as err:
+                if "not in base.classes" in err.problem:
+                    report.error(err.path, err.problem)
+                    raise
+                report.warn(err.path, err.problem, "skipped")
+                continue
+            if info.has_video:
+                diff_s = (label_frames - info.n_frames) / info.fps
+                if abs(diff_s) > max_label_mismatch_s:
+                    report.warn(it.label_file, f"{label_frames} label lines for {info.n_frames} video "
+                                f"frames ({diff_s:+.2f} s, tolerance {max_label_mismatch_s} s)", "skipped")
+                    continue
+                if label_frames != info.n_frames:
+                    what = "shorter" if label_frames < info.n_frames else "longer"
+                    report.warn(it.label_file, f"{what} than its video ({label_frames} vs "
+                                f"{info.n_frames} frames)", "kept: missing frames unannotated, extra lines ignored")
+        elif it.clip_label:
+            if task != "expr":
+                report.warn(it.media_path, "clip labels are categorical; task is va", "skipped")
+                continue
+            if it.clip_label.lower() not in wanted:
+                report.warn(it.media_path, f"clip label {it.clip_label!r} is not in base.classes", "skipped")
+                continue
+        else:
+            report.warn(it.media_path, "no label", "skipped")
+            continue
+        if not info.has_audio:
+            report.warn(it.media_path, "no audio track", "kept: audio stages skip this video")
+        rows.append(ManifestRow(it.video_id, it.media_path, it.split, it.speaker, it.label_file,
+                                it.clip_label.lower(), label_frames=label_frames, **asdict(info)))
+    if not rows:
+        raise PipelineError("no usable video in the dataset; see manifest_report.json for why")
+    per_split = Counter(r.split for r in rows)
+    for split in ("train", "dev"):
+        if per_split[split] == 0:
+            raise PipelineError(f"split {split!r} is empty: {split} videos are needed "
+                                f"({dict(per_split)} usable videos per split)")
+    if per_split["test"] == 0:
+        report.warn("(dataset)", "split 'test' is empty", "kept: evaluation reports dev only")
+    return rows
+
+
+def write_manifest(dst: str | Path, rows: list[ManifestRow]) -> None:
+    """Write rows as CSV with a fixed column order (stable bytes)."""
+    names = [f.name for f in fields(ManifestRow)]
+    with open(dst, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=names, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow(asdict(r))
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    """Read ``manifest.csv`` back into typed rows (sorted by id, as written)."""
+    casts = {"duration_s": float, "fps": float, "n_frames": int, "width": int, "height": int,
+             "audio_rate_hz": int, "label_frames": int,
+             "has_video": lambda s: s == "True", "has_audio": lambda s: s == "True"}
+    try:
+        with open(path, newline="") as fh:
+            return [ManifestRow(**{k: casts.get(k, str)(v) for k, v in r.items()})
+                    for r in csv.DictReader(fh)]
+    except FileNotFoundError:
+        raise DataError(path, "manifest not found (run build_manifest)") from None
+    except (TypeError, ValueError) as err:
+        raise DataError(path, f"not a manifest written by build_manifest ({err})") from None

@@ -1,0 +1,170 @@
+"""The one place that reads and writes the pipeline's HDF5 files.
+
+Contract (see README, "Data contracts"):
+
+- File attributes: ``stage``, ``params_digest``, a rate (``rate_hz`` or ``fps``), ``dim``
+  and, where relevant, ``model`` and ``weights_sha256``.
+- One group per video id, written in sorted id order. Inside: ``t`` (float64 seconds,
+  [T]), the payload (``x`` float32 [T, D] embeddings, ``faces`` uint8 [T, H, W, 3],
+  ``y`` int8 [T] labels, ``va`` float32 [T, 2], ``p`` float32 [T, K] scores, ...) and
+  ``valid`` (bool [T]) where it applies. Groups may carry their own attributes.
+- Written to a temporary file and renamed into place, so a killed stage never leaves a
+  half-written output; no timestamps are stored, so the same inputs give the same bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.io.atomic import atomic_path
+
+# Compress big payloads; lzf is fast and deterministic. Small arrays stay contiguous.
+_COMPRESS_MIN_BYTES = 64 * 1024
+
+
+def params_digest(params: Mapping[str, Any]) -> str:
+    """Short, stable digest of a JSON-serialisable params mapping (16 hex chars)."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return "null"
+    return value
+
+
+def _write_arrays(group: h5py.Group, arrays: Mapping[str, np.ndarray]) -> None:
+    for name in sorted(arrays):
+        data = np.asarray(arrays[name])
+        if data.nbytes >= _COMPRESS_MIN_BYTES and data.ndim >= 1:
+            chunks = (min(len(data), max(1, (1 << 20) // max(1, data[0].nbytes))),) + data.shape[1:]
+            group.create_dataset(name, data=data, chunks=chunks, compression="lzf")
+        else:
+            group.create_dataset(name, data=data)
+
+
+class H5Writer:
+    """Write one contract file group by group (sorted ids enforced), atomically.
+
+    Use through :func:`open_writer`; groups must be added in increasing id order so the
+    bytes do not depend on processing order.
+    """
+
+    def __init__(self, handle: h5py.File, path: Path):
+        self._f = handle
+        self._path = path
+        self._last: str | None = None
+
+    def add(self, video_id: str, attrs: Mapping[str, Any] | None = None, **arrays: np.ndarray) -> None:
+        """Add group ``video_id`` holding ``arrays`` (and optional group attributes)."""
+        if self._last is not None and video_id <= self._last:
+            raise ValueError(f"{self._path}: groups must be added in sorted order ({video_id!r} after {self._last!r})")
+        self._last = video_id
+        group = self._f.create_group(video_id)
+        for key in sorted(attrs or {}):
+            group.attrs[key] = _attr_value(attrs[key])
+        _write_arrays(group, arrays)
+
+
+@contextmanager
+def open_writer(dst: str | Path, **file_attrs: Any) -> Iterator[H5Writer]:
+    """Open an atomic contract writer for ``dst`` with the given file attributes.
+
+    The file appears at ``dst`` only when the ``with`` block ends without an error.
+    """
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        # libver 'earliest' + no track_order/track_times keeps the bytes reproducible.
+        with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
+            for key in sorted(file_attrs):
+                f.attrs[key] = _attr_value(file_attrs[key])
+            yield H5Writer(f, dst)
+
+
+def write_h5(dst: str | Path, groups: Mapping[str, Mapping[str, np.ndarray]], **file_attrs: Any) -> None:
+    """Atomically write ``{video_id: {name: array}}`` to ``dst`` in sorted id order."""
+    with open_writer(dst, **file_attrs) as w:
+        for vid in sorted(groups):
+            w.add(vid, **groups[vid])
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """File attributes of a contract file (JSON-encoded values decoded)."""
+    with _open(path) as f:
+        return {k: _decode_attr(v) for k, v in f.attrs.items()}
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{n":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def video_ids(path: str | Path) -> list[str]:
+    """Sorted group (video) ids in a contract file."""
+    with _open(path) as f:
+        return sorted(f.keys())
+
+
+def read_group(path: str | Path, video_id: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of one video group (all, or only ``names``)."""
+    with _open(path) as f:
+        if video_id not in f:
+            raise DataError(path, f"no group for video {video_id!r}")
+        g = f[video_id]
+        keys = names if names is not None else sorted(g.keys())
+        missing = [k for k in keys if k not in g]
+        if missing:
+            raise DataError(path, f"video {video_id!r} lacks datasets {missing}")
+        return {k: g[k][()] for k in keys}
+
+
+def iter_groups(path: str | Path, names: list[str] | None = None) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yield ``(video_id, arrays)`` for every group in sorted order, one at a time."""
+    with _open(path) as f:
+        for vid in sorted(f.keys()):
+            g = f[vid]
+            keys = names if names is not None else sorted(g.keys())
+            yield vid, {k: g[k][()] for k in keys}
+
+
+def is_fresh(path: str | Path, digest: str) -> bool:
+    """True if ``path`` exists, opens cleanly and was written with ``params_digest``."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return _decode_attr(f.attrs.get("params_digest")) == digest
+    except OSError:  # truncated or corrupt: recompute
+        return False
+
+
+@contextmanager
+def _open(path: str | Path) -> Iterator[h5py.File]:
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except OSError as err:
+        raise DataError(path, f"not a readable HDF5 file ({err})") from None
+    with f:
+        yield f

@@ -1,0 +1,48 @@
+"""Stage `build_manifest`: one table of every usable video (media, probe, labels, split).
+
+Reads  params.yaml: base.seed, base.task, base.classes, base.n_jobs, build_manifest;
+       the dataset folder given as --src (= build_manifest.root)
+Writes data/interim/manifest.csv, data/interim/manifest_report.json
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.cli import stage_cli
+from pipeline.data import manifest as mf
+from pipeline.errors import PipelineError
+from pipeline.io.atomic import atomic_path, write_json
+from pipeline.params import load_params
+
+
+@stage_cli
+def main(src: Path, dst: Path, report: Path, params: Path = Path("params.yaml")) -> None:
+    """Probe the dataset under --src and write the manifest and its report."""
+    cfg = load_params("build_manifest", params)
+    rep = mf.Report()
+    try:
+        if cfg.adapter == "demo":
+            items = mf.demo_items(src, cfg.task, rep)
+        elif cfg.adapter == "affwild2":
+            items = mf.affwild2_items(src, cfg.task, rep)
+        elif cfg.adapter == "crema_d":
+            items = mf.crema_d_items(src, cfg.crema_media, cfg.classes, cfg.split_fractions, cfg.seed, rep)
+        else:
+            if not cfg.csv_file:
+                raise PipelineError("build_manifest.csv_file: required for the csv adapter")
+            items = mf.csv_items(src, src / cfg.csv_file, rep)
+        rows = mf.build_manifest(items, task=cfg.task, classes=cfg.classes,
+                                 max_label_mismatch_s=cfg.max_label_mismatch_s,
+                                 n_jobs=cfg.n_jobs, report=rep)
+        if cfg.strict and rep.warnings:
+            raise PipelineError(f"strict: {len(rep.warnings)} warnings, e.g. {rep.warnings[0]}")
+    finally:
+        write_json(report, {"warnings": rep.warnings, "errors": rep.errors})
+    with atomic_path(dst) as tmp:
+        mf.write_manifest(tmp, rows)
+    splits = {s: sum(r.split == s for r in rows) for s in mf.SPLITS}
+    mf.log.info("manifest: %d videos %s, %d warnings -> %s", len(rows), splits, len(rep.warnings), dst)
+
+
+if __name__ == "__main__":
+    main()
