@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +52,50 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool = True,
+                size: tuple[int, int] = (64, 48), audio_rate: int = 16000, face: np.ndarray | None = None) -> Path:
+    """Write a small real MP4 (MPEG-4 video, optional AAC audio) with PyAV.
+
+    Frames are a moving gradient (or ``face``, an RGB image of ``size``); audio is a 220 Hz
+    tone lasting as long as the video.
+    """
+    import av
+
+    from pipeline.data.media import as_fraction
+
+    w, h = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("mpeg4", rate=as_fraction(fps))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        aus = out.add_stream("aac", rate=audio_rate, layout="mono") if audio else None
+        for i in range(n_frames):
+            if face is not None:
+                img = face
+            else:
+                img = np.zeros((h, w, 3), np.uint8)
+                img[..., 0] = (np.arange(w)[None, :] * 4 + i * 8) % 256
+                img[..., 1] = 128
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+        if aus is not None:
+            n = int(n_frames / fps * audio_rate)
+            tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / audio_rate)).astype(np.float32)
+            for k in range(0, n, 1024):
+                frame = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="flt", layout="mono")
+                frame.sample_rate, frame.pts = audio_rate, k
+                for pkt in aus.encode(frame):
+                    out.mux(pkt)
+            for pkt in aus.encode():
+                out.mux(pkt)
+    return path
+
+
+@pytest.fixture
+def make_video():
+    """Factory fixture: ``make_video(path, n_frames=10, fps=25.0, audio=True, ...)``."""
+    return write_video

@@ -1,0 +1,175 @@
+"""Manifest: adapters, probing, and the defined outcome of every kind of bad input."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.data import manifest as mf
+from pipeline.errors import DataError, PipelineError
+
+CLASSES = ("neutral", "anger", "disgust", "fear", "happiness", "sadness")
+HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness"
+
+
+def _labels(path, n, header=HEADER, value=1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n" + "\n".join([str(value)] * n) + "\n")
+    return path
+
+
+def _affwild(root, make_video, specs):
+    """specs: {video_id: (split_dir or None, n_frames, n_label_lines, audio)}"""
+    for vid, (split_dir, n, n_lab, audio) in specs.items():
+        if n is not None:
+            make_video(root / "videos" / f"{vid}.mp4", n_frames=n, fps=25.0, audio=audio)
+        if split_dir:
+            _labels(root / "annotations" / "EXPR_Set" / split_dir / f"{vid}.txt", n_lab)
+
+
+def _build(items, **kw):
+    rep = mf.Report()
+    rows = mf.build_manifest(items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0,
+                             n_jobs=1, report=rep, **kw)
+    return rows, rep
+
+
+def test_affwild2_layout_edge_cases(tmp_path, make_video):
+    _affwild(tmp_path, make_video, {
+        "v_ok": ("Train_Set", 25, 25, True),
+        "v_noaudio": ("Validation_Set", 25, 25, False),
+        "v_short_labels": ("Test_Set", 50, 40, True),      # 0.4 s short: kept, tail unannotated
+        "v_bad_labels": ("Train_Set", 25, 75, True),       # 2 s too long: skipped
+        "v_nolabel": (None, 25, 0, True),                  # video without label file: skipped
+        "v_novideo": ("Train_Set", None, 25, True),        # label file without video: skipped
+    })
+    (tmp_path / "videos" / "v_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
+    _labels(tmp_path / "annotations" / "EXPR_Set" / "Train_Set" / "v_corrupt.txt", 25)
+    rep = mf.Report()
+    items = mf.affwild2_items(tmp_path, "expr", rep)
+    rows = mf.build_manifest(items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0,
+                             n_jobs=1, report=rep)
+    by_id = {r.video_id: r for r in rows}
+    assert sorted(by_id) == ["v_noaudio", "v_ok", "v_short_labels"]
+    assert [r.video_id for r in rows] == sorted(by_id)  # sorted output
+    ok = by_id["v_ok"]
+    assert (ok.split, ok.n_frames, ok.fps, ok.has_audio, ok.label_frames) == ("train", 25, 25.0, True, 25)
+    assert ok.duration_s == pytest.approx(1.0, abs=0.1) and (ok.width, ok.height) == (64, 48)
+    assert by_id["v_noaudio"].has_audio is False and by_id["v_noaudio"].split == "dev"
+    assert by_id["v_short_labels"].label_frames == 40
+    problems = {json.dumps(w) for w in rep.warnings}
+    text = " ".join(problems)
+    assert "v_corrupt.mp4" in text and "skipped" in text
+    assert "v_bad_labels.txt" in text and "75 label lines for 25 video frames" in text
+    assert "v_nolabel.mp4" in text and "no EXPR_Set label file" in text
+    assert "v_novideo.txt" in text and "no video for label file" in text
+    assert "no audio track" in text and "shorter than its video (40 vs 50 frames)" in text
+
+
+def test_header_with_unknown_class_stops(tmp_path, make_video):
+    make_video(tmp_path / "videos" / "a.mp4", n_frames=5)
+    _labels(tmp_path / "annotations" / "EXPR_Set" / "Train_Set" / "a.txt", 5, header=HEADER + ",Surprise")
+    rep = mf.Report()
+    with pytest.raises(DataError, match=r"header classes \['surprise'\] are not in base.classes"):
+        mf.build_manifest(mf.affwild2_items(tmp_path, "expr", rep), task="expr", classes=CLASSES,
+                          max_label_mismatch_s=1.0, n_jobs=1, report=rep)
+    assert rep.errors and rep.errors[0]["file"].endswith("a.txt")
+
+
+def test_empty_train_or_dev_split_stops_empty_test_warns(tmp_path, make_video):
+    v = make_video(tmp_path / "v.mp4", n_frames=5)
+    only_train = [mf.Item("a", str(v), "train", "s", clip_label="anger")]
+    with pytest.raises(PipelineError, match="split 'dev' is empty"):
+        _build(only_train)
+    rows, rep = _build(only_train + [mf.Item("b", str(v), "dev", "s", clip_label="fear")])
+    assert len(rows) == 2 and "split 'test' is empty" in rep.warnings[-1]["problem"]
+    with pytest.raises(PipelineError, match="no usable video"):
+        _build([mf.Item("a", str(v), "train", "s", clip_label="surprise")])
+
+
+def test_duplicate_ids_stop(tmp_path, make_video):
+    v = make_video(tmp_path / "v.mp4", n_frames=5)
+    items = [mf.Item("a", str(v), "train", "s", clip_label="anger"),
+             mf.Item("a", str(v), "dev", "s", clip_label="fear")]
+    with pytest.raises(PipelineError, match="duplicate video ids, e.g. 'a'"):
+        _build(items)
+
+
+def test_csv_adapter(tmp_path, make_video):
+    make_video(tmp_path / "clips" / "x.mp4", n_frames=5)
+    make_video(tmp_path / "clips" / "y.mp4", n_frames=5, audio=False)
+    _labels(tmp_path / "labels" / "y.txt", 5, value=4)
+    table = tmp_path / "table.csv"
+    table.write_text("media,split,label,label_file,speaker\n"
+                     "clips/x.mp4,train,Anger,,spk1\n"
+                     "clips/y.mp4,dev,,labels/y.txt,\n"
+                     "clips/z.mp4,test,fear,,spk3\n"       # missing media: skipped
+                     "clips/x.mp4,holdout,fear,,spk3\n")   # unknown split: skipped
+    rep = mf.Report()
+    items = mf.csv_items(tmp_path, table, rep)
+    assert [i.video_id for i in items] == ["x", "y", "z"]
+    assert items[0].clip_label == "anger" and items[1].speaker == "y"
+    rows = mf.build_manifest(items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0,
+                             n_jobs=1, report=rep)
+    assert [r.video_id for r in rows] == ["x", "y"]
+    assert any("z.mp4: file not found" in f"{w['file']}: {w['problem']}" for w in rep.warnings)
+    assert any("split 'holdout'" in w["problem"] for w in rep.warnings)
+    with pytest.raises(PipelineError, match="needs a 'label' or a 'label_file' column"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("media,split\nclips/x.mp4,train\n")
+        mf.csv_items(tmp_path, bad, rep)
+
+
+def test_write_read_round_trip(tmp_path, make_video):
+    v = make_video(tmp_path / "v.mp4", n_frames=5)
+    rows, _ = _build([mf.Item("a", str(v), "train", "s", clip_label="anger"),
+                      mf.Item("b", str(v), "dev", "s", clip_label="fear")])
+    dst = tmp_path / "m.csv"
+    mf.write_manifest(dst, rows)
+    assert mf.read_manifest(dst) == rows
+    with open(dst) as fh:
+        assert next(csv.reader(fh))[:3] == ["video_id", "media_path", "split"]
+
+
+def test_split_groups_is_seeded_and_covers_each_split():
+    groups = [f"{i:04d}" for i in range(91)]  # CREMA-D has 91 actors
+    a = mf.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=13)
+    assert a == mf.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=13)
+    assert a != mf.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=14)
+    counts = {s: sum(v == s for v in a.values()) for s in mf.SPLITS}
+    assert counts == {"train": 63, "dev": 14, "test": 14}
+    assert set(mf.split_groups(["a", "b"], {"train": 0.7, "dev": 0.15, "test": 0.15}, 0).values()) == {"train", "dev"}
+
+
+def test_crema_d_real_sample_video(shared_data):
+    root = shared_data / "crema-d-sample"
+    rep = mf.Report()
+    items = mf.crema_d_items(root, "video", CLASSES, {"train": 0.7, "dev": 0.15, "test": 0.15}, 13, rep)
+    assert [i.video_id for i in items] == [f"1001_DFA_{c}_XX" for c in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")]
+    assert {i.speaker for i in items} == {"1001"}
+    assert [i.clip_label for i in items] == ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    infos = [mf.probe(i.media_path) for i in items]
+    for info in infos:  # FLV, VP6 480x360 at 29.97 fps, MP3 44.1 kHz, 1.9-2.3 s
+        assert (info.width, info.height, info.audio_rate_hz) == (480, 360, 44100)
+        assert info.fps == pytest.approx(29.97, abs=0.01) and 1.8 < info.duration_s < 2.4
+        assert abs(info.n_frames - info.duration_s * info.fps) <= 2
+
+
+def test_crema_d_real_sample_audio_and_class_filter(shared_data):
+    root = shared_data / "crema-d-sample"
+    rep = mf.Report()
+    classes = ("neutral", "anger", "happiness", "sadness")  # no disgust / fear
+    items = mf.crema_d_items(root, "audio", classes, {"train": 1.0}, 0, rep)
+    assert [i.speaker for i in items] == ["1002"] * 4 and all(i.split == "train" for i in items)
+    assert sum("is not in base.classes" in w["problem"] for w in rep.warnings) == 2
+    info = mf.probe(items[0].media_path)
+    assert not info.has_video and info.has_audio and info.n_frames == 0
+
+
+def test_probe_rejects_non_media(tmp_path):
+    bad = tmp_path / "x.mp4"
+    bad.write_text("hello")
+    with pytest.raises(DataError, match=r"x\.mp4: cannot be opened as media"):
+        mf.probe(bad)
+    with pytest.raises(DataError, match="file not found"):
+        mf.probe(tmp_path / "missing.mp4")

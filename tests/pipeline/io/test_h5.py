@@ -1,0 +1,98 @@
+"""HDF5 contract: round trip, sorted groups, reproducible bytes, atomic writes."""
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.errors import DataError
+from pipeline.io import h5
+
+
+def _groups(rng):
+    return {
+        vid: {"t": np.arange(n) / 5.0, "x": rng.standard_normal((n, 8)).astype(np.float32),
+              "valid": rng.random(n) > 0.2}
+        for vid, n in [("b", 7), ("a", 3), ("c", 20000)]
+    }
+
+
+def test_round_trip_attrs_and_sorted_order(tmp_path):
+    rng = np.random.default_rng(0)
+    groups = _groups(rng)
+    dst = tmp_path / "emb.h5"
+    h5.write_h5(dst, groups, stage="embed", params_digest="abc", rate_hz=5.0, dim=8,
+                model="m", extra={"k": [1, 2]})
+    assert h5.video_ids(dst) == ["a", "b", "c"]
+    with h5py.File(dst) as f:
+        assert list(f.keys()) == ["a", "b", "c"]
+        assert f["c/x"].compression == "lzf"  # large payload compressed
+    attrs = h5.read_attrs(dst)
+    assert attrs["stage"] == "embed" and attrs["rate_hz"] == 5.0 and attrs["extra"] == {"k": [1, 2]}
+    for vid, arrays in h5.iter_groups(dst):
+        for name, arr in arrays.items():
+            np.testing.assert_array_equal(arr, groups[vid][name])
+            assert arr.dtype == groups[vid][name].dtype
+    assert set(h5.read_group(dst, "a", ["x"])) == {"x"}
+
+
+def test_same_inputs_give_identical_bytes(tmp_path):
+    digests = []
+    for k in range(2):
+        dst = tmp_path / f"{k}.h5"
+        groups = _groups(np.random.default_rng(1))
+        # different insertion order, same content
+        h5.write_h5(dst, dict(reversed(list(groups.items()))), stage="s", params_digest="d")
+        digests.append(hashlib.sha256(dst.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_interrupted_write_leaves_no_file_and_keeps_old_output(tmp_path):
+    dst = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError):
+        with h5.open_writer(dst, stage="s") as w:
+            w.add("a", x=np.zeros(3))
+            raise RuntimeError("killed midway")
+    assert not dst.exists()
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind either
+    h5.write_h5(dst, {"a": {"x": np.ones(2)}}, stage="s")
+    before = dst.read_bytes()
+    with pytest.raises(RuntimeError):
+        with h5.open_writer(dst, stage="s") as w:
+            w.add("a", x=np.zeros(3))
+            raise RuntimeError("killed midway")
+    assert dst.read_bytes() == before
+
+
+def test_groups_must_come_in_sorted_order(tmp_path):
+    with pytest.raises(ValueError, match="sorted order"):
+        with h5.open_writer(tmp_path / "x.h5") as w:
+            w.add("b", x=np.zeros(1))
+            w.add("a", x=np.zeros(1))
+
+
+def test_is_fresh_checks_digest_and_corruption(tmp_path):
+    dst = tmp_path / "v.h5"
+    assert not h5.is_fresh(dst, "d1")
+    h5.write_h5(dst, {"a": {"x": np.zeros(2)}}, params_digest="d1")
+    assert h5.is_fresh(dst, "d1") and not h5.is_fresh(dst, "d2")
+    dst.write_bytes(dst.read_bytes()[:100])  # truncated
+    assert not h5.is_fresh(dst, "d1")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        h5.video_ids(dst)
+
+
+def test_missing_group_or_file_is_a_clear_error(tmp_path):
+    dst = tmp_path / "v.h5"
+    h5.write_h5(dst, {"a": {"x": np.zeros(2)}})
+    with pytest.raises(DataError, match="no group for video 'zz'"):
+        h5.read_group(dst, "zz")
+    with pytest.raises(DataError, match="lacks datasets"):
+        h5.read_group(dst, "a", ["x", "valid"])
+    with pytest.raises(DataError, match="file not found"):
+        h5.read_attrs(tmp_path / "none.h5")
+
+
+def test_params_digest_is_order_independent():
+    assert h5.params_digest({"a": 1, "b": [1, 2]}) == h5.params_digest({"b": [1, 2], "a": 1})
+    assert h5.params_digest({"a": 1}) != h5.params_digest({"a": 2})

@@ -1,0 +1,60 @@
+"""Stage `build_manifest` through its CLI: outputs, report, and non-zero exits."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.build_manifest import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _params(tmp_path, **overrides):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["build_manifest"].update(overrides)
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def _dataset(tmp_path, make_video, splits):
+    root = tmp_path / "ds"
+    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness"
+    for i, split_dir in enumerate(splits):
+        make_video(root / "videos" / f"v{i}.mp4", n_frames=10, audio=i != 0)
+        lf = root / "annotations" / "EXPR_Set" / split_dir / f"v{i}.txt"
+        lf.parent.mkdir(parents=True, exist_ok=True)
+        lf.write_text(header + "\n" + "\n".join(["2"] * 10) + "\n")
+    return root
+
+
+def test_writes_manifest_and_report(tmp_path, make_video):
+    root = _dataset(tmp_path, make_video, ["Train_Set", "Validation_Set", "Test_Set"])
+    dst, rep = tmp_path / "out" / "manifest.csv", tmp_path / "out" / "report.json"
+    main(["--src", str(root), "--dst", str(dst), "--report", str(rep),
+          "--params", str(_params(tmp_path, adapter="affwild2"))])
+    lines = dst.read_text().splitlines()
+    assert len(lines) == 4 and lines[1].startswith("v0,")
+    report = json.loads(rep.read_text())
+    assert report["errors"] == [] and "no audio track" in report["warnings"][0]["problem"]
+
+
+def test_strict_turns_warnings_into_a_failure(tmp_path, make_video):
+    root = _dataset(tmp_path, make_video, ["Train_Set", "Validation_Set", "Test_Set"])
+    dst, rep = tmp_path / "manifest.csv", tmp_path / "report.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["--src", str(root), "--dst", str(dst), "--report", str(rep),
+              "--params", str(_params(tmp_path, adapter="affwild2", strict=True))])
+    assert exc.value.code == 1 and not dst.exists()
+    assert json.loads(rep.read_text())["warnings"]  # the report says why
+
+
+def test_empty_dev_split_exits_non_zero_without_manifest(tmp_path, make_video, capfd):
+    root = _dataset(tmp_path, make_video, ["Train_Set", "Test_Set"])
+    dst = tmp_path / "manifest.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["--src", str(root), "--dst", str(dst), "--report", str(tmp_path / "r.json"),
+              "--params", str(_params(tmp_path, adapter="affwild2"))])
+    assert exc.value.code == 1 and not dst.exists()
+    assert "split 'dev' is empty" in capfd.readouterr().err

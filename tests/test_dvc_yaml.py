@@ -1,0 +1,73 @@
+"""Static checks that dvc.yaml, params.yaml and the stage scripts agree."""
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+from pipeline.params import STAGES, declared_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+# Infrastructure every stage uses; listing it in every stage's deps would add noise only.
+INFRA = {"pipeline/cli.py", "pipeline/params.py", "pipeline/errors.py", "pipeline/io/atomic.py"}
+
+
+def _body(stage):
+    return DVC[stage].get("do", DVC[stage])
+
+
+def test_every_stage_has_a_script_and_params_schema():
+    for name in DVC:
+        body = _body(name)
+        script = f"stages/{name}.py"
+        assert (ROOT / script).exists(), f"{name}: missing {script}"
+        assert script in body["deps"], f"{name}: {script} is not a dep"
+        assert f"python -m stages.{name} " in body["cmd"] + " ", f"{name}: cmd does not run its script"
+        assert name in STAGES, f"{name}: no params schema in pipeline.params.STAGES"
+
+
+def test_declared_params_match_what_the_script_reads():
+    for name in DVC:
+        assert _body(name).get("params", []) == declared_params(name), name
+    for name in STAGES:  # the script loads exactly its own stage's params
+        text = (ROOT / "stages" / f"{name}.py").read_text()
+        assert re.findall(r'load_params\("([\w.]+)"', text) == [name], name
+
+
+def _imported_files(script: Path) -> set[str]:
+    """Repo-relative files of the pipeline modules a script imports (submodules resolved)."""
+    files = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        mods = []
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+            mods = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        elif isinstance(node, ast.Import):
+            mods = [a.name for a in node.names if a.name.startswith("pipeline")]
+        for mod in mods:
+            path = mod.replace(".", "/")
+            if (ROOT / f"{path}.py").exists():
+                files.add(f"{path}.py")
+                break  # the most specific existing module
+            if (ROOT / path / "__init__.py").exists() and mod == mods[-1]:
+                files.add(f"{path}/__init__.py")
+    return files
+
+
+def test_pipeline_modules_a_stage_imports_are_deps():
+    for name in DVC:
+        deps = [d.rstrip("/") for d in _body(name)["deps"]]
+        for file in sorted(_imported_files(ROOT / "stages" / f"{name}.py") - INFRA):
+            if file == "pipeline/__init__.py":
+                continue
+            covered = any(file == d or file.startswith(d + "/") for d in deps)
+            assert covered, f"{name}: imports {file} but it is not among its deps"
+
+
+def test_every_out_is_ignored_by_git_not_committed():
+    for name in DVC:
+        for out in _body(name).get("outs", []):
+            path = out if isinstance(out, str) else next(iter(out))
+            assert "${" in path or not (ROOT / path).is_symlink()
+            top = path.split("/")[0]
+            assert top in {"data", "features", "models", "reports"}, f"{name}: out {path} outside the layout"
