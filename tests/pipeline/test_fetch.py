@@ -35,9 +35,10 @@ def test_extract_member_from_zip_and_tar(tmp_path):
 
 def test_empty_spleeter_folder_is_refused(tmp_path):
     # An empty model folder would make Spleeter run with untrained weights.
-    (tmp_path / "spleeter_2stems").mkdir()
+    (tmp_path / "2stems").mkdir()
+    (tmp_path / "2stems" / ".probe").write_text("OK")  # what makes spleeter skip its download
     with pytest.raises(DataError, match="refusing to run spleeter_2stems without its trained weights"):
-        pretrained.verify_checkpoint("spleeter_2stems", tmp_path / "spleeter_2stems")
+        pretrained.verify_checkpoint("spleeter_2stems", tmp_path / "2stems")
 
 
 def test_tampered_checkpoint_is_refused(tmp_path):

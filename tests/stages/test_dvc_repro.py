@@ -43,7 +43,7 @@ def test_repro_then_nothing_to_run(project):
         assert f"Running stage '{stage}'" in first
     rows = (project / "data/interim/manifest.csv").read_text().splitlines()
     assert len(rows) == 4 and {r.split(",")[2] for r in rows[1:]} == {"train", "dev", "test"}
-    assert (project / "models/pretrained/spleeter_2stems/model.index").is_file()
+    assert (project / "models/pretrained/spleeter/2stems/model.index").is_file()
     second = _dvc(project, "repro")
     assert "Running stage" not in second, second
     assert "Data and pipelines are up to date" in _dvc(project, "status")

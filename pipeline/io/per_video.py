@@ -1,0 +1,146 @@
+"""Run one job per video in parallel, reusing outputs that are still fresh.
+
+Stages whose work is per video (faces, audio, vocals, embeddings) keep one HDF5 file per
+video in an output folder that DVC declares with ``persist: true``. A file is reused only if
+its ``params_digest`` attribute equals the job's digest, which covers the stage params, the
+content of the job's input files and the source code of the modules that made it. Adding
+one video to a dataset therefore costs one video of work, and a code or params change
+recomputes everything. Files of videos no longer in the manifest are removed.
+
+Per-video failures are collected, written to the stage report, and raised together at the
+end, so DVC never caches a partial run.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from joblib import Parallel, delayed
+
+from pipeline.errors import PipelineError
+from pipeline.fetch import sha256_file
+from pipeline.io.h5 import is_fresh, params_digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video's work: its inputs (whose content keys the cache) and its output file."""
+
+    video_id: str
+    inputs: tuple[Path, ...]
+    out: Path
+    info: dict[str, Any] = field(default_factory=dict)  # anything the worker needs (fps, ...)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one video: ``status`` is done, reused, skipped or failed."""
+
+    status: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Skip(Exception):
+    """Raised by a worker for a video that has a defined reason to produce no output."""
+
+
+def code_digest(modules: Sequence[ModuleType]) -> str:
+    """Digest of the source code of ``modules`` (so code changes invalidate reused files)."""
+    h = hashlib.sha256()
+    for mod in sorted(modules, key=lambda m: m.__name__):
+        h.update(inspect.getsource(mod).encode())
+    return h.hexdigest()[:16]
+
+
+def job_digest(job: VideoJob, params: dict[str, Any], code: str) -> str:
+    """Digest of a job: params, input file contents, code version."""
+    return params_digest({"params": params, "code": code,
+                          "inputs": [sha256_file(p) for p in job.inputs]})
+
+
+def _run_one(work: Callable[[VideoJob, str], dict[str, Any]], job: VideoJob, digest: str) -> Outcome:
+    if is_fresh(job.out, digest):
+        return Outcome("reused")
+    if job.out.exists():
+        job.out.unlink()
+    try:
+        return Outcome("done", work(job, digest) or {})
+    except Skip as why:
+        return Outcome("skipped", {"reason": str(why)})
+    except Exception as err:  # noqa: BLE001 -- collected and re-raised for the whole stage
+        log.exception("video %s failed", job.video_id)
+        return Outcome("failed", {"error": f"{type(err).__name__}: {err}"})
+
+
+def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], dict[str, Any]], *,
+                  out_dir: Path, params: dict[str, Any], code: str, n_jobs: int,
+                  desc: str) -> dict[str, Outcome]:
+    """Run ``work(job, digest)`` for every job not already fresh; return outcomes by id.
+
+    ``work`` must write ``job.out`` atomically with ``params_digest=digest`` (or raise
+    :class:`Skip`), and may return a small summary dict for the report.
+
+    Raises
+    ------
+    PipelineError
+        If any video failed (after all others finished; outcomes are in the error).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keep = {j.out.name for j in jobs}
+    for stale in sorted(out_dir.glob("*.h5")):
+        if stale.name not in keep:
+            log.info("%s: removing %s (not in the manifest)", desc, stale.name)
+            stale.unlink()
+    digests = [job_digest(j, params, code) for j in jobs]
+    start = time.perf_counter()
+    results = Parallel(n_jobs=n_jobs, verbose=0)(
+        delayed(_run_one)(work, j, d) for j, d in zip(jobs, digests))
+    outcomes = {j.video_id: o for j, o in zip(jobs, results)}
+    counts = {s: sum(o.status == s for o in results) for s in ("done", "reused", "skipped", "failed")}
+    log.info("%s: %d videos in %.1f s: %s", desc, len(jobs), time.perf_counter() - start, counts)
+    failed = {v: o.detail["error"] for v, o in outcomes.items() if o.status == "failed"}
+    if failed:
+        first = next(iter(failed.items()))
+        raise FailedVideos(f"{desc}: {len(failed)} of {len(jobs)} videos failed, e.g. {first[0]}: {first[1]}",
+                           outcomes)
+    return outcomes
+
+
+class FailedVideos(PipelineError):
+    """Some videos failed; ``outcomes`` holds every video's outcome for the report."""
+
+    def __init__(self, message: str, outcomes: dict[str, Outcome]):
+        super().__init__(message)
+        self.outcomes = outcomes
+
+
+def report(outcomes: dict[str, Outcome]) -> dict[str, Any]:
+    """JSON-ready report: per-video status and details, plus counts."""
+    return {
+        "counts": {s: sum(o.status == s for o in outcomes.values())
+                   for s in ("done", "reused", "skipped", "failed")},
+        "videos": {v: {"status": o.status, **o.detail} for v, o in sorted(outcomes.items())},
+    }
+
+
+def run_and_report(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], dict[str, Any]], *,
+                   report_path: Path, **kw: Any) -> dict[str, Outcome]:
+    """:func:`run_per_video`, then write the per-video report (also when videos failed)."""
+    from pipeline.io.atomic import write_json
+
+    try:
+        outcomes = run_per_video(jobs, work, **kw)
+    except FailedVideos as err:
+        write_json(report_path, report(err.outcomes))
+        raise
+    write_json(report_path, report(outcomes))
+    return outcomes

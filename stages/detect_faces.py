@@ -1,0 +1,35 @@
+"""Stage `detect_faces`: per video, sample frames, detect and track the main face, align it.
+
+Reads  data/interim/manifest.csv and the media it lists; params base.n_jobs, detect_faces
+Writes data/interim/faces/<video_id>.h5 (t, frame_index, faces, boxes, landmarks, scores,
+       valid; per-video reuse), data/interim/faces_report.json (frames and found rate)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+
+from pipeline.cli import stage_cli
+from pipeline.data import media
+from pipeline.data.manifest import read_manifest
+from pipeline.io.per_video import VideoJob, code_digest, run_and_report
+from pipeline.params import load_params
+from pipeline.video import align, detectors, faces, track
+
+
+@stage_cli
+def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.yaml")) -> None:
+    """Detect and align faces for every video in the manifest."""
+    cfg = load_params("detect_faces", params)
+    face_cfg = cfg.face_config()
+    jobs = [VideoJob(r.video_id, (Path(r.media_path),), dst / f"{r.video_id}.h5", {"fps": r.fps})
+            for r in read_manifest(manifest) if r.has_video]
+    run_and_report(jobs, partial(faces.detect_faces_job, cfg=face_cfg), report_path=report,
+                   out_dir=dst, params=asdict(face_cfg),
+                   code=code_digest([faces, align, detectors, track, media]),
+                   n_jobs=cfg.n_jobs, desc="detect_faces")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Per-video runner: reuse of fresh outputs, invalidation, stale files, skips and failures."""
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.io import h5
+from pipeline.io.per_video import FailedVideos, Skip, VideoJob, run_and_report, run_per_video
+
+
+def _work(job, digest, scale=1.0, calls=None):
+    if job.info.get("skip"):
+        raise Skip("no audio track")
+    if job.info.get("fail"):
+        raise RuntimeError("decoder exploded")
+    if calls is not None:
+        calls.append(job.video_id)
+    x = np.loadtxt(job.inputs[0], ndmin=1) * scale
+    h5.write_h5(job.out, {job.video_id: {"x": x}}, params_digest=digest)
+    return {"n": len(x)}
+
+
+def _jobs(tmp_path, ids, **info):
+    jobs = []
+    for v in ids:
+        src = tmp_path / "in" / f"{v}.txt"
+        src.parent.mkdir(exist_ok=True)
+        if not src.exists():
+            src.write_text("1 2 3")
+        jobs.append(VideoJob(v, (src,), tmp_path / "out" / f"{v}.h5", dict(info.get(v, {}))))
+    return jobs
+
+
+def _run(tmp_path, jobs, calls, scale=1.0):
+    return run_per_video(jobs, partial(_work, scale=scale, calls=calls), out_dir=tmp_path / "out",
+                         params={"scale": scale}, code="c1", n_jobs=1, desc="test")
+
+
+def test_second_run_reuses_and_new_video_costs_one(tmp_path):
+    calls = []
+    out = _run(tmp_path, _jobs(tmp_path, ["a", "b"]), calls)
+    assert calls == ["a", "b"] and out["a"].status == "done" and out["a"].detail == {"n": 3}
+    calls.clear()
+    out = _run(tmp_path, _jobs(tmp_path, ["a", "b", "c"]), calls)
+    assert calls == ["c"] and out["a"].status == "reused"
+
+
+def test_params_or_input_change_recomputes(tmp_path):
+    calls = []
+    _run(tmp_path, _jobs(tmp_path, ["a", "b"]), calls)
+    calls.clear()
+    _run(tmp_path, _jobs(tmp_path, ["a", "b"]), calls, scale=2.0)
+    assert calls == ["a", "b"]
+    np.testing.assert_array_equal(h5.read_group(tmp_path / "out" / "a.h5", "a")["x"], [2, 4, 6])
+    calls.clear()
+    (tmp_path / "in" / "b.txt").write_text("5")
+    _run(tmp_path, _jobs(tmp_path, ["a", "b"]), calls, scale=2.0)
+    assert calls == ["b"]
+
+
+def test_removed_video_output_is_deleted(tmp_path):
+    _run(tmp_path, _jobs(tmp_path, ["a", "b"]), [])
+    _run(tmp_path, _jobs(tmp_path, ["b"]), [])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.h5"]
+
+
+def test_skip_and_failure_are_reported_and_failure_raises(tmp_path):
+    jobs = _jobs(tmp_path, ["a", "b", "c"], b={"skip": True}, c={"fail": True})
+    report = tmp_path / "report.json"
+    with pytest.raises(FailedVideos, match=r"1 of 3 videos failed, e.g. c: RuntimeError: decoder exploded"):
+        run_and_report(jobs, _work, report_path=report, out_dir=tmp_path / "out", params={},
+                       code="c", n_jobs=1, desc="test")
+    import json
+
+    rep = json.loads(report.read_text())
+    assert rep["counts"] == {"done": 1, "reused": 0, "skipped": 1, "failed": 1}
+    assert rep["videos"]["b"] == {"status": "skipped", "reason": "no audio track"}
+    assert not (tmp_path / "out" / "b.h5").exists() and not (tmp_path / "out" / "c.h5").exists()
+    assert (tmp_path / "out" / "a.h5").exists()  # finished videos are kept for the rerun
