@@ -1,0 +1,349 @@
+"""End-to-end 1D CNN + LSTM on raw audio (model 4 of the ABAW 2020 system).
+
+The raw 16 kHz waveform is cut into 4 s windows (64,000 samples) that overlap by 2/5
+of a window (hop 0.6 * 4 s = 2.4 s). Each window goes through a stack of 1-D
+convolution blocks (Conv1d -> BatchNorm -> ReLU -> MaxPool -> Dropout 0.3), each of
+which divides the time resolution by its pool size, then two LSTM layers over the
+remaining time steps; the last LSTM step is mapped to K class logits
+(sequence-to-one). Training uses Adam (lr 0.00025) on the categorical cross-entropy,
+optionally with the logarithmic class weights of the paper (r = 0.34), and early
+stopping on a validation set.
+
+Window predictions are mapped back to the 5 Hz label grid elsewhere
+(``pipeline.features.windows``); ``starts_s`` of :func:`raw_audio_windows` gives each
+window's position.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from torch import nn
+
+from pipeline.models.class_weights import MASK_LABEL
+from pipeline.models.lstm import (
+    fit_torch_classifier,
+    fork_rng_devices,
+    predict_logits,
+    resolve_class_weights,
+    seed_from_random_state,
+    split_validation,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AudioCNNLSTM", "AudioCNNLSTMClassifier", "raw_audio_windows"]
+
+
+def raw_audio_windows(
+    wave: np.ndarray, sr: int, window_s: float = 4.0, overlap: float = 0.4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a waveform into overlapping fixed-length windows that cover all of it.
+
+    Parameters
+    ----------
+    wave : (S,) float array
+        Mono waveform (any scale; 16 kHz in the paper).
+    sr : int
+        Sample rate in Hz.
+    window_s : float, default=4.0
+        Window length in seconds: ``w = round(window_s * sr)`` samples.
+    overlap : float, default=0.4
+        Fraction of a window shared with the next, in ``[0, 1)``; the paper's 2/5 gives
+        a hop of ``round(w * (1 - overlap))`` samples = 2.4 s for 4 s windows.
+
+    Returns
+    -------
+    windows : (W, w) float32 array
+        ``W = 1 + ceil(max(0, S - w) / hop)`` windows starting at ``i * hop``. The last
+        window is zero-padded past the end of the signal, so every sample lies in at
+        least one window; a signal shorter than one window gives one zero-padded
+        window. An empty signal gives ``W = 0``.
+    starts_s : (W,) float64 array
+        Start time of each window in seconds (``i * hop / sr``).
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"wave must be 1-D, got shape {wave.shape}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    win = int(round(window_s * sr))
+    if win < 1:
+        raise ValueError(f"window of {window_s} s at {sr} Hz has no samples")
+    hop = max(1, int(round(win * (1.0 - overlap))))
+    n = wave.shape[0]
+    if n == 0:
+        return np.zeros((0, win), dtype=np.float32), np.zeros(0)
+    n_win = 1 + math.ceil(max(0, n - win) / hop)
+    starts = np.arange(n_win) * hop
+    padded = np.zeros(int(starts[-1]) + win, dtype=np.float32)
+    padded[:n] = wave
+    idx = starts[:, None] + np.arange(win)[None, :]
+    return padded[idx], starts / float(sr)
+
+
+class AudioCNNLSTM(nn.Module):
+    """1-D CNN + 2-layer LSTM over a raw waveform window; logits of the last step.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of output classes K.
+    channels : sequence of int, default=(32, 64, 128, 128)
+        Output channels of the conv blocks (at least 3 blocks).
+    kernel_size : int, default=9
+        Convolution kernel length in samples (of the block's input rate), 'same' padding.
+    pool_sizes : sequence of int, default=(8, 8, 4, 4)
+        Max-pool size (= stride) per block; the time axis shrinks by their product
+        (1024: a 4 s window at 16 kHz becomes 62 LSTM steps of about 64 ms).
+    dropout : float, default=0.3
+        Dropout after each conv block and before the output layer.
+    lstm_hidden : int, default=128
+        Hidden units of each LSTM layer.
+    lstm_layers : int, default=2
+        Number of LSTM layers.
+
+    Shapes
+    ------
+    input : (B, 1, samples) or (B, samples) float; ``samples >= prod(pool_sizes)``
+    output : (B, K) logits
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        channels: Sequence[int] = (32, 64, 128, 128),
+        kernel_size: int = 9,
+        pool_sizes: Sequence[int] = (8, 8, 4, 4),
+        dropout: float = 0.3,
+        lstm_hidden: int = 128,
+        lstm_layers: int = 2,
+    ):
+        super().__init__()
+        channels, pool_sizes = tuple(channels), tuple(pool_sizes)
+        if len(channels) != len(pool_sizes):
+            raise ValueError("channels and pool_sizes must have the same length")
+        if len(channels) < 3:
+            raise ValueError("AudioCNNLSTM needs at least 3 conv blocks")
+        blocks, c_in = [], 1
+        for c_out, pool in zip(channels, pool_sizes):
+            blocks += [
+                nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False),
+                nn.BatchNorm1d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool1d(pool),
+                nn.Dropout(dropout),
+            ]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.min_samples = int(np.prod(pool_sizes))
+        self.lstm = nn.LSTM(
+            c_in, lstm_hidden, num_layers=lstm_layers, batch_first=True,
+            dropout=dropout if lstm_layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(lstm_hidden, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(1)                              # [B, samples] -> [B, 1, samples]
+        if x.shape[-1] < self.min_samples:
+            raise ValueError(
+                f"windows of {x.shape[-1]} samples are shorter than the total pooling "
+                f"factor {self.min_samples}"
+            )
+        h = self.features(x)                                # [B, C, T']
+        out, _ = self.lstm(h.transpose(1, 2))               # [B, T', H]
+        return self.head(self.drop(out[:, -1]))             # [B, K]
+
+
+class AudioCNNLSTMClassifier(ClassifierMixin, BaseEstimator):
+    """Scikit-learn style trainer for :class:`AudioCNNLSTM` on raw-audio windows.
+
+    Parameters
+    ----------
+    channels, kernel_size, pool_sizes, dropout, lstm_hidden, lstm_layers
+        Architecture, see :class:`AudioCNNLSTM`.
+    epochs : int, default=50
+        Maximum number of epochs.
+    lr : float, default=0.00025
+        Adam learning rate (the paper's value).
+    batch_size : int, default=32
+        Windows per mini-batch.
+    patience : int or None, default=5
+        Early stopping patience in epochs on the validation loss (None: run all epochs,
+        keep the best validation epoch).
+    tol : float, default=1e-4
+        Minimum validation-loss decrease counted as an improvement.
+    validation_fraction : float, default=0.1
+        Seeded hold-out fraction used for early stopping when ``fit`` gets no ``X_val``;
+        0 trains on everything for all epochs and keeps the last weights.
+    weight_decay : float, default=0.0
+        Adam L2 weight decay.
+    grad_clip : float or None, default=5.0
+        Global gradient-norm clipping.
+    class_weight : dict, 'log', 'balanced' or None, default=None
+        Cross-entropy class weights; ``'log'`` is the paper's logarithmic weighting.
+    class_weight_r : float, default=0.34
+        The ``r`` of ``class_weight='log'`` (0.34 for the CNN in the paper).
+    device : str, default='cpu'
+        ``'cpu'``, ``'cuda'`` or ``'cuda:<i>'``.
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, dropout, shuffling and the hold-out split.
+
+    Attributes
+    ----------
+    classes_ : (K,) array
+        Labels seen in ``fit`` (``-1`` = no label is excluded).
+    module_ : AudioCNNLSTM
+        The trained network (eval mode).
+    history_ : list of dict
+        ``epoch``, ``train_loss``, ``val_loss`` per epoch run.
+    best_epoch_, n_epochs_ : int
+        Epoch kept and epochs run.
+    n_features_in_ : int
+        Window length in samples.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 128, 128),
+        kernel_size: int = 9,
+        pool_sizes: Sequence[int] = (8, 8, 4, 4),
+        dropout: float = 0.3,
+        lstm_hidden: int = 128,
+        lstm_layers: int = 2,
+        epochs: int = 50,
+        lr: float = 0.00025,
+        batch_size: int = 32,
+        patience: int | None = 5,
+        tol: float = 1e-4,
+        validation_fraction: float = 0.1,
+        weight_decay: float = 0.0,
+        grad_clip: float | None = 5.0,
+        class_weight: dict | str | None = None,
+        class_weight_r: float = 0.34,
+        device: str = "cpu",
+        random_state: int | np.random.RandomState | None = None,
+    ):
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.pool_sizes = pool_sizes
+        self.dropout = dropout
+        self.lstm_hidden = lstm_hidden
+        self.lstm_layers = lstm_layers
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.patience = patience
+        self.tol = tol
+        self.validation_fraction = validation_fraction
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.class_weight = class_weight
+        self.class_weight_r = class_weight_r
+        self.device = device
+        self.random_state = random_state
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        out = np.full(y.shape, MASK_LABEL, dtype=np.int64)
+        mask = y != MASK_LABEL
+        idx = np.clip(np.searchsorted(self.classes_, y[mask]), 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[idx], y[mask]):
+            raise ValueError("y_val holds labels that are not in the training labels")
+        out[mask] = idx
+        return out
+
+    def fit(self, X, y, X_val=None, y_val=None) -> AudioCNNLSTMClassifier:
+        """Train on raw-audio windows.
+
+        Parameters
+        ----------
+        X : (N, samples) float array
+            Windows (e.g. rows of :func:`raw_audio_windows`).
+        y : (N,) int array
+            Class label per window; ``-1`` = no label (masked from the loss).
+        X_val, y_val : arrays or None
+            Validation windows for early stopping (instead of the hold-out).
+
+        Returns
+        -------
+        self
+        """
+        if not (isinstance(self.epochs, numbers.Integral) and self.epochs >= 1):
+            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y[y != MASK_LABEL])
+        if len(self.classes_) < 2:
+            raise ValueError("AudioCNNLSTMClassifier needs samples of at least 2 classes")
+        y_idx = self._encode(y)
+        seed = seed_from_random_state(self.random_state)
+        if X_val is not None:
+            Xv = validate_data(self, X_val, dtype=np.float32, reset=False)
+            yv = self._encode(column_or_1d(np.asarray(y_val)))
+            X_tr, y_tr = X, y_idx
+        else:
+            tr, va = split_validation(len(X), self.validation_fraction, seed)
+            X_tr, y_tr, Xv, yv = X[tr], y_idx[tr], X[va], y_idx[va]
+        cw = resolve_class_weights(self.class_weight, self.classes_, y_tr, self.class_weight_r)
+
+        device = torch.device(self.device)
+        with torch.random.fork_rng(devices=fork_rng_devices(device)):
+            torch.manual_seed(seed)
+            module = AudioCNNLSTM(
+                len(self.classes_), self.channels, self.kernel_size, self.pool_sizes,
+                self.dropout, self.lstm_hidden, self.lstm_layers,
+            )
+            if X.shape[1] < module.min_samples:
+                raise ValueError(
+                    f"windows of {X.shape[1]} samples are shorter than the total pooling "
+                    f"factor {module.min_samples}"
+                )
+            self.history_, self.best_epoch_ = fit_torch_classifier(
+                module,
+                torch.tensor(X_tr[:, None, :]),
+                torch.tensor(y_tr),
+                torch.tensor(Xv[:, None, :]) if len(Xv) else None,
+                torch.tensor(yv) if len(Xv) else None,
+                epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                patience=self.patience, tol=self.tol, class_weights=cw, device=device,
+                generator=torch.Generator().manual_seed(seed),
+                weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+            )
+        self.module_ = module
+        self.n_epochs_ = len(self.history_)
+        log.info("AudioCNNLSTM fitted on %d windows of %d samples: %d epochs (best %d)",
+                 len(X_tr), X.shape[1], self.n_epochs_, self.best_epoch_)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities per window.
+
+        Parameters
+        ----------
+        X : (N, samples) float array
+
+        Returns
+        -------
+        (N, K) float64 array, columns in the order of ``classes_``, rows sum to 1.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        logits = predict_logits(
+            self.module_, torch.tensor(X[:, None, :]), batch_size=self.batch_size,
+            device=self.device,
+        )
+        return torch.softmax(logits.double(), dim=-1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class per window: (N,) labels from ``classes_``."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]

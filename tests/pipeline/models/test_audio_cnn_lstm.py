@@ -1,0 +1,144 @@
+"""Tests for pipeline.models.audio_cnn_lstm (end-to-end raw-audio 1D CNN + LSTM)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
+
+torch.set_num_threads(1)
+
+SR = 16_000
+TINY = dict(channels=(8, 16, 16), kernel_size=9, pool_sizes=(4, 4, 4), lstm_hidden=16,
+            lstm_layers=2, batch_size=8)
+
+
+# ----------------------------------------------------------------------- windowing
+def test_windows_paper_setting_hop_and_padding():
+    wave = np.arange(10 * SR, dtype=np.float32) / SR          # 10 s ramp, value = time
+    windows, starts = raw_audio_windows(wave, SR, window_s=4.0, overlap=0.4)
+    # hop = (1 - 2/5) * 4 s = 2.4 s; 1 + ceil((10 - 4) / 2.4) = 4 windows
+    assert windows.shape == (4, 64_000) and windows.dtype == np.float32
+    np.testing.assert_allclose(starts, [0.0, 2.4, 4.8, 7.2])
+    for w, s in zip(windows[:3], starts[:3]):
+        i = int(round(s * SR))
+        np.testing.assert_array_equal(w, wave[i : i + 64_000])
+    tail = 10 * SR - int(7.2 * SR)                             # 44,800 real samples
+    np.testing.assert_array_equal(windows[3, :tail], wave[int(7.2 * SR):])
+    assert not windows[3, tail:].any()                          # zero padding
+    # every sample is covered
+    covered = np.zeros(10 * SR, bool)
+    for s in starts:
+        i = int(round(s * SR))
+        covered[i : i + 64_000] = True
+    assert covered.all()
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_windows",
+    [(1, 1), (64_000, 1), (64_001, 2), (64_000 + 38_400, 2), (64_000 + 38_401, 3), (0, 0)],
+)
+def test_window_count(n_samples, n_windows):
+    windows, starts = raw_audio_windows(np.ones(n_samples), SR)
+    assert windows.shape == (n_windows, 64_000)
+    assert starts.shape == (n_windows,)
+    if n_windows:
+        end = starts[-1] * SR + 64_000
+        assert end >= n_samples                                # the end is covered
+        assert windows.sum() >= n_samples                      # all ones kept, rest zeros
+
+
+def test_window_errors():
+    with pytest.raises(ValueError):
+        raw_audio_windows(np.ones((2, 10)), SR)
+    with pytest.raises(ValueError):
+        raw_audio_windows(np.ones(10), SR, overlap=1.0)
+
+
+# --------------------------------------------------------------------------- model
+def test_model_output_shapes_on_four_second_windows():
+    torch.manual_seed(0)
+    model = AudioCNNLSTM(n_classes=7).eval()
+    n_conv = sum(isinstance(m, torch.nn.Conv1d) for m in model.features)
+    assert n_conv >= 3
+    assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.3 for m in model.features) == n_conv
+    assert model.lstm.num_layers == 2
+    x = torch.randn(2, 1, 64_000)
+    with torch.no_grad():
+        h = model.features(x)
+        out = model(x)
+        out_2d = model(x[:, 0])
+    assert h.shape == (2, 128, 64_000 // 1024)                 # time resolution reduced
+    assert out.shape == (2, 7)
+    torch.testing.assert_close(out, out_2d)
+
+
+def test_model_rejects_too_short_windows():
+    model = AudioCNNLSTM(n_classes=2, **{k: TINY[k] for k in ("channels", "pool_sizes")})
+    with pytest.raises(ValueError, match="pooling"):
+        model(torch.zeros(1, 1, 32))
+
+
+def test_model_needs_three_blocks():
+    with pytest.raises(ValueError):
+        AudioCNNLSTM(2, channels=(8, 8), pool_sizes=(4, 4))
+
+
+# ---------------------------------------------------------------------- classifier
+def _sines(n: int, seed: int, seconds: float = 0.5):
+    """Windows of a 200 Hz (class 0) or 800 Hz (class 1) sine, random phase/amplitude."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    y = np.arange(n) % 2
+    f = np.where(y == 0, 200.0, 800.0)[:, None]
+    amp = rng.uniform(0.3, 1.0, size=(n, 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
+    X = amp * np.sin(2 * np.pi * f * t[None] + phase) + 0.05 * rng.normal(size=(n, t.size))
+    return X.astype(np.float32), y
+
+
+def test_overfits_tiny_sine_task():
+    X, y = _sines(16, seed=0)
+    t0 = time.perf_counter()
+    clf = AudioCNNLSTMClassifier(epochs=25, lr=3e-3, validation_fraction=0.0, random_state=0,
+                                 **TINY).fit(X, y)
+    assert time.perf_counter() - t0 < 30.0
+    assert clf.score(X, y) == 1.0
+    proba = clf.predict_proba(X)
+    assert proba.shape == (16, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
+
+
+def test_classifier_deterministic_and_defaults():
+    X, y = _sines(8, seed=1)
+    p1 = AudioCNNLSTMClassifier(epochs=2, random_state=3, **TINY).fit(X, y).predict_proba(X)
+    p2 = AudioCNNLSTMClassifier(epochs=2, random_state=3, **TINY).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)
+    default = AudioCNNLSTMClassifier()
+    assert default.lr == 0.00025 and default.dropout == 0.3 and default.class_weight_r == 0.34
+
+
+def test_classifier_validation_set_and_masked_labels():
+    X, y = _sines(12, seed=2)
+    y = y.copy()
+    y[:2] = -1
+    Xv, yv = _sines(6, seed=3)
+    clf = AudioCNNLSTMClassifier(epochs=3, patience=None, class_weight="log", random_state=0,
+                                 **TINY).fit(X, y, X_val=Xv, y_val=yv)
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+    assert len(clf.history_) == 3
+    assert all(h["val_loss"] is not None for h in clf.history_)
+    with pytest.raises(ValueError):
+        clf.predict_proba(X[:, :100])                         # wrong window length
+
+
+@pytest.mark.gpu
+def test_classifier_on_cuda():
+    X, y = _sines(8, seed=4)
+    clf = AudioCNNLSTMClassifier(epochs=2, device="cuda", random_state=0, **TINY).fit(X, y)
+    assert next(clf.module_.parameters()).is_cuda
+    assert clf.predict_proba(X).shape == (8, 2)

@@ -1,0 +1,158 @@
+"""Tests for pipeline.fusion: weight constraints, determinism and search results."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pipeline.fusion as fusion
+from pipeline.fusion import (
+    apply_mcwf,
+    apply_swf,
+    mcwf_candidates,
+    search_mcwf,
+    search_swf,
+    swf_candidates,
+)
+from pipeline.metrics import classification_metrics, cpm_batch
+
+K = 7
+
+
+def _noise(rng, n_models, n_frames, alpha=1.0):
+    return rng.dirichlet(np.full(K, alpha), size=(n_models, n_frames)).astype(np.float32)
+
+
+def _perfect(y):
+    """Probabilities with 0.7 on the true class and 0.05 on each other class."""
+    p = np.full((y.size, K), 0.05, dtype=np.float32)
+    p[np.arange(y.size), np.maximum(y, 0)] = 0.7
+    return p
+
+
+def test_candidate_constraints():
+    c = swf_candidates(50, 4, 0.5, seed=1)
+    assert c.shape == (51, 4)
+    np.testing.assert_array_equal(c[0], np.full(4, 0.25))
+    assert (c >= 0).all()
+    np.testing.assert_allclose(c.sum(axis=1), 1.0, rtol=1e-12)
+
+    m = mcwf_candidates(50, 4, K, 0.5, seed=1)
+    assert m.shape == (51, 4, K)
+    np.testing.assert_array_equal(m[0], np.full((4, K), 0.25))
+    assert (m >= 0).all()
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-12)  # every class column
+    assert not np.allclose(m[1, :, 0], m[1, :, 1])  # columns are separate draws
+
+
+def test_apply_matches_direct_loop():
+    rng = np.random.default_rng(0)
+    P = _noise(rng, 3, 5)
+    w = np.array([0.2, 0.5, 0.3])
+    W = rng.dirichlet(np.ones(3), size=K).T  # (3, K)
+    swf = np.zeros((5, K))
+    mcwf = np.zeros((5, K))
+    for n in range(5):
+        for k in range(K):
+            for m in range(3):
+                swf[n, k] += w[m] * P[m, n, k]
+                mcwf[n, k] += W[m, k] * P[m, n, k]
+    np.testing.assert_allclose(apply_swf(P, w), swf, rtol=1e-6)
+    np.testing.assert_allclose(apply_mcwf(P, W), mcwf, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["swf", "mcwf"])
+def test_search_scores_match_reference(mode, monkeypatch):
+    # Small blocks and chunks exercise every boundary of the blocked search.
+    monkeypatch.setattr(fusion, "_FRAME_BLOCK", 13)
+    rng = np.random.default_rng(1)
+    n = 600
+    y = rng.integers(-1, K, size=n)
+    P = _noise(rng, 3, n)
+    P[:, :40] = _perfect(y[:40])  # all models agree: decided without search
+    if mode == "swf":
+        # Exact ties (every class scores sum(w) / K the same way): class 0 wins.
+        # Under MCWF these rows tie only in exact arithmetic; float32 rounding of
+        # sum_l W[l, k] / K decides them, differently in matmul and einsum.
+        P[:, 40:60] = 1.0 / K
+    if mode == "swf":
+        res = search_swf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=17)
+        cands = swf_candidates(60, 3, 1.0, seed=3)
+        preds = np.stack([apply_swf(P, w).argmax(axis=1) for w in cands])
+    else:
+        res = search_mcwf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=17)
+        cands = mcwf_candidates(60, 3, K, 1.0, seed=3)
+        preds = np.stack([apply_mcwf(P, w).argmax(axis=1) for w in cands])
+    ref = cpm_batch(y, preds, K)
+    np.testing.assert_allclose(res.history, ref, rtol=0, atol=1e-12)
+    assert res.best_score == ref.max()
+    np.testing.assert_array_equal(res.weights, cands[int(np.argmax(ref))])
+
+
+@pytest.mark.parametrize("search", [search_swf, search_mcwf])
+def test_search_is_deterministic(search):
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, K, size=300)
+    P = _noise(rng, 4, 300)
+    a = search(P, y, n_draws=40, seed=7)
+    b = search(P, y, n_draws=40, seed=7)
+    c = search(P, y, n_draws=40, seed=8)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert not np.array_equal(a.history, c.history)
+
+
+def test_swf_finds_the_perfect_model():
+    rng = np.random.default_rng(3)
+    y = rng.integers(-1, K, size=500)
+    P = np.concatenate([_noise(rng, 2, 500), _perfect(y)[None], _noise(rng, 1, 500)])
+    w, best, history = search_swf(P, y, n_draws=300, concentration=1.0, seed=0)
+    # Any w with w[2] > 0.62 makes every frame right: 0.65 w2 > (1 - w2) * 1.
+    perfect_cpm = classification_metrics(y, P[2].argmax(axis=1), K)["cpm"]
+    assert perfect_cpm == pytest.approx(1.0)
+    assert best == pytest.approx(perfect_cpm)
+    assert np.argmax(w) == 2 and w[2] > 0.5
+    assert history[0] < best  # the uniform weighting is not enough here
+
+
+def test_mcwf_favours_the_informative_model():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, K, size=500)
+    P = np.concatenate([_noise(rng, 2, 500, alpha=0.5), _perfect(y)[None]])
+    W, best, history = search_mcwf(P, y, n_draws=300, concentration=1.0, seed=0)
+    assert W.shape == (3, K)
+    np.testing.assert_allclose(W.sum(axis=0), 1.0)
+    assert best == history.max() and best > history[0] + 0.1  # uniform: ~0.80
+    assert best > 0.95
+    assert W[2].mean() > W[:2].mean(axis=1).max()
+
+
+def test_uniform_candidate_is_scored_first():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, K, size=200)
+    P = _noise(rng, 3, 200)
+    uniform_pred = apply_swf(P, np.full(3, 1 / 3)).argmax(axis=1)
+    uniform_cpm = classification_metrics(y, uniform_pred, K)["cpm"]
+    res = search_swf(P, y, n_draws=30, seed=0)
+    assert res.history[0] == pytest.approx(uniform_cpm, abs=1e-12)
+    assert res.best_score >= uniform_cpm
+    only = search_swf(P, y, n_draws=0, seed=0)
+    np.testing.assert_array_equal(only.weights, np.full(3, 1 / 3))
+    assert only.best_score == pytest.approx(uniform_cpm, abs=1e-12)
+
+
+def test_invalid_inputs_raise():
+    y = np.array([0, 1, 2])
+    P = np.full((2, 3, K), 1.0 / K, dtype=np.float32)
+    with pytest.raises(ValueError, match="no labelled"):
+        search_swf(P, np.full(3, -1), n_draws=2)
+    bad = P.copy()
+    bad[0, 0, 0] = -0.1
+    with pytest.raises(ValueError, match="non-negative"):
+        search_swf(bad, y, n_draws=2)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-negative"):
+        search_mcwf(bad, y, n_draws=2)
+    with pytest.raises(ValueError, match="at most 8"):
+        search_swf(np.full((2, 3, 9), 1 / 9, dtype=np.float32), y, n_draws=2)
+    with pytest.raises(ValueError):
+        swf_candidates(3, 2, 0.0, seed=0)
