@@ -12,7 +12,7 @@ import functools
 import inspect
 import logging
 import os
-import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,18 +32,23 @@ def setup_logging() -> None:
 
 
 def stage_cli(fn: Callable[..., None]) -> Callable[[list[str] | None], None]:
-    """Turn ``fn(**paths)`` into a CLI entry point ``main(argv=None)``."""
+    """Turn ``fn(**paths)`` into a CLI entry point ``main(argv=None)``.
+
+    Parameters annotated ``str`` stay strings (names); all others become ``Path``.
+    """
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
     def main(argv: list[str] | None = None) -> None:
         parser = argparse.ArgumentParser(prog=fn.__module__, description=(fn.__doc__ or "").strip())
+        hints = typing.get_type_hints(fn)
         for name, p in sig.parameters.items():
             flag = "--" + name.replace("_", "-")
+            kind = str if hints.get(name) is str else Path
             if p.default is inspect.Parameter.empty:
-                parser.add_argument(flag, dest=name, type=Path, required=True)
+                parser.add_argument(flag, dest=name, type=kind, required=True)
             else:
-                parser.add_argument(flag, dest=name, type=Path, default=p.default)
+                parser.add_argument(flag, dest=name, type=kind, default=p.default)
         args = parser.parse_args(argv)
         setup_logging()
         try:

@@ -156,6 +156,67 @@ class ResampleLabelsParams:
     label_rate_hz: float  # from base
 
 
+@dataclass(frozen=True)
+class EmbedFacesParams:
+    """Section ``embed_faces``: backbones (name -> {weights: path or null}) and batch size."""
+
+    backbones: dict[str, dict[str, str | None]]
+    batch_size: int
+    device: Device  # from base
+    n_jobs: int  # from base
+
+    def __post_init__(self) -> None:
+        known = {"fer_xception", "dlib_resnet", "vggface2_resnet50"}
+        unknown = sorted(set(self.backbones) - known)
+        if unknown:
+            raise ParamsError(f"embed_faces.backbones: unknown {unknown}; known: {sorted(known)}")
+
+
+@dataclass(frozen=True)
+class FinetuneFacesParams:
+    """Section ``finetune_faces`` (see pipeline.embed.finetune.FineTuneConfig)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    class_weight_r: float
+    thinning: dict[str, int]  # class name -> keep every n-th frame
+    rotation_deg: float
+    flip: bool
+    brightness: tuple[float, float]
+    hidden: int
+    dropout: float
+    seed: int  # from base
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+    device: Device  # from base
+
+    def train_config(self):
+        from pipeline.embed.finetune import FineTuneConfig
+
+        every = tuple(int(self.thinning.get(c, 1)) for c in self.classes)
+        return FineTuneConfig(self.epochs, self.batch_size, self.lr, self.weight_decay, self.class_weight_r,
+                              every, self.rotation_deg, self.flip, self.brightness, self.hidden, self.dropout)
+
+
+@dataclass(frozen=True)
+class EmbedAudioParams:
+    """Section ``embed_audio``: which audio (vocals or original) and which backbones."""
+
+    source: Literal["vocals", "audio"]
+    backbones: dict[str, dict[str, str | None]]
+    batch_size: int
+    device: Device  # from base
+    label_rate_hz: float  # from base
+
+    def __post_init__(self) -> None:
+        known = {"logmel", "mfcc", "cnn14"}
+        unknown = sorted(set(self.backbones) - known)
+        if unknown:
+            raise ParamsError(f"embed_audio.backbones: unknown {unknown}; known: {sorted(known)}")
+
+
 # stage name -> (dataclass, base keys it reads). Keep in step with dvc.yaml `params:`.
 STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "get_pretrained": (GetPretrainedParams, ()),
@@ -165,6 +226,9 @@ STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "extract_audio": (ExtractAudioParams, ("n_jobs",)),
     "separate_vocals": (SeparateVocalsParams, ("n_jobs",)),
     "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),
+    "embed_faces": (EmbedFacesParams, ("device", "n_jobs")),
+    "finetune_faces": (FinetuneFacesParams, ("seed", "classes", "label_rate_hz", "device")),
+    "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
 }
 
 

@@ -144,3 +144,50 @@ def run_and_report(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], dic
         raise
     write_json(report_path, report(outcomes))
     return outcomes
+
+
+def build_grouped_file(dst: Path, items: Sequence[tuple[str, Path]],
+                       compute: Callable[[str, Path], tuple[dict[str, Any], dict[str, Any]]], *,
+                       params: dict[str, Any], code: str, desc: str, **file_attrs: Any) -> dict[str, str]:
+    """Write one contract file with a group per video, reusing unchanged groups of the old file.
+
+    ``items`` are ``(video_id, input_file)``; ``compute(video_id, input_file)`` returns
+    ``(arrays, group_attrs)``. Each group stores ``input_digest`` (input content, params and
+    code); a group of the previous ``dst`` with the same digest is copied instead of
+    recomputed, so adding a video costs one video of work. DVC declares ``dst`` with
+    ``persist: true`` for this. Returns ``{video_id: 'done' | 'reused'}``.
+    """
+    import h5py
+    from tqdm import tqdm
+
+    from pipeline.io.h5 import _decode_attr, open_writer
+
+    old = None
+    if dst.exists():
+        try:
+            old = h5py.File(dst, "r")
+        except OSError:
+            log.warning("%s: previous file unreadable, recomputing everything", dst)
+    status: dict[str, str] = {}
+    start = time.perf_counter()
+    try:
+        with open_writer(dst, params_digest=params_digest({"params": params, "code": code}),
+                         **file_attrs) as w:
+            for vid, src in tqdm(sorted(items), desc=desc, unit="video", mininterval=5):
+                digest = params_digest({"params": params, "code": code, "input": sha256_file(src)})
+                g = old.get(vid) if old is not None else None
+                if g is not None and _decode_attr(g.attrs.get("input_digest")) == digest:
+                    arrays = {k: g[k][()] for k in g}
+                    attrs = {k: _decode_attr(v) for k, v in g.attrs.items()}
+                    status[vid] = "reused"
+                else:
+                    arrays, attrs = compute(vid, src)
+                    attrs = {**attrs, "input_digest": digest}
+                    status[vid] = "done"
+                w.add(vid, attrs=attrs, **arrays)
+    finally:
+        if old is not None:
+            old.close()
+    counts = {s: sum(v == s for v in status.values()) for s in ("done", "reused")}
+    log.info("%s: %d videos in %.1f s %s -> %s", desc, len(status), time.perf_counter() - start, counts, dst)
+    return status

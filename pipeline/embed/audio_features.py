@@ -1,0 +1,92 @@
+"""Audio embeddings of (separated) speech, placed on a time axis with a ``valid`` flag.
+
+| name         | what                                                         | dim  | rate |
+|--------------|--------------------------------------------------------------|------|------|
+| logmel       | 64-band log-mel (librosa; 25 ms frames, 10 ms hop) averaged per 5 Hz bin | 64 | label grid |
+| mfcc         | 40 MFCCs (librosa) averaged per 5 Hz bin                     | 40   | label grid |
+| cnn14        | PANNs CNN14 2048-d embedding of 3 s windows, 1 s step (user weights) | 2048 | 1 Hz, window centres |
+
+Window statistics (mean and standard deviation over 4 s windows) are computed later by
+``window_stats``, so per-bin averages here are the frame-level descriptors the paper's
+functionals summarise. A video without audio still gets its time axis, with
+``valid=False`` everywhere, so every feature file covers every video.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import librosa
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.labels.resample import grid_times, n_bins
+
+
+@dataclass
+class AudioBackbone:
+    """``embed(wave [S] float32, rate_hz, duration_s) -> (t [T] s, x [T, dim] float32)``."""
+
+    name: str
+    dim: int
+    weights: str
+    weights_sha256: str
+    embed: Callable[[np.ndarray, int, float], tuple[np.ndarray, np.ndarray]]
+
+
+def _bin_frames(frames: np.ndarray, hop_s: float, duration_s: float, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Average frame descriptors (D, F) at ``hop_s`` into grid bins -> (t [n], x [n, D])."""
+    n = n_bins(duration_s, rate_hz)
+    centres = (np.arange(frames.shape[1]) * hop_s)
+    b = np.clip(np.floor(centres * rate_hz + 1e-9).astype(np.int64), 0, n - 1)
+    sums = np.zeros((n, frames.shape[0]), np.float64)
+    np.add.at(sums, b, frames.T)
+    cnt = np.maximum(np.bincount(b, minlength=n), 1)[:, None]
+    return grid_times(n, rate_hz), (sums / cnt).astype(np.float32)
+
+
+def load_audio_backbone(name: str, *, weights: str | None, device: str, rate_hz: float,
+                        batch_size: int = 16) -> AudioBackbone:
+    """Backbone ``name``; ``rate_hz`` is the label grid rate for the librosa descriptors."""
+    hop = 0.010
+    if name == "logmel":
+        def embed_logmel(wave: np.ndarray, sr: int, duration_s: float):
+            m = librosa.feature.melspectrogram(y=wave, sr=sr, n_fft=int(0.025 * sr), hop_length=int(hop * sr),
+                                               n_mels=64, fmin=50, fmax=sr / 2)
+            return _bin_frames(librosa.power_to_db(m, ref=1.0, amin=1e-10), hop, duration_s, rate_hz)
+
+        return AudioBackbone(name, 64, "librosa", "", embed_logmel)
+    if name == "mfcc":
+        def embed_mfcc(wave: np.ndarray, sr: int, duration_s: float):
+            m = librosa.feature.mfcc(y=wave, sr=sr, n_mfcc=40, n_fft=int(0.025 * sr), hop_length=int(hop * sr),
+                                     n_mels=64, fmin=50, fmax=sr / 2)
+            return _bin_frames(m, hop, duration_s, rate_hz)
+
+        return AudioBackbone(name, 40, "librosa", "", embed_mfcc)
+    if name == "cnn14":
+        from pipeline.embed.cnn14 import embed_cnn14, load_cnn14
+        from pipeline.fetch import sha256_file
+
+        if not weights or not Path(weights).is_file():
+            raise PipelineError(f"audio backbone cnn14: weights file {weights!r} not found "
+                                "(Cnn14_mAP=0.431.pth; see README, 'Pretrained weights')")
+        model = load_cnn14(weights, device=device)
+
+        def embed_cnn(wave: np.ndarray, sr: int, duration_s: float):
+            x, centres = embed_cnn14(model, wave, sr, batch_size=batch_size, device=device)
+            return centres.astype(np.float64), x
+
+        return AudioBackbone(name, 2048, Path(weights).name, sha256_file(weights), embed_cnn)
+    raise PipelineError(f"unknown audio backbone {name!r}")
+
+
+def embed_video_audio(backbone: AudioBackbone, wave: np.ndarray | None, rate_hz: int,
+                      duration_s: float, grid_rate_hz: float) -> dict[str, np.ndarray]:
+    """Contract arrays ``t, x, valid`` of one video; ``wave=None`` means no audio track."""
+    if wave is None or wave.size == 0:
+        n = n_bins(duration_s, grid_rate_hz)
+        return {"t": grid_times(n, grid_rate_hz), "x": np.zeros((n, backbone.dim), np.float32),
+                "valid": np.zeros(n, bool)}
+    t, x = backbone.embed(wave, rate_hz, duration_s)
+    return {"t": np.asarray(t, np.float64), "x": x.astype(np.float32), "valid": np.isfinite(x).all(axis=1)}

@@ -1,0 +1,185 @@
+"""Frame-level fine-tuning of a face backbone (the paper's model 1, "VGGFace2-based 2D CNN").
+
+A dense 1024 + dense K head (dropout 0.5) on the FER-2013 mini-Xception port, trained on the
+training split's aligned faces with AdamW, logarithmic class weights
+``w_i = max(1, ln(r N / n_i))``, per-class frame thinning (keep every n-th frame of a class),
+augmentation (rotation, horizontal flip, brightness) and the best epoch chosen by dev loss.
+The 1024-d layer becomes another face embedding and the softmax a frame-level model's scores.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.embed.fer_xception import MiniXception, preprocess_faces
+from pipeline.models.class_weights import log_class_weights
+
+log = logging.getLogger(__name__)
+
+
+class FineTuneNet(nn.Module):
+    """Backbone embedding -> Dropout -> Linear(hidden) -> ReLU -> Dropout -> Linear(K)."""
+
+    def __init__(self, backbone: MiniXception, n_classes: int, hidden: int = 1024, dropout: float = 0.5):
+        super().__init__()
+        self.backbone = backbone
+        self.hidden_dim = hidden
+        self.head1 = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.embedding_dim, hidden), nn.ReLU())
+        self.head2 = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (B, 1, 64, 64) in [-1, 1] -> (hidden (B, 1024), logits (B, K))."""
+        h = self.head1(self.backbone(x).embedding)
+        return h, self.head2(h)
+
+    @torch.no_grad()
+    def embed(self, faces: np.ndarray, batch_size: int = 128, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB faces (B, H, W, 3) -> (hidden (B, 1024) float32, probs (B, K) float32)."""
+        self.eval()
+        hs, ps = [], []
+        for s in range(0, len(faces), batch_size):
+            x = torch.from_numpy(preprocess_faces(faces[s:s + batch_size]))[:, None].to(device)
+            h, logits = self(x)
+            hs.append(h.cpu().numpy())
+            ps.append(torch.softmax(logits, 1).cpu().numpy())
+        k = self.head2[1].out_features
+        if not hs:
+            return np.zeros((0, self.hidden_dim), np.float32), np.zeros((0, k), np.float32)
+        return np.concatenate(hs).astype(np.float32), np.concatenate(ps).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Training settings (the ``finetune_faces`` params)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-5
+    weight_decay: float = 1e-5
+    class_weight_r: float = 0.34
+    thinning: tuple[int, ...] = ()  # keep every n-th frame per class (index = class); () = all
+    rotation_deg: float = 40.0
+    flip: bool = True
+    brightness: tuple[float, float] = (0.2, 1.0)
+    hidden: int = 1024
+    dropout: float = 0.5
+
+
+def thin_per_class(y: np.ndarray, every: tuple[int, ...]) -> np.ndarray:
+    """Indices kept when every ``every[k]``-th frame of class ``k`` is kept (in order)."""
+    keep = []
+    for k in range(int(y.max()) + 1 if y.size else 0):
+        idx = np.flatnonzero(y == k)
+        step = every[k] if k < len(every) else 1
+        keep.append(idx[::max(1, step)])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
+def augment(faces: np.ndarray, rng: np.random.Generator, cfg: FineTuneConfig) -> np.ndarray:
+    """Random rotation (+-rotation_deg), horizontal flip and brightness scaling, per face."""
+    out = np.empty_like(faces)
+    h, w = faces.shape[1:3]
+    for i, f in enumerate(faces):
+        angle = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        g = cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        if cfg.flip and rng.random() < 0.5:
+            g = g[:, ::-1]
+        out[i] = np.clip(g.astype(np.float32) * rng.uniform(*cfg.brightness), 0, 255).astype(np.uint8)
+    return out
+
+
+def _loss(model: FineTuneNet, faces: np.ndarray, y: np.ndarray, crit: nn.Module, bs: int, device: str) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(y), bs):
+            x = torch.from_numpy(preprocess_faces(faces[s:s + bs]))[:, None].to(device)
+            total += float(crit(model(x)[1], torch.from_numpy(y[s:s + bs]).long().to(device))) * len(y[s:s + bs])
+    return total / max(len(y), 1)
+
+
+def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: tuple[np.ndarray, np.ndarray],
+             n_classes: int, cfg: FineTuneConfig, seed: int, device: str = "cpu") -> tuple[FineTuneNet, list[dict]]:
+    """Train the head and backbone; returns the best-dev-loss model and the history.
+
+    Parameters
+    ----------
+    train, dev : (faces uint8 [N, S, S, 3], labels int [N]) with labels in [0, K).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    faces, y = train
+    keep = thin_per_class(y, cfg.thinning)
+    faces, y = faces[keep], y[keep]
+    weights = torch.tensor(log_class_weights(y, n_classes, cfg.class_weight_r), dtype=torch.float32)
+    crit_train = nn.CrossEntropyLoss(weight=weights.to(device))
+    crit_eval = nn.CrossEntropyLoss(weight=weights.to(device))
+    model = FineTuneNet(copy.deepcopy(backbone), n_classes, cfg.hidden, cfg.dropout).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    log.info("finetune: %d training faces after thinning (class counts %s), %d dev faces",
+             len(y), np.bincount(y, minlength=n_classes).tolist(), len(dev[1]))
+    best, best_loss, history = copy.deepcopy(model.state_dict()), np.inf, []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = rng.permutation(len(y))
+        run = 0.0
+        for s in range(0, len(order), cfg.batch_size):
+            sel = order[s:s + cfg.batch_size]
+            x = torch.from_numpy(preprocess_faces(augment(faces[sel], rng, cfg)))[:, None].to(device)
+            loss = crit_train(model(x)[1], torch.from_numpy(y[sel]).long().to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run += float(loss) * len(sel)
+        dev_loss = _loss(model, dev[0], dev[1], crit_eval, cfg.batch_size, device)
+        history.append({"epoch": epoch, "train_loss": run / max(len(y), 1), "dev_loss": dev_loss})
+        log.info("finetune epoch %d: train loss %.4f, dev loss %.4f", epoch, history[-1]["train_loss"], dev_loss)
+        if dev_loss < best_loss:
+            best_loss, best = dev_loss, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best)
+    model.eval()
+    return model, history
+
+
+def save_finetuned(path, model: FineTuneNet, classes: tuple[str, ...]) -> None:
+    """Save state dict and the metadata needed to rebuild the model."""
+    torch.save({"state_dict": model.state_dict(), "classes": list(classes), "hidden": model.hidden_dim,
+                "backbone": "fer_xception"}, path)
+
+
+def load_finetuned(path, device: str = "cpu") -> FineTuneNet:
+    """Rebuild a model saved by :func:`save_finetuned`."""
+    ck = torch.load(path, map_location=device, weights_only=True)
+    model = FineTuneNet(MiniXception(), len(ck["classes"]), ck["hidden"]).to(device)
+    model.load_state_dict(ck["state_dict"])
+    return model.eval()
+
+
+def labelled_faces(faces_file, video_id: str, labels_5hz: dict[str, np.ndarray], rate_hz: float,
+                   size_px: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Valid face crops of one video with the 5 Hz label of the bin each frame falls in.
+
+    Crops are resized to ``size_px`` (augmentation and the 64x64 input need no more), and
+    frames whose bin is unannotated (-1) are dropped.
+
+    Returns
+    -------
+    (faces uint8 [n, size_px, size_px, 3], labels int64 [n])
+    """
+    from pipeline.io.h5 import read_group
+
+    g = read_group(faces_file, video_id, ["t", "valid", "faces"])
+    y_grid = labels_5hz["y"]
+    bins = np.clip(np.floor(g["t"] * rate_hz + 1e-9).astype(np.int64), 0, len(y_grid) - 1)
+    y = y_grid[bins].astype(np.int64)
+    keep = g["valid"] & (y >= 0)
+    crops = np.stack([cv2.resize(f, (size_px, size_px), interpolation=cv2.INTER_AREA)
+                      for f in g["faces"][keep]]) if keep.any() else np.zeros((0, size_px, size_px, 3), np.uint8)
+    return crops, y[keep]

@@ -1,0 +1,51 @@
+"""Stage `embed_audio` (foreach backbone): audio embeddings of every video's speech.
+
+Reads  data/interim/manifest.csv, data/interim/<source>/<video_id>.h5 (source = vocals, or
+       audio for the ablation without separation); params base.device, base.label_rate_hz, embed_audio
+Writes features/audio/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
+       (videos without audio: the label-grid axis with valid=False)
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from pipeline.cli import stage_cli
+from pipeline.data.manifest import read_manifest
+from pipeline.embed import audio_features, cnn14
+from pipeline.embed.device import resolve_device
+from pipeline.io.h5 import read_attrs, read_group
+from pipeline.io.per_video import build_grouped_file, code_digest
+from pipeline.params import load_params
+
+
+def _embed(vid: str, src: Path, backbone, durations: dict[str, float], grid_rate: float):
+    wave, rate = None, 16000
+    if src.suffix == ".h5":
+        wave = read_group(src, vid, ["wave"])["wave"]
+        rate = int(read_attrs(src)["rate_hz"])
+    return audio_features.embed_video_audio(backbone, wave, rate, durations[vid], grid_rate), {}
+
+
+@stage_cli
+def main(backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
+    """Embed the (separated) audio of every video with one backbone."""
+    cfg = load_params("embed_audio", params)
+    model = audio_features.load_audio_backbone(
+        backbone, weights=(cfg.backbones.get(backbone) or {}).get("weights"),
+        device=resolve_device(cfg.device), rate_hz=cfg.label_rate_hz, batch_size=cfg.batch_size)
+    rows = read_manifest(manifest)
+    durations = {r.video_id: (r.n_frames / r.fps if r.has_video else r.duration_s) for r in rows}
+    # videos without audio have no file there; their (empty) group is keyed on the manifest
+    items = [(r.video_id, f if (f := audio / f"{r.video_id}.h5").exists() else manifest) for r in rows]
+    build_grouped_file(dst, items, partial(_embed, backbone=model, durations=durations,
+                                           grid_rate=cfg.label_rate_hz),
+                       params={"backbone": backbone, "weights_sha256": model.weights_sha256,
+                               "source": cfg.source, "grid_rate_hz": cfg.label_rate_hz},
+                       code=code_digest([audio_features, cnn14]), desc=f"embed_audio[{backbone}]",
+                       stage="embed_audio", model=backbone, weights=model.weights,
+                       weights_sha256=model.weights_sha256, dim=model.dim, source=cfg.source)
+
+
+if __name__ == "__main__":
+    main()
