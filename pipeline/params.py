@@ -217,6 +217,98 @@ class EmbedAudioParams:
             raise ParamsError(f"embed_audio.backbones: unknown {unknown}; known: {sorted(known)}")
 
 
+@dataclass(frozen=True)
+class WindowStatsParams:
+    """Keys ``window_s``, ``overlap``, ``min_valid_frac`` of section ``window_stats``.
+
+    ``window_stats.features`` (name -> embedding file) is read by DVC's ``foreach`` only.
+    """
+
+    window_s: float
+    overlap: float
+    min_valid_frac: float
+    label_rate_hz: float  # from base
+    classes: tuple[str, ...]  # from base
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0 or not 0 <= self.overlap < 1 or not 0 <= self.min_valid_frac <= 1:
+            raise ParamsError("window_stats: window_s > 0, 0 <= overlap < 1, 0 <= min_valid_frac <= 1")
+
+
+@dataclass(frozen=True)
+class FitSVMParams:
+    """Section ``fit.svm``: the paper's best setting is poly, gamma 0.1, C 3, r 0.47."""
+
+    C: float
+    kernel: Literal["poly", "rbf", "linear"]
+    gamma: float
+    degree: int
+    class_weight_r: float | None
+    seed: int  # from base
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+
+
+@dataclass(frozen=True)
+class FitKELMParams:
+    """Section ``fit.kelm``: kernel ELM; ``approximation: nystroem`` bounds memory for large N."""
+
+    C: float
+    kernel: Literal["rbf", "linear"]
+    gamma: float | str
+    class_weight: str | None
+    class_weight_r: float
+    approximation: Literal["nystroem"] | None
+    n_components: int
+    max_train: int | None
+    seed: int  # from base
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+
+
+@dataclass(frozen=True)
+class FitLSTMParams:
+    """Section ``fit.lstm``: LSTM over sequences of ``seq_len`` windows (seq2seq)."""
+
+    hidden: int
+    layers: int
+    dropout: float
+    epochs: int
+    lr: float
+    batch_size: int
+    patience: int
+    seq_len: int
+    class_weight_r: float
+    seed: int  # from base
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+
+
+@dataclass(frozen=True)
+class FuseParams:
+    """Section ``fuse``: which models enter fusion and the Dirichlet random search."""
+
+    models: tuple[str, ...]  # fitted model names (<model>_<feature>), or [all]
+    n_draws: int
+    concentration: float
+    seed: int  # from base
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+
+    def __post_init__(self) -> None:
+        if self.n_draws < 0 or self.concentration <= 0:
+            raise ParamsError("fuse: n_draws >= 0 and concentration > 0")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Section ``evaluate``."""
+
+    timeline_videos: int  # score-timeline figures for the first n videos of the last split
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+
+
 # stage name -> (dataclass, base keys it reads). Keep in step with dvc.yaml `params:`.
 STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "get_pretrained": (GetPretrainedParams, ()),
@@ -229,6 +321,18 @@ STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "embed_faces": (EmbedFacesParams, ("device", "n_jobs")),
     "finetune_faces": (FinetuneFacesParams, ("seed", "classes", "label_rate_hz", "device")),
     "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
+    "window_stats": (WindowStatsParams, ("label_rate_hz", "classes")),
+    # the `fit` matrix stage loads fit.<model> for its model
+    "fit.svm": (FitSVMParams, ("seed", "classes", "label_rate_hz")),
+    "fit.kelm": (FitKELMParams, ("seed", "classes", "label_rate_hz")),
+    "fit.lstm": (FitLSTMParams, ("seed", "classes", "label_rate_hz")),
+    "fuse": (FuseParams, ("seed", "classes", "label_rate_hz")),
+    "evaluate": (EvaluateParams, ("classes", "label_rate_hz")),
+}
+# Stages that read only some keys of their section (the others drive DVC's foreach/matrix);
+# dvc.yaml declares exactly these keys, so editing the others re-runs nothing here.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "window_stats": ("window_s", "overlap", "min_valid_frac"),
 }
 
 
@@ -263,6 +367,8 @@ def load_params(stage: str, path: str | Path = "params.yaml") -> Any:
     cls, base_keys = STAGES[stage]
     data = read_yaml(path)
     section = dict(_section(data, stage, path))
+    if stage in SECTION_KEYS:
+        section = {k: v for k, v in section.items() if k in SECTION_KEYS[stage]}
     base = _section(data, "base", path)
     for key in base_keys:
         if key in section:
@@ -280,7 +386,8 @@ def load_params(stage: str, path: str | Path = "params.yaml") -> Any:
 def declared_params(stage: str) -> list[str]:
     """The ``params:`` list ``dvc.yaml`` must declare for ``stage``."""
     _, base_keys = STAGES[stage]
-    return [f"base.{k}" for k in base_keys] + [stage]
+    own = [f"{stage}.{k}" for k in SECTION_KEYS[stage]] if stage in SECTION_KEYS else [stage]
+    return [f"base.{k}" for k in base_keys] + own
 
 
 def _section(data: dict[str, Any], name: str, path: str | Path) -> dict[str, Any]:

@@ -17,6 +17,28 @@ def _body(stage):
     return DVC[stage].get("do", DVC[stage])
 
 
+def _variants(name):
+    """(params key in STAGES, declared params) for each variant of a stage.
+
+    A matrix stage like `fit` loads `fit.<model>`; its `params:` use `${item.model}`.
+    """
+    body = _body(name)
+    params = body.get("params", [])
+    if "matrix" not in DVC[name]:
+        return [(name, params)]
+    yaml_params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    out = []
+    for axis, values in DVC[name]["matrix"].items():
+        if isinstance(values, str):  # ${fit.models}
+            node = yaml_params
+            for part in values.strip("${}").split("."):
+                node = node[part]
+            values = node
+        if any(f"${{item.{axis}}}" in p for p in params):
+            out = [(f"{name}.{v}", [p.replace(f"${{item.{axis}}}", v) for p in params]) for v in values]
+    return out
+
+
 def test_every_stage_has_a_script_and_params_schema():
     for name in DVC:
         body = _body(name)
@@ -24,15 +46,22 @@ def test_every_stage_has_a_script_and_params_schema():
         assert (ROOT / script).exists(), f"{name}: missing {script}"
         assert script in body["deps"], f"{name}: {script} is not a dep"
         assert f"python -m stages.{name} " in body["cmd"] + " ", f"{name}: cmd does not run its script"
-        assert name in STAGES, f"{name}: no params schema in pipeline.params.STAGES"
+        for key, _ in _variants(name):
+            assert key in STAGES, f"{name}: no params schema {key!r} in pipeline.params.STAGES"
 
 
 def test_declared_params_match_what_the_script_reads():
     for name in DVC:
-        assert _body(name).get("params", []) == declared_params(name), name
-    for name in STAGES:  # the script loads exactly its own stage's params
+        for key, params in _variants(name):
+            assert params == declared_params(key), key
         text = (ROOT / "stages" / f"{name}.py").read_text()
-        assert re.findall(r'load_params\("([\w.]+)"', text) == [name], name
+        loads = re.findall(r'load_params\((f?)"([\w.{}]+)"', text)
+        assert len(loads) == 1, f"{name}: the script must load its params exactly once"
+        fstring, arg = loads[0]
+        if "matrix" in DVC[name]:  # e.g. f"fit.{model}"
+            assert fstring and arg.startswith(f"{name}."), name
+        else:
+            assert not fstring and arg == name, name
 
 
 def _imported_files(script: Path) -> set[str]:

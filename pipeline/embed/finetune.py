@@ -137,7 +137,7 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
             opt.zero_grad()
             loss.backward()
             opt.step()
-            run += float(loss) * len(sel)
+            run += loss.item() * len(sel)
         dev_loss = _loss(model, dev[0], dev[1], crit_eval, cfg.batch_size, device)
         history.append({"epoch": epoch, "train_loss": run / max(len(y), 1), "dev_loss": dev_loss})
         log.info("finetune epoch %d: train loss %.4f, dev loss %.4f", epoch, history[-1]["train_loss"], dev_loss)

@@ -168,3 +168,11 @@ def _open(path: str | Path) -> Iterator[h5py.File]:
         raise DataError(path, f"not a readable HDF5 file ({err})") from None
     with f:
         yield f
+
+
+def read_group_attrs(path: str | Path, video_id: str) -> dict[str, Any]:
+    """Attributes of one video group (e.g. ``split``, ``speaker``)."""
+    with _open(path) as f:
+        if video_id not in f:
+            raise DataError(path, f"no group for video {video_id!r}")
+        return {k: _decode_attr(v) for k, v in f[video_id].attrs.items()}

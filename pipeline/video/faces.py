@@ -32,7 +32,7 @@ class FaceConfig:
 
     detector: str = "mtcnn"          # mtcnn | dlib
     fps: float | None = None          # sampling rate; None = every frame
-    min_face_px: int = 40
+    min_face_px: int = 20
     dlib_landmarks: int = 68
     dlib_upsample: int = 0
     align: str = "similarity"         # similarity | crop
@@ -40,7 +40,7 @@ class FaceConfig:
     size_px: int = 224
     track: str = "nearest"            # nearest | largest
     fill: str = "zeros"               # zeros | last
-    batch_size: int = 16
+    batch_size: int = 4
 
 
 def sample_frames(path: str | Path, fps: float | None, video_fps: float):

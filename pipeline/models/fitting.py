@@ -1,0 +1,155 @@
+"""Fit a classifier on window features and deliver its class scores on the 5 Hz label grid.
+
+Training uses the ``train`` split's valid windows with a label (window label != -1). Each
+dev and test window then gets class probabilities, and overlapping windows are averaged
+back onto the 5 Hz grid (as the paper does); grid bins that no valid window covers get the
+training class prior and ``covered=False``.
+
+A class absent from the training windows cannot be predicted: its probability is 0 in
+every score, and the fit report lists it (``missing_classes``). For the SVM, whose
+probability calibration needs a few samples per class, classes with fewer than 2 training
+windows are treated the same way.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.errors import PipelineError
+from pipeline.features.windows import windows_to_grid
+
+log = logging.getLogger(__name__)
+
+
+def training_windows(videos: dict[str, dict], split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Valid, labelled windows of ``split``: (X [N, F] float32, y [N] int64)."""
+    xs, ys = [], []
+    for g in videos.values():
+        if g["attrs"]["split"] != split:
+            continue
+        ok = g["valid"] & (g["y"] >= 0)
+        xs.append(g["x"][ok])
+        ys.append(g["y"][ok].astype(np.int64))
+    if not xs or sum(len(y) for y in ys) == 0:
+        raise PipelineError(f"no valid labelled windows in the {split!r} split (empty split, or no face/audio?)")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def sequences(videos: dict[str, dict], split: str, seq_len: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """Cut each video's window sequence into chunks of ``seq_len`` (zero/-1 padded).
+
+    Returns (X [N, S, F], y [N, S] with -1 for invalid/unlabelled/padding, index list of
+    ``(video_id, first_window, n_windows)``).
+    """
+    xs, ys, index = [], [], []
+    for vid, g in sorted(videos.items()):
+        if g["attrs"]["split"] != split:
+            continue
+        y = np.where(g["valid"], g["y"], -1).astype(np.int64)
+        for s in range(0, len(y), seq_len):
+            n = min(seq_len, len(y) - s)
+            x = np.zeros((seq_len, g["x"].shape[1]), np.float32)
+            yy = np.full(seq_len, -1, np.int64)
+            x[:n], yy[:n] = g["x"][s:s + n], y[s:s + n]
+            xs.append(x)
+            ys.append(yy)
+            index.append((vid, s, n))
+    return np.stack(xs), np.stack(ys), index
+
+
+def make_model(name: str, cfg: Any, y: np.ndarray, n_classes: int, seed: int):
+    """The unfitted estimator ``name`` (svm | kelm | lstm) with the stage's params."""
+    if name == "svm":
+        from pipeline.models.svm import make_svm
+
+        counts = np.bincount(y, minlength=n_classes)
+        cv = int(max(2, min(5, counts[counts > 0].min())))
+        return make_svm(C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, degree=cfg.degree,
+                        class_weight_r=cfg.class_weight_r, y=y, n_classes=n_classes,
+                        random_state=seed, calibration_cv=cv)
+    if name == "kelm":
+        from pipeline.models.kelm import KELMClassifier
+
+        return make_pipeline(StandardScaler(), KELMClassifier(
+            C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, class_weight=cfg.class_weight,
+            class_weight_r=cfg.class_weight_r, approximation=cfg.approximation,
+            n_components=cfg.n_components, max_train=cfg.max_train, random_state=seed))
+    if name == "lstm":
+        from pipeline.models.lstm import LSTMSequenceClassifier
+
+        return LSTMSequenceClassifier(hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
+                                      epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                                      patience=cfg.patience, class_weight="log",
+                                      class_weight_r=cfg.class_weight_r, random_state=seed)
+    raise PipelineError(f"unknown classifier {name!r}")
+
+
+def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Expand ``proba`` [N, len(classes)] to all ``n_classes`` columns (absent ones 0)."""
+    out = np.zeros(proba.shape[:-1] + (n_classes,), np.float32)
+    out[..., np.asarray(classes, int)] = proba
+    return out
+
+
+def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int, seed: int,
+                  seq_len: int = 8) -> tuple[Any, dict[str, dict], dict]:
+    """Fit ``name`` on the train split and score every dev/test video on the 5 Hz grid.
+
+    Parameters
+    ----------
+    videos : ``{video_id: {"x", "y", "valid", "start", "end", "t", "attrs"}}`` from
+        ``window_stats`` (``attrs`` holds ``split`` and ``n_grid``).
+
+    Returns
+    -------
+    (fitted estimator, ``{video_id: {"p" [n, K], "covered" [n]}}``, fit report)
+    """
+    X, y = training_windows(videos)
+    missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
+    if name == "svm":  # calibration needs >= 2 windows per class
+        counts = np.bincount(y, minlength=n_classes)
+        rare = [k for k in range(n_classes) if 0 < counts[k] < 2]
+        keep = ~np.isin(y, rare)
+        X, y, missing = X[keep], y[keep], sorted(set(missing) | set(rare))
+    if missing:
+        log.warning("%s: classes %s have no (or too few) training windows; their scores are 0", name, missing)
+    if len(np.unique(y)) < 2:
+        raise PipelineError(f"{name}: the training windows hold fewer than two classes")
+    prior = np.bincount(y, minlength=n_classes).astype(np.float32) / len(y)
+    model = make_model(name, cfg, y, n_classes, seed)
+    if name == "lstm":
+        Xs, ys, _ = sequences(videos, "train", seq_len)
+        Xd, yd, _ = sequences(videos, "dev", seq_len)
+        model.fit(Xs, ys, Xd, yd)
+    else:
+        model.fit(X, y)
+    classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
+    scores: dict[str, dict] = {}
+    for split in ("dev", "test"):
+        ids = sorted(v for v, g in videos.items() if g["attrs"]["split"] == split)
+        if not ids:
+            continue
+        if name == "lstm":
+            Xq, _, index = sequences(videos, split, seq_len)
+            pq = full_proba(model.predict_proba(Xq), classes, n_classes)
+            per_window = {v: np.zeros((len(videos[v]["y"]), n_classes), np.float32) for v in ids}
+            for (vid, s, n), p in zip(index, pq):
+                per_window[vid][s:s + n] = p[:n]
+        else:
+            per_window = {v: full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes) for v in ids}
+        for vid in ids:
+            g = videos[vid]
+            ok = g["valid"]
+            grid = windows_to_grid(per_window[vid][ok], g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]))
+            covered = np.isfinite(grid).all(axis=1)
+            grid[~covered] = prior
+            scores[vid] = {"p": grid.astype(np.float32), "covered": covered}
+    report = {"model": name, "train_windows": int(len(y)), "missing_classes": missing,
+              "class_counts": np.bincount(y, minlength=n_classes).tolist()}
+    if hasattr(model, "history_"):
+        report["history"] = model.history_
+    return model, scores, report

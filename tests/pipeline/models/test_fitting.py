@@ -1,0 +1,74 @@
+"""Fitting on window features and scores on the 5 Hz grid: shapes, coverage, missing classes."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.models.fitting import fit_and_score, full_proba
+
+SVM = SimpleNamespace(C=3.0, kernel="poly", gamma=0.1, degree=3, class_weight_r=0.47)
+KELM = SimpleNamespace(C=10.0, kernel="rbf", gamma="scale", class_weight="log", class_weight_r=0.47,
+                       approximation=None, n_components=100, max_train=None)
+LSTM = SimpleNamespace(hidden=16, layers=1, dropout=0.0, epochs=15, lr=0.01, batch_size=4, patience=5,
+                       class_weight_r=0.47)
+
+
+def _videos(rng, classes_in_train=(0, 1, 2), n_videos=6, n_win=12):
+    """Windows whose features carry their class (class k -> mean k on every dimension)."""
+    vids = {}
+    for i in range(n_videos):
+        split = "train" if i < n_videos - 2 else ("dev" if i == n_videos - 2 else "test")
+        pool = classes_in_train if split == "train" else (0, 1, 2)
+        y = rng.choice(pool, n_win).astype(np.int8)
+        x = (y[:, None] * 2.0 + rng.normal(0, 0.3, (n_win, 4))).astype(np.float32)
+        starts = np.arange(n_win) * 10
+        valid = np.ones(n_win, bool)
+        valid[-1] = False  # a window with too few valid frames
+        vids[f"v{i}"] = {"x": x, "y": y, "valid": valid, "start": starts.astype(np.int32),
+                         "end": (starts + 20).astype(np.int32), "t": starts / 5.0 + 2,
+                         "attrs": {"split": split, "n_grid": int(starts[-1] + 20 + 3)}}
+    return vids
+
+
+@pytest.mark.parametrize("name,cfg", [("svm", SVM), ("kelm", KELM), ("lstm", LSTM)])
+def test_scores_on_the_grid_and_accuracy(name, cfg):
+    vids = _videos(np.random.default_rng(0))
+    _, scores, report = fit_and_score(name, cfg, vids, 4, seed=0, seq_len=4)
+    assert sorted(scores) == ["v4", "v5"] and report["missing_classes"] == [3]
+    for vid, sc in scores.items():
+        g = vids[vid]
+        assert sc["p"].shape == (g["attrs"]["n_grid"], 4)
+        np.testing.assert_allclose(sc["p"].sum(1), 1, atol=1e-5)
+        assert (sc["p"][:, 3] == 0).all()  # never-seen class: probability 0
+        # bins covered only by the invalid last window, and the tail: prior, covered False
+        assert not sc["covered"][-3:].any() and sc["covered"][:100].all()
+        # windows are class-separable: the prediction at each valid window's bins is its label
+        w = 3
+        bins = slice(g["start"][w] + 10, g["end"][w] - 0)
+        if g["y"][w] == g["y"][w - 1] == g["y"][w + 1]:
+            assert (sc["p"][bins].argmax(1) == g["y"][w]).mean() > 0.8
+
+
+def test_class_missing_from_training_is_reported(tmp_path):
+    vids = _videos(np.random.default_rng(1), classes_in_train=(0, 2))
+    _, scores, report = fit_and_score("kelm", KELM, vids, 3, seed=0)
+    assert report["missing_classes"] == [1] and report["class_counts"][1] == 0
+    assert all((sc["p"][:, 1] == 0).all() for sc in scores.values())
+
+
+def test_empty_train_split_and_single_class_are_errors():
+    vids = _videos(np.random.default_rng(2))
+    for g in vids.values():
+        if g["attrs"]["split"] == "train":
+            g["attrs"]["split"] = "dev"
+    with pytest.raises(PipelineError, match="no valid labelled windows in the 'train' split"):
+        fit_and_score("svm", SVM, vids, 3, seed=0)
+    vids = _videos(np.random.default_rng(2), classes_in_train=(1,))
+    with pytest.raises(PipelineError, match="fewer than two classes"):
+        fit_and_score("kelm", KELM, vids, 3, seed=0)
+
+
+def test_full_proba_places_columns_by_class_index():
+    out = full_proba(np.array([[0.2, 0.8]]), np.array([0, 2]), 4)
+    np.testing.assert_allclose(out, [[0.2, 0, 0.8, 0]])
