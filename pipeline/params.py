@@ -211,7 +211,7 @@ class EmbedAudioParams:
     label_rate_hz: float  # from base
 
     def __post_init__(self) -> None:
-        known = {"logmel", "mfcc", "cnn14"}
+        known = {"logmel", "mfcc", "ge2e_lstm", "cnn14"}
         unknown = sorted(set(self.backbones) - known)
         if unknown:
             raise ParamsError(f"embed_audio.backbones: unknown {unknown}; known: {sorted(known)}")
@@ -309,6 +309,24 @@ class EvaluateParams:
     label_rate_hz: float  # from base
 
 
+@dataclass(frozen=True)
+class FitRawAudioParams:
+    """Section ``fit_raw_audio``: the 1D CNN + LSTM on raw audio (paper: 4 s, overlap 2/5, lr 2.5e-4)."""
+
+    source: Literal["vocals", "audio"]
+    window_s: float
+    overlap: float
+    epochs: int
+    lr: float
+    batch_size: int
+    patience: int
+    class_weight_r: float
+    seed: int  # from base
+    classes: tuple[str, ...]  # from base
+    label_rate_hz: float  # from base
+    device: Device  # from base
+
+
 # stage name -> (dataclass, base keys it reads). Keep in step with dvc.yaml `params:`.
 STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "get_pretrained": (GetPretrainedParams, ()),
@@ -326,6 +344,7 @@ STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "fit.svm": (FitSVMParams, ("seed", "classes", "label_rate_hz")),
     "fit.kelm": (FitKELMParams, ("seed", "classes", "label_rate_hz")),
     "fit.lstm": (FitLSTMParams, ("seed", "classes", "label_rate_hz")),
+    "fit_raw_audio": (FitRawAudioParams, ("seed", "classes", "label_rate_hz", "device")),
     "fuse": (FuseParams, ("seed", "classes", "label_rate_hz")),
     "evaluate": (EvaluateParams, ("classes", "label_rate_hz")),
 }

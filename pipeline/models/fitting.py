@@ -6,7 +6,8 @@ back onto the 5 Hz grid (as the paper does); grid bins that no valid window cove
 training class prior and ``covered=False``.
 
 A class absent from the training windows cannot be predicted: its probability is 0 in
-every score, and the fit report lists it (``missing_classes``). For the SVM, whose
+every score, the fit report lists it (``missing_classes``), and its dev windows are left
+out of early stopping. For the SVM, whose
 probability calibration needs a few samples per class, classes with fewer than 2 training
 windows are treated the same way.
 """
@@ -124,6 +125,7 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int, 
     if name == "lstm":
         Xs, ys, _ = sequences(videos, "train", seq_len)
         Xd, yd, _ = sequences(videos, "dev", seq_len)
+        yd = np.where(np.isin(yd, np.unique(y)), yd, -1)  # classes unseen in training: not scored
         model.fit(Xs, ys, Xd, yd)
     else:
         model.fit(X, y)

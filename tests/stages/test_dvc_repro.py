@@ -25,6 +25,7 @@ SMALL = {  # params overrides: 4 short videos, one backbone per modality, few ep
     "window_stats": {"window_s": 2.0, "features": {"fer": "faces/fer_xception", "finetuned": "faces/finetuned",
                                                    "mfcc": "audio/mfcc"}},
     "fit": {"models": ["svm", "kelm"], "features": ["fer", "mfcc"]},
+    "fit_raw_audio": {"epochs": 2},
     "fuse": {"n_draws": 200},
     "evaluate": {"timeline_videos": 1},
 }
@@ -60,11 +61,12 @@ def test_full_pipeline_then_nothing_to_run(project):
     first = _dvc(project, "repro")
     for stage in ("get_pretrained", "make_demo", "build_manifest", "detect_faces", "extract_audio",
                   "separate_vocals", "resample_labels", "embed_faces@fer_xception", "finetune_faces",
-                  "embed_audio@mfcc", "window_stats@fer", "fit@svm-fer", "fit@kelm-mfcc", "fuse", "evaluate"):
+                  "embed_audio@mfcc", "window_stats@fer", "fit@svm-fer", "fit@kelm-mfcc", "fit_raw_audio", "fuse",
+                  "evaluate"):
         assert f"Running stage '{stage}'" in first, stage
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics) == {"dev", "test"}
-    assert {"svm_fer", "kelm_mfcc", "fusion_swf", "fusion_mcwf"} <= set(metrics["dev"])
+    assert {"svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"} <= set(metrics["dev"])
     for m in metrics["dev"].values():
         assert 0 <= m["cpm"] <= 1 and m["cpm"] == pytest.approx(0.67 * m["macro_f1"] + 0.33 * m["accuracy"], abs=1e-5)
     # SWF's search includes the uniform weights and each single model's direction: on dev it

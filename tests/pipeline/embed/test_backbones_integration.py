@@ -57,7 +57,7 @@ def test_user_weights_backbones_need_their_file(tmp_path):
         load_audio_backbone("cnn14", weights=None, device="cpu", rate_hz=5.0)
 
 
-@pytest.mark.parametrize("name,dim", [("logmel", 64), ("mfcc", 40)])
+@pytest.mark.parametrize("name,dim", [("logmel", 64), ("mfcc", 40), ("ge2e_lstm", 256)])
 def test_audio_descriptors_on_the_label_grid(emodb_dir, name, dim):
     import librosa
 
@@ -71,3 +71,19 @@ def test_audio_descriptors_on_the_label_grid(emodb_dir, name, dim):
     assert silent["x"].shape == (10, dim) and not silent["valid"].any()
     if name == "logmel":  # speech is louder than the 2 s clip's silent padding... energy varies
         assert out["x"].mean(1).std() > 1.0
+
+
+def test_ge2e_states_equal_resemblyzers_own_lstm(emodb_dir):
+    import librosa
+    import torch
+    from resemblyzer import VoiceEncoder
+
+    wave, sr = sf.read(sorted(emodb_dir.glob("*.wav"))[3], dtype="float32")
+    wave = librosa.resample(wave, orig_sr=sr, target_sr=16000)
+    out = embed_video_audio(load_audio_backbone("ge2e_lstm", weights=None, device="cpu", rate_hz=5.0),
+                            wave, 16000, 2.0, 5.0)
+    mel = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=400, hop_length=160, n_mels=40)
+    with torch.no_grad():
+        ref = VoiceEncoder("cpu", verbose=False).lstm(torch.from_numpy(mel.T.astype(np.float32))[None])[0][0]
+    # bin k of the 5 Hz grid averages the 10 ms frames 20k .. 20k+19
+    np.testing.assert_allclose(out["x"][3], ref[60:80].mean(0).numpy(), atol=1e-5)

@@ -1,0 +1,51 @@
+"""Raw-audio model 4: window spans and labels, training and scores on the 5 Hz grid."""
+from types import SimpleNamespace
+
+import numpy as np
+
+from pipeline.models.raw_audio import fit_raw_audio, labelled_windows
+
+SR = 8000
+
+
+def test_window_spans_and_majority_labels():
+    y = np.array([0] * 10 + [1] * 12 + [-1] * 3)  # 5 s at 5 Hz
+    w = labelled_windows(np.zeros(5 * SR, np.float32), SR, y, 5.0, window_s=2.0, overlap=0.4, n_classes=2)
+    # hop 1.2 s: windows start at 0, 1.2, 2.4, 3.6 s -> bins [0,10), [6,16), [12,22), [18,25)
+    assert w["start"].tolist() == [0, 6, 12, 18] and w["end"].tolist() == [10, 16, 22, 25]
+    # [6,16) holds four bins of class 0 and six of class 1; [18,25) ends in unannotated bins
+    assert w["y"].tolist() == [0, 1, 1, 1] and w["x"].shape == (4, 2 * SR)
+
+
+def test_learns_tones_and_scores_every_dev_bin():
+    rng = np.random.default_rng(0)
+
+    def video(split, labels):
+        t = np.arange(len(labels) * SR // 5) / SR
+        f = np.repeat(np.where(np.array(labels) == 0, 300.0, 1200.0), SR // 5)
+        return {"wave": (0.5 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32),
+                "rate_hz": SR, "y": np.array(labels, np.int8), "split": split}
+
+    videos = {f"tr{i}": video("train", [i % 2] * 10 + [(i + 1) % 2] * 10) for i in range(6)}
+    videos["dev"] = video("dev", [0] * 10 + [1] * 10)
+    videos["test"] = video("test", [1] * 10 + [0] * 10)
+    videos["silent"] = {"wave": None, "rate_hz": 0, "y": np.zeros(8, np.int8), "split": "test"}
+    cfg = SimpleNamespace(window_s=0.5, overlap=0.4, epochs=12, lr=0.003, batch_size=8, patience=12,
+                          class_weight_r=0.34)
+    _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
+    assert sorted(scores) == ["dev", "silent", "test"] and report["missing_classes"] == []
+    assert scores["dev"]["p"].shape == (20, 2) and scores["dev"]["covered"].all()
+    assert not scores["silent"]["covered"].any()  # no audio: training prior
+    np.testing.assert_allclose(scores["silent"]["p"][0], [0.5, 0.5], atol=0.05)
+    acc = (scores["test"]["p"].argmax(1) == videos["test"]["y"]).mean()
+    assert acc >= 0.8, acc
+
+
+def test_class_missing_from_training_but_present_in_dev():
+    rng = np.random.default_rng(1)
+    wave = lambda n: (0.1 * rng.standard_normal(n * SR // 5)).astype(np.float32)  # noqa: E731
+    videos = {"tr": {"wave": wave(20), "rate_hz": SR, "y": np.array([0] * 10 + [1] * 10, np.int8), "split": "train"},
+              "dev": {"wave": wave(20), "rate_hz": SR, "y": np.array([2] * 20, np.int8), "split": "dev"}}
+    cfg = SimpleNamespace(window_s=0.5, overlap=0.4, epochs=1, lr=0.001, batch_size=8, patience=2, class_weight_r=0.34)
+    _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
+    assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
