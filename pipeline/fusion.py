@@ -369,3 +369,70 @@ def _score_candidates(P: np.ndarray, y: np.ndarray, weights: np.ndarray, chunk: 
             conf = counts[:, :, lane_to_class]  # (cand, true, predicted)
             scores[c0:c1] = cpm_from_confusion(conf + base)
     return scores
+
+
+# ----------------------------------------------------------------------------- valence/arousal
+#
+# CCC of a weighted sum of model outputs needs only first and second moments: with model
+# means m (L,), model covariance S (L, L) and model-label covariance c (L,) on the annotated
+# frames, the fused series w.P has mean w.m, variance w'Sw and covariance w.c with the
+# labels. Every candidate is then scored exactly in O(L^2), whatever the number of frames.
+
+
+def _va_moments(P: np.ndarray, y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    ok = np.isfinite(y[:, d]) & np.isfinite(P[:, :, d]).all(axis=0)
+    if not ok.any():
+        raise ValueError(f"no annotated frame for dimension {d}")
+    X = P[:, ok, d].astype(np.float64)  # (L, n)
+    t = y[ok, d].astype(np.float64)
+    m = X.mean(axis=1)
+    Xc = X - m[:, None]
+    return m, Xc @ Xc.T / X.shape[1], Xc @ (t - t.mean()) / X.shape[1], float(t.mean()), float(t.var())
+
+
+def _ccc_of_weights(W: np.ndarray, m, S, c, my: float, vy: float) -> np.ndarray:
+    """CCC of fused series for candidate weights ``W`` [C, L] (population moments)."""
+    mean = W @ m
+    var = np.einsum("cl,lk,ck->c", W, S, W)
+    return 2 * (W @ c) / (var + vy + (mean - my) ** 2)
+
+
+def search_va(P: np.ndarray, y: np.ndarray, n_draws: int, concentration: float = 1.0, seed: int = 0,
+              per_dimension: bool = False) -> SearchResult:
+    """Dirichlet random search for fusion weights of valence/arousal predictions.
+
+    Parameters
+    ----------
+    P : (L, N, 2) float array
+        Valence/arousal predictions of L models on N frames.
+    y : (N, 2) float array
+        Labels; NaN = unannotated (not scored).
+    per_dimension : bool
+        False: one weight per model (SWF). True: a weight column per dimension, each
+        summing to 1 over models (the MCWF analogue, dimensions in place of classes).
+
+    Returns
+    -------
+    SearchResult with ``weights`` (L,) or (L, 2) and ``best_score`` = mean CCC over the two
+    dimensions; ``history`` holds every candidate's score (candidate 0 = uniform).
+    """
+    L = P.shape[0]
+    moments = [_va_moments(P, y, d) for d in range(2)]
+    if per_dimension:
+        cands = mcwf_candidates(n_draws, L, 2, concentration, seed)  # (C, L, 2)
+        per_dim = [_ccc_of_weights(cands[:, :, d], *moments[d]) for d in range(2)]
+    else:
+        cands = swf_candidates(n_draws, L, concentration, seed)  # (C, L)
+        per_dim = [_ccc_of_weights(cands, *moments[d]) for d in range(2)]
+    scores = np.nan_to_num((per_dim[0] + per_dim[1]) / 2, nan=-np.inf)
+    best = int(np.argmax(scores))
+    log.info("va %s search: %d candidates, best #%d mean CCC=%.4f (uniform %.4f)",
+             "per-dimension" if per_dimension else "swf", len(cands), best, scores[best], scores[0])
+    return SearchResult(cands[best], float(scores[best]), scores)
+
+
+def apply_va(P: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Fuse (L, N, 2) predictions with weights (L,) or per-dimension weights (L, 2) -> (N, 2)."""
+    if w.ndim == 1:
+        return np.einsum("l,lnd->nd", w, P)
+    return np.einsum("ld,lnd->nd", w, P)

@@ -247,6 +247,7 @@ class FitSVMParams:
     seed: int  # from base
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
+    task: Task  # from base
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class FitKELMParams:
     seed: int  # from base
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
+    task: Task  # from base
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,7 @@ class FitLSTMParams:
     seed: int  # from base
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
+    task: Task  # from base
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,7 @@ class FuseParams:
     seed: int  # from base
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
+    task: Task  # from base
 
     def __post_init__(self) -> None:
         if self.n_draws < 0 or self.concentration <= 0:
@@ -307,6 +311,7 @@ class EvaluateParams:
     timeline_videos: int  # score-timeline figures for the first n videos of the last split
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
+    task: Task  # from base
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,7 @@ class FitRawAudioParams:
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
     device: Device  # from base
+    task: Task  # from base
 
 
 # stage name -> (dataclass, base keys it reads). Keep in step with dvc.yaml `params:`.
@@ -341,12 +347,12 @@ STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
     "window_stats": (WindowStatsParams, ("label_rate_hz", "classes")),
     # the `fit` matrix stage loads fit.<model> for its model
-    "fit.svm": (FitSVMParams, ("seed", "classes", "label_rate_hz")),
-    "fit.kelm": (FitKELMParams, ("seed", "classes", "label_rate_hz")),
-    "fit.lstm": (FitLSTMParams, ("seed", "classes", "label_rate_hz")),
-    "fit_raw_audio": (FitRawAudioParams, ("seed", "classes", "label_rate_hz", "device")),
-    "fuse": (FuseParams, ("seed", "classes", "label_rate_hz")),
-    "evaluate": (EvaluateParams, ("classes", "label_rate_hz")),
+    "fit.svm": (FitSVMParams, ("seed", "classes", "label_rate_hz", "task")),
+    "fit.kelm": (FitKELMParams, ("seed", "classes", "label_rate_hz", "task")),
+    "fit.lstm": (FitLSTMParams, ("seed", "classes", "label_rate_hz", "task")),
+    "fit_raw_audio": (FitRawAudioParams, ("seed", "classes", "label_rate_hz", "device", "task")),
+    "fuse": (FuseParams, ("seed", "classes", "label_rate_hz", "task")),
+    "evaluate": (EvaluateParams, ("classes", "label_rate_hz", "task")),
 }
 # Stages that read only some keys of their section (the others drive DVC's foreach/matrix);
 # dvc.yaml declares exactly these keys, so editing the others re-runs nothing here.

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.metrics import classification_metrics  # noqa: E402
+from pipeline.metrics import classification_metrics, va_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,44 @@ def evaluate_split(P: np.ndarray, y: np.ndarray, names: list[str], classes: list
             "confusion": np.asarray(m["confusion"]).tolist(),
         }
     return out
+
+
+def evaluate_split_va(P: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, dict]:
+    """CCC of valence, arousal and their mean for each model (``P`` [L, N, 2], ``y`` [N, 2], NaN masked)."""
+    return {name: {k: round(float(v), 6) for k, v in va_metrics(y, p).items()}
+            | {"n_frames": int(np.isfinite(y).all(axis=1).sum())} for name, p in zip(names, P)}
+
+
+def markdown_table_va(metrics: dict[str, dict[str, dict]]) -> str:
+    """A table of CCC per model (rows sorted by dev mean CCC)."""
+    splits = [s for s in ("dev", "test") if s in metrics]
+    names = sorted(metrics["dev"], key=lambda n: -metrics["dev"][n]["ccc_mean"])
+    rows = ["| model | " + " | ".join(f"{s} CCC valence | {s} CCC arousal | {s} CCC mean" for s in splits) + " |",
+            "|---|" + "---|" * (3 * len(splits))]
+    for n in names:
+        cells = []
+        for s in splits:
+            m = metrics[s].get(n)
+            cells += [f"{m['ccc_valence']:.3f}", f"{m['ccc_arousal']:.3f}", f"{m['ccc_mean']:.3f}"] if m else ["-"] * 3
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def plot_timeline_va(path: Path, t: np.ndarray, y: np.ndarray, preds: dict[str, np.ndarray], title: str) -> None:
+    """Valence and arousal labels and predictions of a few models over one video."""
+    fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True)
+    for d, (ax, name) in enumerate(zip(axes, ("valence", "arousal"))):
+        ax.plot(t, y[:, d], color="black", lw=2.5, label="label")
+        for model, p in preds.items():
+            ax.plot(t, p[:, d], lw=1, label=model)
+        ax.set_ylabel(name)
+        ax.set_ylim(-1, 1)
+    axes[0].set_title(title)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    axes[1].set_xlabel("time (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def confusion_records(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> list[dict[str, str]]:

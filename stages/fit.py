@@ -1,8 +1,10 @@
 """Stage `fit` (matrix: model x feature): fit a classifier on window features, score dev/test.
 
-Reads  features/windows/<feature>.h5; params base.seed, base.classes, fit.<model>
+Reads  features/windows/<feature>.h5; params base.seed, base.classes, base.label_rate_hz,
+       base.task, fit.<model>
 Writes models/fit/<model>_<feature>/model.joblib (the fitted estimator),
-       scores.h5 (per dev/test video: t [n] s, p [n, K] on the 5 Hz grid, covered [n]),
+       scores.h5 (per dev/test video on the 5 Hz grid: t [n] s, p [n, K] class probabilities,
+       or va [n, 2] for base.task va, and covered [n]),
        report.json (training windows, class counts, classes missing from training)
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pipeline.cli import stage_cli
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_group_attrs
 from pipeline.labels.resample import grid_times
-from pipeline.models.fitting import fit_and_score
+from pipeline.models.fitting import fit_and_score, fit_and_score_va
 from pipeline.params import load_params
 
 
@@ -24,17 +26,20 @@ def main(model: str, feature: str, windows: Path, dst: Path, params: Path = Path
     """Fit one classifier on one feature's windows and write its 5 Hz scores."""
     cfg = load_params(f"fit.{model}", params)
     videos = {vid: {**g, "attrs": read_group_attrs(windows, vid)} for vid, g in iter_groups(windows)}
-    est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed,
-                                        getattr(cfg, "seq_len", 8))
+    if cfg.task == "va":
+        est, scores, report = fit_and_score_va(model, cfg, videos)
+    else:
+        est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed,
+                                            getattr(cfg, "seq_len", 8))
     with atomic_path(dst) as tmp:
         tmp.mkdir()
         joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "feature": feature})
         with open_writer(tmp / "scores.h5", stage="fit", model=f"{model}_{feature}", feature=feature,
-                         classes=list(cfg.classes), rate_hz=float(cfg.label_rate_hz),
+                         classes=list(cfg.classes), task=cfg.task, rate_hz=float(cfg.label_rate_hz),
                          params_digest=params_digest(vars(cfg))) as w:
             for vid in sorted(scores):
-                n = len(scores[vid]["p"])
+                n = len(scores[vid]["covered"])
                 w.add(vid, attrs={"split": videos[vid]["attrs"]["split"]}, t=grid_times(n, cfg.label_rate_hz),
                       **scores[vid])
 

@@ -1,7 +1,7 @@
 """Stage `fit_raw_audio`: the paper's 1D CNN + LSTM on raw vocal waveforms (model 4).
 
 Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/labels_5hz.h5;
-       params base.seed, base.classes, base.label_rate_hz, base.device, fit_raw_audio
+       params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_raw_audio
 Writes models/fit/cnn_lstm_raw/{model.joblib, scores.h5, report.json} (the fit stage's format)
 """
 from __future__ import annotations
@@ -15,30 +15,35 @@ from pipeline.embed.device import resolve_device
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_attrs, read_group, read_group_attrs
 from pipeline.labels.resample import grid_times
-from pipeline.models.raw_audio import fit_raw_audio
+from pipeline.models.raw_audio import fit_raw_audio, fit_raw_audio_va
 from pipeline.params import load_params
+from pipeline.scores import payload
 
 
 @stage_cli
 def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
     """Train on train-split audio windows and score dev/test on the 5 Hz grid."""
     cfg = load_params("fit_raw_audio", params)
+    key = payload(cfg.task)[1]
     videos = {}
-    for vid, g in iter_groups(labels, ["y"]):
+    for vid, g in iter_groups(labels, [key]):
         f = audio / f"{vid}.h5"
         wave, rate = (read_group(f, vid, ["wave"])["wave"], int(read_attrs(f)["rate_hz"])) if f.exists() else (None, 0)
-        videos[vid] = {"wave": wave, "rate_hz": rate, "y": g["y"], "split": read_group_attrs(labels, vid)["split"]}
-    est, scores, report = fit_raw_audio(videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz,
-                                        resolve_device(cfg.device))
+        videos[vid] = {"wave": wave, "rate_hz": rate, key: g[key], "split": read_group_attrs(labels, vid)["split"]}
+    device = resolve_device(cfg.device)
+    if cfg.task == "va":
+        est, scores, report = fit_raw_audio_va(videos, cfg, cfg.seed, cfg.label_rate_hz, device)
+    else:
+        est, scores, report = fit_raw_audio(videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device)
     with atomic_path(dst) as tmp:
         tmp.mkdir()
         joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "source": cfg.source})
         with open_writer(tmp / "scores.h5", stage="fit_raw_audio", model="cnn_lstm_raw", feature="raw_audio",
-                         classes=list(cfg.classes), rate_hz=cfg.label_rate_hz,
+                         classes=list(cfg.classes), task=cfg.task, rate_hz=cfg.label_rate_hz,
                          params_digest=params_digest(vars(cfg))) as w:
             for vid in sorted(scores):
-                n = len(scores[vid]["p"])
+                n = len(scores[vid]["covered"])
                 w.add(vid, attrs={"split": videos[vid]["split"]}, t=grid_times(n, cfg.label_rate_hz), **scores[vid])
 
 

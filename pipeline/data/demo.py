@@ -46,6 +46,11 @@ SOURCE = {
 CREMA_CLASSES = {"NEU": "neutral", "ANG": "anger", "DIS": "disgust", "FEA": "fear",
                  "HAP": "happiness", "SAD": "sadness"}
 SPLIT_DIRS = {"train": "Train_Set", "dev": "Validation_Set", "test": "Test_Set"}
+# Valence/arousal of each emotion: its approximate position on Russell's circumplex. The
+# demo's VA labels are derived from the categorical ones through this table (plus a small
+# seeded offset per clip), so they exercise the VA path; they are not human VA ratings.
+CIRCUMPLEX = {"neutral": (0.0, 0.0), "anger": (-0.5, 0.7), "disgust": (-0.6, 0.3), "fear": (-0.6, 0.6),
+              "happiness": (0.8, 0.5), "sadness": (-0.6, -0.4)}
 
 
 @dataclass
@@ -210,6 +215,31 @@ def render_video(dst_video: Path, segments: list[Segment], clips: list[SourceCli
     return labels
 
 
+def segment_index(segments: list[Segment], n_frames: int, fps: float) -> np.ndarray:
+    """Index of the segment each frame falls in, (n_frames,) int."""
+    starts = np.array([s.start_s for s in segments])
+    return np.searchsorted(starts, np.arange(n_frames) / fps, side="right") - 1
+
+
+def va_labels(segments: list[Segment], clips: list[SourceClip], n_frames: int, fps: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """Per-frame (valence, arousal) from each clip's emotion (:data:`CIRCUMPLEX`) plus a
+    seeded offset of up to +-0.15 per segment; gaps are -5 (unannotated). (n_frames, 2)."""
+    offsets = rng.uniform(-0.15, 0.15, (len(segments), 2))
+    seg = segment_index(segments, n_frames, fps)
+    out = np.full((n_frames, 2), -5.0, np.float32)
+    for k, s in enumerate(segments):
+        if s.clip >= 0:
+            out[seg == k] = np.clip(np.array(CIRCUMPLEX[clips[s.clip].label]) + offsets[k], -1, 1)
+    return out
+
+
+def write_va_file(dst: Path, va: np.ndarray) -> None:
+    """Aff-Wild2 VA format: ``valence,arousal`` header, one pair per frame (-5 = unannotated)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text("valence,arousal\n" + "\n".join(f"{v:.3f},{a:.3f}" for v, a in va) + "\n")
+
+
 def write_label_file(dst: Path, labels: np.ndarray) -> None:
     """Aff-Wild2 EXPR format: a header of class names, then one index per frame."""
     header = ",".join(name.capitalize() for name in CREMA_CLASSES.values())
@@ -251,6 +281,8 @@ def make_demo(dst: str | Path, workdir: str | Path, cfg) -> dict:
                               cfg.audio_rate_hz)
         write_label_file(dst / "annotations" / "EXPR_Set" / SPLIT_DIRS[split_of[i]] / f"{vid}.txt",
                          labels)
+        write_va_file(dst / "annotations" / "VA_Set" / SPLIT_DIRS[split_of[i]] / f"{vid}.txt",
+                      va_labels(segments, clips, len(labels), fps, vrng))
         summary["videos"][vid] = {"split": split_of[i], "fps": fps, "frames": int(len(labels)),
                                   "segments": len(segments), "snr_db": round(snr, 2)}
     write_json(dst / "SOURCE.json", summary)

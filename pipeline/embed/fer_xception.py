@@ -278,7 +278,8 @@ class MiniXception(nn.Module):
         self.eval()
         param = next(self.parameters())
         embs, probs = [], []
-        with torch.no_grad():
+        on_cuda = param.device.type == "cuda"  # mixed precision on GPU only; CPU stays float32
+        with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.float16, enabled=on_cuda):
             for start in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[start : start + batch_size, None])
                 xb = xb.to(device=param.device, dtype=param.dtype)

@@ -155,3 +155,55 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int, 
     if hasattr(model, "history_"):
         report["history"] = model.history_
     return model, scores, report
+
+
+def make_regressor(name: str, cfg: Any):
+    """The unfitted valence/arousal regressor ``name`` (svm -> SVR, kelm -> kernel ridge).
+
+    Kernel ELM regression is kernel ridge regression: beta = (I / C + K)^-1 Y, i.e.
+    scikit-learn's ``KernelRidge`` with ``alpha = 1 / C``.
+    """
+    if name == "svm":
+        from sklearn.multioutput import MultiOutputRegressor
+        from sklearn.svm import SVR
+
+        return make_pipeline(StandardScaler(), MultiOutputRegressor(
+            SVR(C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, degree=cfg.degree)))
+    if name == "kelm":
+        from sklearn.kernel_ridge import KernelRidge
+
+        if cfg.approximation is not None:
+            raise PipelineError("fit.kelm.approximation: not available for task va")
+        gamma = None if cfg.gamma in ("scale", "auto") else cfg.gamma  # KernelRidge: None = 1 / n_features
+        return make_pipeline(StandardScaler(), KernelRidge(alpha=1.0 / cfg.C, kernel=cfg.kernel, gamma=gamma))
+    raise PipelineError(f"{name}: task va supports the svm and kelm models (LSTM regression is not implemented)")
+
+
+def fit_and_score_va(name: str, cfg: Any, videos: dict[str, dict]) -> tuple[Any, dict[str, dict], dict]:
+    """Valence/arousal version of :func:`fit_and_score`: scores hold ``va`` [n, 2] in [-1, 1].
+
+    Training windows are valid windows whose mean valence and arousal are defined; bins no
+    valid window covers get the training mean and ``covered=False``.
+    """
+    xs, ys = [], []
+    for g in videos.values():
+        if g["attrs"]["split"] == "train":
+            ok = g["valid"] & np.isfinite(g["va"]).all(axis=1)
+            xs.append(g["x"][ok])
+            ys.append(g["va"][ok])
+    if not xs or sum(len(y) for y in ys) == 0:
+        raise PipelineError("no valid annotated windows in the 'train' split")
+    X, Y = np.concatenate(xs), np.concatenate(ys)
+    model = make_regressor(name, cfg).fit(X, Y)
+    mean = Y.mean(axis=0).astype(np.float32)
+    scores = {}
+    for vid, g in sorted(videos.items()):
+        if g["attrs"]["split"] not in ("dev", "test"):
+            continue
+        ok = g["valid"]
+        pred = np.clip(model.predict(g["x"][ok]), -1, 1) if ok.any() else np.zeros((0, 2))
+        grid = windows_to_grid(pred.astype(np.float64), g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]))
+        covered = np.isfinite(grid).all(axis=1)
+        grid[~covered] = mean
+        scores[vid] = {"va": grid.astype(np.float32), "covered": covered}
+    return model, scores, {"model": name, "task": "va", "train_windows": int(len(Y))}

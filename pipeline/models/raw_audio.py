@@ -1,5 +1,8 @@
 """The paper's model 4: a 1D CNN + LSTM on raw vocal waveforms, scored on the 5 Hz grid.
 
+For ``base.task: va`` the same network regresses valence and arousal (two tanh outputs),
+trained on 1 - CCC, the loss of the LSTM/CCC paper on RECOLA (:func:`fit_raw_audio_va`).
+
 Each video's (separated) 16 kHz audio is cut into windows of ``window_s`` seconds with an
 ``overlap`` of 2/5 of the window (the paper's setting); a window's label is the most
 frequent valid 5 Hz label it covers. Training uses the train split, early stopping the dev
@@ -13,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.features.windows import window_labels, windows_to_grid
-from pipeline.models.audio_cnn_lstm import AudioCNNLSTMClassifier, raw_audio_windows
+import torch
+
+from pipeline.features.windows import window_labels, window_va, windows_to_grid
+from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
 from pipeline.models.fitting import full_proba
 
 log = logging.getLogger(__name__)
@@ -81,3 +86,102 @@ def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, 
               "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
               "history": getattr(model, "history_", [])}
     return model, scores, report
+
+
+def _ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - mean CCC over the two dimensions of a batch (population moments)."""
+    mp, mt = pred.mean(0), target.mean(0)
+    vp, vt = pred.var(0, unbiased=False), target.var(0, unbiased=False)
+    cov = ((pred - mp) * (target - mt)).mean(0)
+    return 1 - (2 * cov / (vp + vt + (mp - mt) ** 2 + 1e-8)).mean()
+
+
+def train_va_regressor(X: np.ndarray, Y: np.ndarray, Xd: np.ndarray, Yd: np.ndarray, cfg: Any, seed: int,
+                       device: str = "cpu") -> tuple[AudioCNNLSTM, list[dict]]:
+    """Adam on 1 - CCC, best epoch by dev CCC (training CCC without a dev set).
+
+    ``X`` [N, samples] windows, ``Y`` [N, 2] mean valence/arousal per window.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = AudioCNNLSTM(2).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    Xt, Yt = torch.from_numpy(X[:, None]), torch.from_numpy(Y.astype(np.float32))
+    best, best_state, history, stale = -np.inf, None, [], 0
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        order = torch.randperm(len(Xt), generator=gen)
+        total = 0.0
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            if len(idx) < 2:  # CCC needs at least two samples
+                continue
+            loss = _ccc_loss(torch.tanh(net(Xt[idx].to(device))), Yt[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        A, B = (Xd, Yd) if len(Yd) > 1 else (X, Y)
+        pred = torch.from_numpy(predict_va(net, A, device))
+        score = 1 - float(_ccc_loss(pred, torch.from_numpy(B.astype(np.float32))))
+        history.append({"epoch": epoch, "train_loss": total / len(Xt), "dev_ccc": score})
+        if score > best + 1e-4:
+            best, best_state, stale = score, {k: v.clone() for k, v in net.state_dict().items()}, 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    net.load_state_dict(best_state)
+    return net.eval(), history
+
+
+def predict_va(net: AudioCNNLSTM, X: np.ndarray, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+    """Valence/arousal in [-1, 1] of windows ``X`` [N, samples] -> (N, 2) float32."""
+    net.eval()
+    if not len(X):
+        return np.zeros((0, 2), np.float32)
+    with torch.no_grad():
+        return np.concatenate([torch.tanh(net(torch.from_numpy(X[s:s + batch_size, None]).to(device))).cpu().numpy()
+                               for s in range(0, len(X), batch_size)])
+
+
+def fit_raw_audio_va(videos: dict[str, dict], cfg: Any, seed: int, rate_hz: float,
+                     device: str = "cpu") -> tuple[AudioCNNLSTM, dict[str, dict], dict]:
+    """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2])."""
+    win = {}
+    for v, g in videos.items():
+        if g["wave"] is None or not len(g["wave"]):
+            continue
+        n = len(g["va"])
+        x, starts_s = raw_audio_windows(g["wave"], g["rate_hz"], cfg.window_s, cfg.overlap)
+        start = np.clip(np.floor(starts_s * rate_hz + 1e-9).astype(np.int64), 0, n - 1)
+        end = np.clip(np.ceil((starts_s + cfg.window_s) * rate_hz - 1e-9).astype(np.int64), start + 1, n)
+        win[v] = {"x": x, "va": window_va(g["va"], start, end), "start": start, "end": end}
+
+    def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
+        parts = [w for v, w in sorted(win.items()) if videos[v]["split"] == split]
+        if not parts:
+            return np.zeros((0, 1), np.float32), np.zeros((0, 2), np.float32)
+        X, Y = np.concatenate([w["x"] for w in parts]), np.concatenate([w["va"] for w in parts])
+        ok = np.isfinite(Y).all(axis=1)
+        return X[ok], Y[ok]
+
+    X, Y = stack("train")
+    if len(Y) < 2:
+        raise PipelineError("fit_raw_audio: fewer than two annotated audio windows in the train split")
+    net, history = train_va_regressor(X, Y, *stack("dev"), cfg, seed, device)
+    mean = Y.mean(axis=0).astype(np.float32)
+    scores = {}
+    for vid, g in sorted(videos.items()):
+        if g["split"] not in ("dev", "test"):
+            continue
+        n = len(g["va"])
+        if vid not in win:
+            scores[vid] = {"va": np.tile(mean, (n, 1)), "covered": np.zeros(n, bool)}
+            continue
+        w = win[vid]
+        grid = windows_to_grid(predict_va(net, w["x"], device).astype(np.float64), w["start"], w["end"], n)
+        covered = np.isfinite(grid).all(axis=1)
+        grid[~covered] = mean
+        scores[vid] = {"va": grid.astype(np.float32), "covered": covered}
+    return net, scores, {"model": "cnn_lstm_raw", "task": "va", "train_windows": int(len(Y)), "history": history}

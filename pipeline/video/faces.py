@@ -40,7 +40,7 @@ class FaceConfig:
     size_px: int = 224
     track: str = "nearest"            # nearest | largest
     fill: str = "zeros"               # zeros | last
-    batch_size: int = 4
+    batch_size: int = 1
 
 
 def sample_frames(path: str | Path, fps: float | None, video_fps: float):

@@ -87,3 +87,15 @@ def test_full_pipeline_then_nothing_to_run(project):
     third = _dvc(project, "repro")
     ran = sorted(line.split("'")[1] for line in third.splitlines() if line.startswith("Running stage"))
     assert ran == ["evaluate", "fit@kelm-fer", "fit@kelm-mfcc", "fuse"], ran
+
+    # valence/arousal: the demo's VA labels, SVR / kernel ridge, CCC loss, CCC fusion and metrics
+    params["base"]["task"] = "va"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    va_run = _dvc(project, "repro")
+    assert "Running stage 'detect_faces'" not in va_run  # face detection does not depend on the task
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for name in ("svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"):
+        m = metrics["test"][name]
+        assert -1 <= m["ccc_valence"] <= 1 and m["ccc_mean"] == pytest.approx(
+            (m["ccc_valence"] + m["ccc_arousal"]) / 2, abs=1e-5)
+    assert "CCC" in (project / "reports/summary.md").read_text()

@@ -58,3 +58,17 @@ def test_render_labels_follow_the_timeline_and_bytes_repeat(tmp_path, clips):
     demo.write_label_file(lf, labels)
     classes = ("neutral", "anger", "disgust", "fear", "happiness", "sadness")
     np.testing.assert_array_equal(read_expr_labels(lf, classes), labels)
+
+
+def test_va_labels_follow_the_circumplex_and_gaps_are_unannotated(clips, tmp_path):
+    from pipeline.labels.files import read_va_labels
+
+    segs = [demo.Segment(0.0, 1.0, 0), demo.Segment(1.0, 0.5, -1), demo.Segment(1.5, 1.0, 1)]
+    va = demo.va_labels(segs, clips, 75, 30.0, np.random.default_rng(0))
+    assert (va[30:45] == -5).all()  # the gap
+    for seg, rows in ((segs[0], slice(0, 30)), (segs[2], slice(45, 75))):
+        target = np.array(demo.CIRCUMPLEX[clips[seg.clip].label])
+        assert np.abs(va[rows] - target).max() <= 0.15 + 1e-6 and (va[rows] == va[rows][0]).all()
+    demo.write_va_file(tmp_path / "v.txt", va)
+    back = read_va_labels(tmp_path / "v.txt")
+    assert np.isnan(back[30:45]).all() and np.allclose(back[:30], va[:30], atol=1e-3)

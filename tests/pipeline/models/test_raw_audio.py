@@ -49,3 +49,27 @@ def test_class_missing_from_training_but_present_in_dev():
     cfg = SimpleNamespace(window_s=0.5, overlap=0.4, epochs=1, lr=0.001, batch_size=8, patience=2, class_weight_r=0.34)
     _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
     assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
+
+
+def test_va_regression_learns_loudness_to_arousal():
+    from pipeline.models.raw_audio import fit_raw_audio_va
+
+    rng = np.random.default_rng(2)
+
+    def video(split, arousal):  # arousal follows the loudness of a tone; valence is its negative
+        gain = np.repeat((np.asarray(arousal) + 1.1) / 2, SR // 5)
+        t = np.arange(len(gain)) / SR
+        wave = (gain * np.sin(2 * np.pi * 400 * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+        va = np.stack([-np.asarray(arousal), np.asarray(arousal)], 1).astype(np.float32)
+        return {"wave": wave, "rate_hz": SR, "va": va, "split": split}
+
+    levels = lambda seq: np.repeat(seq, 5)  # noqa: E731
+    videos = {f"tr{i}": video("train", levels(rng.uniform(-0.9, 0.9, 8))) for i in range(6)}
+    videos["dev"] = video("dev", levels(rng.uniform(-0.9, 0.9, 8)))
+    videos["test"] = video("test", levels(np.linspace(-0.8, 0.8, 8)))
+    cfg = SimpleNamespace(window_s=0.5, overlap=0.4, epochs=25, lr=0.003, batch_size=8, patience=25)
+    _, scores, report = fit_raw_audio_va(videos, cfg, seed=0, rate_hz=5.0)
+    assert report["task"] == "va" and scores["test"]["va"].shape == (40, 2)
+    from pipeline.metrics import ccc
+
+    assert ccc(videos["test"]["va"][:, 1], scores["test"]["va"][:, 1]) > 0.5
