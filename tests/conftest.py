@@ -62,41 +62,30 @@ def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool =
     Frames are a moving gradient (or ``face``, an RGB image of ``size``, or the given RGB
     ``frames``, which set ``n_frames`` and ``size``); audio is a 220 Hz tone as long as the video.
     """
-    import av
-
-    from pipeline.data.media import as_fraction
+    from pipeline.data.media import encode_mp4
 
     if frames is not None:
         n_frames, size = len(frames), (frames[0].shape[1], frames[0].shape[0])
     w, h = size
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("mpeg4", rate=as_fraction(fps))
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        aus = out.add_stream("aac", rate=audio_rate, layout="mono") if audio else None
+
+    def images():
         for i in range(n_frames):
             if frames is not None:
-                img = frames[i]
+                yield frames[i]
             elif face is not None:
-                img = face
+                yield face
             else:
                 img = np.zeros((h, w, 3), np.uint8)
                 img[..., 0] = (np.arange(w)[None, :] * 4 + i * 8) % 256
                 img[..., 1] = 128
-            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in vs.encode():
-            out.mux(pkt)
-        if aus is not None:
-            n = int(n_frames / fps * audio_rate)
-            tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / audio_rate)).astype(np.float32)
-            for k in range(0, n, 1024):
-                frame = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="flt", layout="mono")
-                frame.sample_rate, frame.pts = audio_rate, k
-                for pkt in aus.encode(frame):
-                    out.mux(pkt)
-            for pkt in aus.encode():
-                out.mux(pkt)
+                yield img
+
+    tone = None
+    if audio:
+        n = int(n_frames / fps * audio_rate)
+        tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / audio_rate)).astype(np.float32)
+    encode_mp4(path, images(), (w, h), fps, tone, audio_rate, bit_rate=400_000)
     return path
 
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.data.media import as_fraction, iter_video_frames, read_audio
+from pipeline.data.media import encode_mp4, iter_video_frames, read_audio
 from pipeline.fetch import extract_member, pip_download
 from pipeline.io.atomic import write_json
 
@@ -181,37 +181,20 @@ def render_video(dst_video: Path, segments: list[Segment], clips: list[SourceCli
     mix = np.clip(mix, -1, 1).astype(np.float32)
 
     grey = np.full((h, w, 3), 96, np.uint8)
-    labels = np.full(n_frames, -1, np.int16)
-    starts = np.array([s.start_s for s in segments])
-    with av.open(str(dst_video), "w", format="mp4") as out:
-        vs = out.add_stream("mpeg4", rate=as_fraction(fps))
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.bit_rate = 1_500_000
-        vs.thread_count = 1  # single-threaded encoding keeps the bytes reproducible
-        aud = out.add_stream("aac", rate=audio_rate_hz, layout="mono")
-        for i in range(n_frames):
-            t = i / fps
-            seg = segments[int(np.searchsorted(starts, t, side="right")) - 1]
+    seg_of = segment_index(segments, n_frames, fps)
+    labels = np.array([names.index(clips[segments[k].clip].label) if segments[k].clip >= 0 else -1
+                       for k in seg_of], np.int16)
+
+    def frames():
+        for i, k in enumerate(seg_of):
+            seg = segments[k]
             if seg.clip < 0:
-                img = grey
+                yield grey
             else:
                 clip = clips[seg.clip]
-                j = min(int((t - seg.start_s) * clip.fps), len(clip.frames) - 1)
-                img = _vary(clip.frames[j], seg)
-                labels[i] = names.index(clip.label)
-            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in vs.encode():
-            out.mux(pkt)
-        frame_len = 1024
-        for k in range(0, len(mix), frame_len):
-            chunk = mix[k:k + frame_len]
-            af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-            af.sample_rate, af.pts = audio_rate_hz, k
-            for pkt in aud.encode(af):
-                out.mux(pkt)
-        for pkt in aud.encode():
-            out.mux(pkt)
+                yield _vary(clip.frames[min(int((i / fps - seg.start_s) * clip.fps), len(clip.frames) - 1)], seg)
+
+    encode_mp4(dst_video, frames(), (w, h), fps, mix, audio_rate_hz)
     return labels
 
 

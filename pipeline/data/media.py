@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -152,3 +152,39 @@ def as_fraction(fps: float) -> Fraction:
     if abs(fps - 29.97) < 1e-3:
         return Fraction(30000, 1001)
     return Fraction(fps).limit_denominator(1001)
+
+
+def encode_mp4(dst: str | Path, frames: Iterable[np.ndarray], size: tuple[int, int], fps: float,
+               audio: np.ndarray | None = None, audio_rate_hz: int = 16000, bit_rate: int = 1_500_000) -> None:
+    """Write RGB uint8 frames (MPEG-4 video) and optional mono audio (AAC) to an MP4 file.
+
+    Parameters
+    ----------
+    frames : iterable of (H, W, 3) uint8, consumed one at a time (long videos stream)
+    size : (W, H) in pixels; fps : frames per second (29.97 is written as 30000/1001)
+    audio : (S,) float32 in [-1, 1] at ``audio_rate_hz``, or None for a video without audio
+
+    Encoding is single-threaded and the container holds no timestamps of the run, so the
+    same inputs give the same bytes.
+    """
+    w, h = size
+    with av.open(str(dst), "w", format="mp4") as out:
+        vs = out.add_stream("mpeg4", rate=as_fraction(fps))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.bit_rate = bit_rate
+        vs.thread_count = 1
+        aus = out.add_stream("aac", rate=audio_rate_hz, layout="mono") if audio is not None else None
+        for img in frames:
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+        if aus is not None:
+            audio = np.asarray(audio, np.float32)
+            for k in range(0, len(audio), 1024):
+                af = av.AudioFrame.from_ndarray(audio[None, k:k + 1024], format="flt", layout="mono")
+                af.sample_rate, af.pts = audio_rate_hz, k
+                for pkt in aus.encode(af):
+                    out.mux(pkt)
+            for pkt in aus.encode():
+                out.mux(pkt)

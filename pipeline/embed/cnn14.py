@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.embed.checkpoints import checked_state_dict
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -452,54 +454,6 @@ def _torch_load(path: Path, map_location: str | torch.device) -> object:
             ) from first
 
 
-def _format_keys(keys: list[str], limit: int = 20) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _checked_state_dict(
-    model: nn.Module, state: Mapping[str, object], path: Path
-) -> dict[str, torch.Tensor]:
-    """Validate ``state`` against ``model`` (names and shapes); return a loadable copy.
-
-    ``model`` may live on the meta device (only names, shapes and dtypes are used).
-    ``num_batches_tracked`` counters are the only keys allowed to be absent (they do not
-    affect inference); they are filled with zeros. Values are cast to the model dtypes.
-
-    Raises
-    ------
-    ValueError
-        Naming ``path`` and listing missing keys, unexpected keys and shape mismatches.
-    """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    not_tensor = [k for k in state if k in expected and not isinstance(state[k], torch.Tensor)]
-    bad_shape = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in state
-        if k in expected and k not in not_tensor and state[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_format_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_format_keys(unexpected)}")
-    if not_tensor:
-        problems.append(f"non-tensor values: {_format_keys(not_tensor)}")
-    if bad_shape:
-        problems.append(f"shape mismatches ({len(bad_shape)}): {_format_keys(bad_shape)}")
-    if problems:
-        raise ValueError(
-            f"{path}: not a {type(model).__name__} checkpoint in the official format; "
-            + "; ".join(problems)
-        )
-    return {
-        k: state[k].to(ref.dtype) if k in state else torch.zeros(ref.shape, dtype=ref.dtype)
-        for k, ref in expected.items()
-    }
-
-
 def _verify_front_end(state: Mapping[str, torch.Tensor], path: Path) -> None:
     """Raise if the checkpoint's STFT kernels or mel filterbank are not the 32 kHz ones."""
     reference = front_end_reference_state()
@@ -563,7 +517,7 @@ def load_cnn14(
         )
     with torch.device("meta"):  # no random init: every tensor comes from the file
         model = Cnn14()
-    state = _checked_state_dict(model, checkpoint["model"], path)
+    state = checked_state_dict(model, checkpoint["model"], path, "Cnn14")
     if verify_front_end:
         _verify_front_end(state, path)
     model.load_state_dict(state, strict=True, assign=True)

@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.embed.checkpoints import checked_state_dict
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -227,63 +229,6 @@ def _read_torch(path: Path) -> object:
         ) from err
 
 
-def _format_keys(keys: list[str], limit: int = 20) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _checked_state_dict(
-    model: nn.Module, weights: Mapping[str, object], path: Path
-) -> dict[str, torch.Tensor]:
-    """Validate names and shapes of ``weights`` against ``model``; return float tensors.
-
-    ``model`` may live on the meta device (only names, shapes and dtypes are used).
-    ``num_batches_tracked`` entries may be absent (Caffe conversions have none) and are
-    filled with zeros. Arrays are copied into tensors of the model dtypes.
-
-    Raises
-    ------
-    ValueError
-        Naming ``path`` and listing missing / unexpected keys and shape mismatches.
-    """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in weights and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in weights if k not in expected]
-    not_array = [
-        k for k in weights
-        if k in expected and not isinstance(weights[k], (np.ndarray, torch.Tensor))
-    ]
-    bad_shape = [
-        f"{k}: file {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in weights
-        if k in expected and k not in not_array
-        and tuple(weights[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_format_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_format_keys(unexpected)}")
-    if not_array:
-        problems.append(f"values that are not arrays: {_format_keys(not_array)}")
-    if bad_shape:
-        problems.append(f"shape mismatches ({len(bad_shape)}): {_format_keys(bad_shape)}")
-    if problems:
-        raise ValueError(
-            f"{path}: not a VGGFace2 ResNet-50 checkpoint in the expected format; "
-            + "; ".join(problems)
-        )
-    state = {}
-    for k, ref in expected.items():
-        if k not in weights:
-            state[k] = torch.zeros(ref.shape, dtype=ref.dtype)
-            continue
-        value = weights[k]
-        tensor = torch.from_numpy(np.array(value)) if isinstance(value, np.ndarray) else value
-        state[k] = tensor.to(ref.dtype)
-    return state
-
-
 def load_vggface2_resnet50(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> ResNet50VGGFace2:
@@ -322,7 +267,8 @@ def load_vggface2_resnet50(
         raise ValueError(f"{path}: expected a dict name -> array, found {type(weights).__name__}")
     with torch.device("meta"):  # no random init: every tensor comes from the file
         model = ResNet50VGGFace2()
-    model.load_state_dict(_checked_state_dict(model, weights, path), strict=True, assign=True)
+    state = checked_state_dict(model, weights, path, "VGGFace2 ResNet-50")
+    model.load_state_dict(state, strict=True, assign=True)
     model.to(device).eval()
     log.info("loaded VGGFace2 ResNet-50 from %s (%d tensors) on %s", path, len(weights), device)
     return model
