@@ -436,3 +436,39 @@ def apply_va(P: np.ndarray, w: np.ndarray) -> np.ndarray:
     if w.ndim == 1:
         return np.einsum("l,lnd->nd", w, P)
     return np.einsum("ld,lnd->nd", w, P)
+
+
+def fuse_splits(P_by_split: dict[str, tuple[np.ndarray, list[tuple[str, int]]]], y_dev: np.ndarray,
+                task: str, n_draws: int, concentration: float, seed: int) -> dict[str, tuple[SearchResult, dict]]:
+    """Search SWF and MCWF weights on dev, then fuse every split.
+
+    Parameters
+    ----------
+    P_by_split : ``{split: (P [L, N, K], index [(video_id, n_bins)])}`` with ``dev`` present
+        (from :func:`pipeline.scores.stack_split`).
+    y_dev : dev labels [N] (expr, -1 masked) or [N, 2] (va, NaN masked).
+
+    Returns
+    -------
+    ``{"swf" | "mcwf": (search result, {video_id: (split, fused [n, K])})}``; for ``va`` the
+    search maximises the mean CCC and "mcwf" has one weight column per dimension.
+    """
+    P_dev = P_by_split["dev"][0]
+    if task == "va":
+        searches = {"swf": (lambda: search_va(P_dev, y_dev, n_draws, concentration, seed), apply_va),
+                    "mcwf": (lambda: search_va(P_dev, y_dev, n_draws, concentration, seed, per_dimension=True),
+                             apply_va)}
+    else:
+        searches = {"swf": (lambda: search_swf(P_dev, y_dev, n_draws, concentration, seed), apply_swf),
+                    "mcwf": (lambda: search_mcwf(P_dev, y_dev, n_draws, concentration, seed), apply_mcwf)}
+    out = {}
+    for method, (search, apply) in searches.items():
+        res = search()
+        fused = {}
+        for split, (P, index) in P_by_split.items():
+            p, start = apply(P, res.weights), 0
+            for vid, n in index:
+                fused[vid] = (split, p[start:start + n].astype(np.float32))
+                start += n
+        out[method] = (res, fused)
+    return out

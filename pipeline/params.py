@@ -294,6 +294,8 @@ class FuseParams:
     models: tuple[str, ...]  # fitted model names (<model>_<feature>), or [all]
     n_draws: int
     concentration: float
+    fit_models: tuple[str, ...]  # from fit.models
+    fit_features: tuple[str, ...]  # from fit.features
     seed: int  # from base
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
@@ -309,6 +311,8 @@ class EvaluateParams:
     """Section ``evaluate``."""
 
     timeline_videos: int  # score-timeline figures for the first n videos of the last split
+    fit_models: tuple[str, ...]  # from fit.models
+    fit_features: tuple[str, ...]  # from fit.features
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
     task: Task  # from base
@@ -354,6 +358,12 @@ STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "fuse": (FuseParams, ("seed", "classes", "label_rate_hz", "task")),
     "evaluate": (EvaluateParams, ("classes", "label_rate_hz", "task")),
 }
+# Keys a stage reads from other stages' sections: field -> "section.key". `fuse` and
+# `evaluate` need the fit matrix to know which models the pipeline produces.
+OTHER_KEYS: dict[str, dict[str, str]] = {
+    "fuse": {"fit_models": "fit.models", "fit_features": "fit.features"},
+    "evaluate": {"fit_models": "fit.models", "fit_features": "fit.features"},
+}
 # Stages that read only some keys of their section (the others drive DVC's foreach/matrix);
 # dvc.yaml declares exactly these keys, so editing the others re-runs nothing here.
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -394,6 +404,12 @@ def load_params(stage: str, path: str | Path = "params.yaml") -> Any:
     section = dict(_section(data, stage, path))
     if stage in SECTION_KEYS:
         section = {k: v for k, v in section.items() if k in SECTION_KEYS[stage]}
+    for field_name, dotted in OTHER_KEYS.get(stage, {}).items():
+        owner, key = dotted.rsplit(".", 1)
+        other = _section(data, owner, path)
+        if key not in other:
+            raise ParamsError(f"{path}: {dotted} is missing (stage {stage} reads it)")
+        section[field_name] = other[key]
     base = _section(data, "base", path)
     for key in base_keys:
         if key in section:
@@ -412,7 +428,7 @@ def declared_params(stage: str) -> list[str]:
     """The ``params:`` list ``dvc.yaml`` must declare for ``stage``."""
     _, base_keys = STAGES[stage]
     own = [f"{stage}.{k}" for k in SECTION_KEYS[stage]] if stage in SECTION_KEYS else [stage]
-    return [f"base.{k}" for k in base_keys] + own
+    return [f"base.{k}" for k in base_keys] + sorted(OTHER_KEYS.get(stage, {}).values()) + own
 
 
 def _section(data: dict[str, Any], name: str, path: str | Path) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Evaluation reports: nested metrics, DVC plot data, PNG figures and a Markdown table."""
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -148,3 +150,66 @@ def plot_timeline(path: Path, t: np.ndarray, y: np.ndarray, probs: dict[str, np.
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+@dataclass
+class Evaluation:
+    """Metrics of every model on every split, and what the figures need."""
+
+    metrics: dict[str, dict[str, dict]]  # split -> model -> metrics (confusion included for expr)
+    stacked: dict[str, tuple]  # split -> (P [L, N, K], y, index) from stack_split
+    names: list[str]
+    key: str  # ranking measure: "cpm" or "ccc_mean"
+    best: str  # best model on dev by ``key``
+    table: str  # Markdown table
+    measure: str  # one-line description of the measure
+
+
+def evaluate_all(stacked: dict[str, tuple], names: list[str], task: str, classes: list[str]) -> Evaluation:
+    """Score every model on every split (``stacked`` from :func:`pipeline.scores.stack_split`)."""
+    if task == "va":
+        out = {s: evaluate_split_va(P, y, names) for s, (P, y, _) in stacked.items()}
+        key, table, measure = "ccc_mean", markdown_table_va(out), "CCC (concordance correlation) of valence and arousal"
+    else:
+        out = {s: evaluate_split(P, y, names, classes) for s, (P, y, _) in stacked.items()}
+        key, table, measure = "cpm", markdown_table(out), "CPM = 0.67 macro F1 + 0.33 accuracy"
+    best = max(names, key=lambda n: out["dev"][n][key])
+    return Evaluation(out, stacked, names, key, best, table, measure)
+
+
+def summary_markdown(ev: Evaluation) -> str:
+    """The report's Markdown summary: measure, best model, table."""
+    return (f"# Results ({', '.join(ev.metrics)})\n\n{ev.measure} on the 5 Hz grid, unannotated frames "
+            f"masked. Best on dev: **{ev.best}**.\n\n" + ev.table)
+
+
+def write_plot_data(folder: Path, ev: Evaluation, classes: list[str]) -> None:
+    """``confusion_<split>.json`` rows of the best model (expr only) for ``dvc plots``."""
+    if ev.key != "cpm":
+        return
+    for split, (P, y, _) in ev.stacked.items():
+        rows = confusion_records(y, P[ev.names.index(ev.best)].argmax(axis=1), classes)
+        (folder / f"confusion_{split}.json").write_text(json.dumps(rows))
+
+
+def write_figures(folder: Path, ev: Evaluation, classes: list[str], rate_hz: float, timeline_videos: int) -> None:
+    """Confusion matrices and per-class F1 (expr), and score timelines of the top 3 models."""
+    from pipeline.labels.resample import grid_times
+
+    if ev.key == "cpm":
+        for split, m in ev.metrics.items():
+            plot_confusion(folder / f"confusion_{split}_{ev.best}.png", m[ev.best]["confusion"], classes,
+                           f"{ev.best} ({split})")
+            plot_per_class_f1(folder / f"per_class_f1_{split}.png", m, classes, f"per-class F1 ({split})")
+    split = list(ev.stacked)[-1]
+    P, y, index = ev.stacked[split]
+    top = sorted(ev.names, key=lambda n: -ev.metrics["dev"][n][ev.key])[:3]
+    start = 0
+    for vid, n in index[:timeline_videos]:
+        t, sl = grid_times(n, rate_hz), slice(start, start + n)
+        preds = {m: P[ev.names.index(m)][sl] for m in top}
+        if ev.key == "cpm":
+            plot_timeline(folder / f"timeline_{vid}.png", t, y[sl], preds, classes, f"{vid} ({split})")
+        else:
+            plot_timeline_va(folder / f"timeline_{vid}.png", t, y[sl], preds, f"{vid} ({split})")
+        start += n

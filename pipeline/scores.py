@@ -28,9 +28,28 @@ def read_scores(path: str | Path, task: str = "expr") -> dict[str, dict[str, np.
             for vid, g in iter_groups(path, [payload(task)[0], "covered"])}
 
 
-def find_scores(root: str | Path) -> dict[str, Path]:
-    """``{model_name: scores.h5}`` for every model folder under ``root`` (sorted)."""
-    return {p.parent.name: p for p in sorted(Path(root).glob("*/scores.h5"))}
+RAW_AUDIO_MODEL = "cnn_lstm_raw"  # the fit_raw_audio stage's model folder
+
+
+def pipeline_models(classifiers: tuple[str, ...], features: tuple[str, ...]) -> list[str]:
+    """Names of the models the pipeline fits: the fit matrix plus the raw-audio model."""
+    return sorted(f"{c}_{f}" for c in classifiers for f in features) + [RAW_AUDIO_MODEL]
+
+
+def find_scores(root: str | Path, names: list[str] | None = None) -> dict[str, Path]:
+    """``{model_name: scores.h5}`` under ``root``: the given ``names`` (each must exist), or
+    every model folder found (sorted).
+
+    Naming the models keeps folders of models no longer in the pipeline (left behind when
+    ``fit.features`` shrinks) out of fusion and evaluation.
+    """
+    root = Path(root)
+    if names is None:
+        return {p.parent.name: p for p in sorted(root.glob("*/scores.h5"))}
+    missing = [n for n in names if not (root / n / "scores.h5").is_file()]
+    if missing:
+        raise PipelineError(f"{root}: no scores for {missing} (run their fit stages)")
+    return {n: root / n / "scores.h5" for n in names}
 
 
 def read_labels(path: str | Path, task: str = "expr") -> dict[str, dict]:

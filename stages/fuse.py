@@ -4,8 +4,9 @@ Weights come from a random search over Dirichlet draws that maximises CPM on dev
 of valence and arousal for ``base.task: va``, where "mcwf" has one weight column per
 dimension); both fusions are then applied to dev and test.
 
-Reads  models/fit/<model>/scores.h5, data/interim/labels_5hz.h5;
-       params base.seed, base.classes, base.label_rate_hz, base.task, fuse
+Reads  models/fit/<model>/scores.h5 (the models of the fit matrix and the raw-audio model),
+       data/interim/labels_5hz.h5; params base.seed, base.classes, base.label_rate_hz,
+       base.task, fit.models, fit.features, fuse
 Writes models/fuse/<swf|mcwf>/scores.h5 (same format as fit), models/fuse/<method>/weights.json
 """
 from __future__ import annotations
@@ -15,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import fusion
 from pipeline.cli import stage_cli
 from pipeline.errors import PipelineError
+from pipeline.fusion import fuse_splits
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.io.h5 import open_writer, params_digest
 from pipeline.labels.resample import grid_times
 from pipeline.params import load_params
-from pipeline.scores import find_scores, payload, read_labels, read_scores, stack_split
+from pipeline.scores import find_scores, payload, pipeline_models, read_labels, read_scores, stack_split
 
 log = logging.getLogger("stages.fuse")
 
@@ -31,45 +32,34 @@ log = logging.getLogger("stages.fuse")
 def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
     """Search fusion weights on dev and write fused dev/test scores."""
     cfg = load_params("fuse", params)
-    available = find_scores(scores)
-    names = sorted(available) if cfg.models == ("all",) else list(cfg.models)
-    missing = [m for m in names if m not in available]
-    if missing or len(names) < 2:
-        raise PipelineError(f"fuse.models: need >= 2 fitted models; missing {missing}, have {sorted(available)}")
-    per_model = {m: read_scores(available[m], cfg.task) for m in names}
+    produced = pipeline_models(cfg.fit_models, cfg.fit_features)
+    names = produced if cfg.models == ("all",) else list(cfg.models)
+    unknown = sorted(set(names) - set(produced))
+    if unknown or len(names) < 2:
+        raise PipelineError(f"fuse.models: need >= 2 of the pipeline's models {produced}; unknown {unknown}")
+    per_model = {m: read_scores(path, cfg.task) for m, path in find_scores(scores, names).items()}
     lab = read_labels(labels, cfg.task)
-    P_dev, y_dev, _ = stack_split(per_model, lab, "dev", cfg.task)
-    splits = ["dev"] + (["test"] if any(g["split"] == "test" for g in lab.values()) else [])
-    key = payload(cfg.task)[0]
-    if cfg.task == "va":  # weights maximise the mean CCC; "mcwf" = one weight column per dimension
-        methods = (("swf", lambda *a: fusion.search_va(*a, per_dimension=False), fusion.apply_va),
-                   ("mcwf", lambda *a: fusion.search_va(*a, per_dimension=True), fusion.apply_va))
-    else:
-        methods = (("swf", fusion.search_swf, fusion.apply_swf), ("mcwf", fusion.search_mcwf, fusion.apply_mcwf))
+    stacked = {s: stack_split(per_model, lab, s, cfg.task) for s in ("dev", "test")
+               if any(g["split"] == s for g in lab.values())}
+    results = fuse_splits({s: (P, index) for s, (P, _, index) in stacked.items()}, stacked["dev"][1],
+                          cfg.task, cfg.n_draws, cfg.concentration, cfg.seed)
+    measure = "mean_ccc" if cfg.task == "va" else "cpm"
     with atomic_path(dst) as tmp:
-        for method, search, apply in methods:
-            res = search(P_dev, y_dev, cfg.n_draws, cfg.concentration, cfg.seed)
-            log.info("%s: dev %s %.4f with %d models (%d candidates)", method,
-                     "mean CCC" if cfg.task == "va" else "CPM", res.best_score, len(names), cfg.n_draws + 1)
+        for method, (res, fused) in results.items():
+            log.info("%s: dev %s %.4f with %d models (%d candidates)", method, measure, res.best_score,
+                     len(names), cfg.n_draws + 1)
             (tmp / method).mkdir(parents=True)
             write_json(tmp / method / "weights.json", {
-                "models": names, "classes": list(cfg.classes), "task": cfg.task,
-                "dev_score": float(res.best_score), "dev_score_name": "mean_ccc" if cfg.task == "va" else "cpm",
-                "weights": res.weights.round(6).tolist(), "n_draws": cfg.n_draws,
+                "models": names, "classes": list(cfg.classes), "task": cfg.task, "dev_score": float(res.best_score),
+                "dev_score_name": measure, "weights": res.weights.round(6).tolist(), "n_draws": cfg.n_draws,
                 "concentration": cfg.concentration})
-            fused = {}
-            for split in splits:
-                P, _, index = stack_split(per_model, lab, split, cfg.task)
-                p, start = apply(P, res.weights), 0
-                for vid, n in index:
-                    fused[vid] = (split, p[start:start + n])
-                    start += n
             with open_writer(tmp / method / "scores.h5", stage="fuse", model=method, classes=list(cfg.classes),
                              task=cfg.task, rate_hz=cfg.label_rate_hz, params_digest=params_digest(vars(cfg))) as w:
                 for vid in sorted(fused):
                     split, p = fused[vid]
                     w.add(vid, attrs={"split": split}, t=grid_times(len(p), cfg.label_rate_hz),
-                          covered=np.ones(len(p), bool), **{key: p.astype(np.float32)})
+                          covered=np.ones(len(p), bool), **{payload(cfg.task)[0]: p})
+
 
 if __name__ == "__main__":
     main()

@@ -183,3 +183,33 @@ def labelled_faces(faces_file, video_id: str, labels_5hz: dict[str, np.ndarray],
     crops = np.stack([cv2.resize(f, (size_px, size_px), interpolation=cv2.INTER_AREA)
                       for f in g["faces"][keep]]) if keep.any() else np.zeros((0, size_px, size_px, 3), np.uint8)
     return crops, y[keep]
+
+
+def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """All labelled valid crops of one split: (faces uint8 [n, 96, 96, 3], labels [n]).
+
+    Raises
+    ------
+    PipelineError
+        The split has no labelled face (empty split, or no face found in it).
+    """
+    from pipeline.errors import PipelineError
+
+    parts = [labelled_faces(faces_dir / f"{r.video_id}.h5", r.video_id, labels_5hz[r.video_id], rate_hz)
+             for r in rows if r.split == split]
+    if not parts or sum(len(p[1]) for p in parts) == 0:
+        raise PipelineError(f"finetune_faces: no labelled faces in the {split} split")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def embed_videos(net: FineTuneNet, rows, faces_dir, writer, n_classes: int, device: str = "cpu") -> None:
+    """Write ``t, x`` (hidden layer), ``p`` (softmax) and ``valid`` of every video to ``writer``."""
+    from pipeline.io.h5 import read_group
+
+    for r in rows:
+        g = read_group(faces_dir / f"{r.video_id}.h5", r.video_id, ["t", "valid", "faces"])
+        x = np.zeros((len(g["t"]), net.hidden_dim), np.float32)
+        p = np.zeros((len(g["t"]), n_classes), np.float32)
+        if g["valid"].any():
+            x[g["valid"]], p[g["valid"]] = net.embed(g["faces"][g["valid"]], device=device)
+        writer.add(r.video_id, t=g["t"], x=x, p=p, valid=g["valid"])

@@ -58,3 +58,17 @@ def test_markdown_table_sorted_by_dev_cpm_and_figures(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = report.confusion_records(np.array([0, -1, 2]), np.array([1, 1, 2]), CLASSES)
     assert rows == [{"actual": "neutral", "predicted": "anger"}, {"actual": "happiness", "predicted": "happiness"}]
+
+
+def test_only_the_pipelines_models_are_read_not_stale_folders(tmp_path):
+    from pipeline.scores import find_scores, pipeline_models
+
+    for name in ("svm_fer", "kelm_fer", "cnn_lstm_raw", "svm_dlib"):  # svm_dlib: left from an old run
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.h5").write_bytes(b"")
+    names = pipeline_models(("svm", "kelm"), ("fer",))
+    assert names == ["kelm_fer", "svm_fer", "cnn_lstm_raw"]
+    assert list(find_scores(tmp_path, names)) == names
+    assert "svm_dlib" in find_scores(tmp_path)  # a bare glob would have picked it up
+    with pytest.raises(PipelineError, match=r"no scores for \['lstm_fer'\]"):
+        find_scores(tmp_path, ["lstm_fer"])
