@@ -191,6 +191,7 @@ class FinetuneFacesParams:
     classes: tuple[str, ...]  # from base
     label_rate_hz: float  # from base
     device: Device  # from base
+    task: Task  # from base
 
     def train_config(self):
         from pipeline.embed.finetune import FineTuneConfig
@@ -347,7 +348,7 @@ STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "separate_vocals": (SeparateVocalsParams, ("n_jobs",)),
     "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),
     "embed_faces": (EmbedFacesParams, ("device", "n_jobs")),
-    "finetune_faces": (FinetuneFacesParams, ("seed", "classes", "label_rate_hz", "device")),
+    "finetune_faces": (FinetuneFacesParams, ("seed", "classes", "label_rate_hz", "device", "task")),
     "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
     "window_stats": (WindowStatsParams, ("label_rate_hz", "classes")),
     # the `fit` matrix stage loads fit.<model> for its model

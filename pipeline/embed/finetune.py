@@ -5,6 +5,8 @@ training split's aligned faces with AdamW, logarithmic class weights
 ``w_i = max(1, ln(r N / n_i))``, per-class frame thinning (keep every n-th frame of a class),
 augmentation (rotation, horizontal flip, brightness) and the best epoch chosen by dev loss.
 The 1024-d layer becomes another face embedding and the softmax a frame-level model's scores.
+For ``base.task: va`` the head regresses valence and arousal instead (two tanh outputs,
+trained on 1 - CCC; no class weights or thinning).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import nn
 
 from pipeline.embed.fer_xception import MiniXception, preprocess_faces
 from pipeline.models.class_weights import log_class_weights
+from pipeline.models.losses import ccc_loss
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,10 @@ log = logging.getLogger(__name__)
 class FineTuneNet(nn.Module):
     """Backbone embedding -> Dropout -> Linear(hidden) -> ReLU -> Dropout -> Linear(K)."""
 
-    def __init__(self, backbone: MiniXception, n_classes: int, hidden: int = 1024, dropout: float = 0.5):
+    def __init__(self, backbone: MiniXception, n_classes: int, hidden: int = 1024, dropout: float = 0.5,
+                 task: str = "expr"):
         super().__init__()
+        self.task = task  # "expr": softmax over n_classes; "va": tanh over 2 outputs
         self.backbone = backbone
         self.hidden_dim = hidden
         self.head1 = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.embedding_dim, hidden), nn.ReLU())
@@ -40,14 +45,14 @@ class FineTuneNet(nn.Module):
 
     @torch.no_grad()
     def embed(self, faces: np.ndarray, batch_size: int = 128, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-        """uint8 RGB faces (B, H, W, 3) -> (hidden (B, 1024) float32, probs (B, K) float32)."""
+        """uint8 RGB faces (B, H, W, 3) -> (hidden (B, 1024), probs (B, K) or valence/arousal (B, 2))."""
         self.eval()
         hs, ps = [], []
         for s in range(0, len(faces), batch_size):
             x = torch.from_numpy(preprocess_faces(faces[s:s + batch_size]))[:, None].to(device)
             h, logits = self(x)
             hs.append(h.cpu().numpy())
-            ps.append(torch.softmax(logits, 1).cpu().numpy())
+            ps.append((torch.tanh(logits) if self.task == "va" else torch.softmax(logits, 1)).cpu().numpy())
         k = self.head2[1].out_features
         if not hs:
             return np.zeros((0, self.hidden_dim), np.float32), np.zeros((0, k), np.float32)
@@ -95,36 +100,46 @@ def augment(faces: np.ndarray, rng: np.random.Generator, cfg: FineTuneConfig) ->
     return out
 
 
-def _loss(model: FineTuneNet, faces: np.ndarray, y: np.ndarray, crit: nn.Module, bs: int, device: str) -> float:
+def _dev_loss(model: FineTuneNet, faces: np.ndarray, y: np.ndarray, loss_fn, bs: int, device: str) -> float:
     model.eval()
-    total = 0.0
     with torch.no_grad():
-        for s in range(0, len(y), bs):
-            x = torch.from_numpy(preprocess_faces(faces[s:s + bs]))[:, None].to(device)
-            total += float(crit(model(x)[1], torch.from_numpy(y[s:s + bs]).long().to(device))) * len(y[s:s + bs])
-    return total / max(len(y), 1)
+        out = torch.cat([model(torch.from_numpy(preprocess_faces(faces[s:s + bs]))[:, None].to(device))[1]
+                         for s in range(0, len(y), bs)])
+    return float(loss_fn(out, torch.from_numpy(y).to(device)))
 
 
 def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: tuple[np.ndarray, np.ndarray],
-             n_classes: int, cfg: FineTuneConfig, seed: int, device: str = "cpu") -> tuple[FineTuneNet, list[dict]]:
+             n_classes: int, cfg: FineTuneConfig, seed: int, device: str = "cpu",
+             task: str = "expr") -> tuple[FineTuneNet, list[dict]]:
     """Train the head and backbone; returns the best-dev-loss model and the history.
 
     Parameters
     ----------
-    train, dev : (faces uint8 [N, S, S, 3], labels int [N]) with labels in [0, K).
+    train, dev : (faces uint8 [N, S, S, 3], labels) with int labels in [0, K) for
+        ``task='expr'``, or float (valence, arousal) [N, 2] for ``task='va'``.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     faces, y = train
-    keep = thin_per_class(y, cfg.thinning)
-    faces, y = faces[keep], y[keep]
-    weights = torch.tensor(log_class_weights(y, n_classes, cfg.class_weight_r), dtype=torch.float32)
-    crit_train = nn.CrossEntropyLoss(weight=weights.to(device))
-    crit_eval = nn.CrossEntropyLoss(weight=weights.to(device))
-    model = FineTuneNet(copy.deepcopy(backbone), n_classes, cfg.hidden, cfg.dropout).to(device)
+    if task == "va":
+        n_out = 2
+        y, dev = y.astype(np.float32), (dev[0], dev[1].astype(np.float32))
+
+        def loss_fn(logits, target):
+            return ccc_loss(torch.tanh(logits), target)
+        log.info("finetune (va): %d training faces, %d dev faces", len(y), len(dev[1]))
+    else:
+        n_out = n_classes
+        keep = thin_per_class(y, cfg.thinning)
+        faces, y = faces[keep], y[keep]
+        weights = torch.tensor(log_class_weights(y, n_classes, cfg.class_weight_r), dtype=torch.float32).to(device)
+
+        def loss_fn(logits, target):
+            return nn.functional.cross_entropy(logits, target.long(), weight=weights)
+        log.info("finetune: %d training faces after thinning (class counts %s), %d dev faces",
+                 len(y), np.bincount(y, minlength=n_classes).tolist(), len(dev[1]))
+    model = FineTuneNet(copy.deepcopy(backbone), n_out, cfg.hidden, cfg.dropout, task).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    log.info("finetune: %d training faces after thinning (class counts %s), %d dev faces",
-             len(y), np.bincount(y, minlength=n_classes).tolist(), len(dev[1]))
     best, best_loss, history = copy.deepcopy(model.state_dict()), np.inf, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -133,12 +148,14 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
         for s in range(0, len(order), cfg.batch_size):
             sel = order[s:s + cfg.batch_size]
             x = torch.from_numpy(preprocess_faces(augment(faces[sel], rng, cfg)))[:, None].to(device)
-            loss = crit_train(model(x)[1], torch.from_numpy(y[sel]).long().to(device))
+            if len(sel) < 2 and task == "va":  # CCC needs two samples
+                continue
+            loss = loss_fn(model(x)[1], torch.from_numpy(y[sel]).to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             run += loss.item() * len(sel)
-        dev_loss = _loss(model, dev[0], dev[1], crit_eval, cfg.batch_size, device)
+        dev_loss = _dev_loss(model, dev[0], dev[1], loss_fn, cfg.batch_size, device)
         history.append({"epoch": epoch, "train_loss": run / max(len(y), 1), "dev_loss": dev_loss})
         log.info("finetune epoch %d: train loss %.4f, dev loss %.4f", epoch, history[-1]["train_loss"], dev_loss)
         if dev_loss < best_loss:
@@ -151,41 +168,46 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
 def save_finetuned(path, model: FineTuneNet, classes: tuple[str, ...]) -> None:
     """Save state dict and the metadata needed to rebuild the model."""
     torch.save({"state_dict": model.state_dict(), "classes": list(classes), "hidden": model.hidden_dim,
-                "backbone": "fer_xception"}, path)
+                "backbone": "fer_xception", "task": model.task}, path)
 
 
 def load_finetuned(path, device: str = "cpu") -> FineTuneNet:
     """Rebuild a model saved by :func:`save_finetuned`."""
     ck = torch.load(path, map_location=device, weights_only=True)
-    model = FineTuneNet(MiniXception(), len(ck["classes"]), ck["hidden"]).to(device)
+    task = ck.get("task", "expr")
+    n_out = 2 if task == "va" else len(ck["classes"])
+    model = FineTuneNet(MiniXception(), n_out, ck["hidden"], task=task).to(device)
     model.load_state_dict(ck["state_dict"])
     return model.eval()
 
 
 def labelled_faces(faces_file, video_id: str, labels_5hz: dict[str, np.ndarray], rate_hz: float,
-                   size_px: int = 96) -> tuple[np.ndarray, np.ndarray]:
+                   size_px: int = 96, task: str = "expr") -> tuple[np.ndarray, np.ndarray]:
     """Valid face crops of one video with the 5 Hz label of the bin each frame falls in.
 
     Crops are resized to ``size_px`` (augmentation and the 64x64 input need no more), and
-    frames whose bin is unannotated (-1) are dropped.
+    frames whose bin is unannotated (-1, or NaN valence/arousal) are dropped.
 
     Returns
     -------
-    (faces uint8 [n, size_px, size_px, 3], labels int64 [n])
+    (faces uint8 [n, size_px, size_px, 3], labels int64 [n] or float32 [n, 2] for va)
     """
     from pipeline.io.h5 import read_group
 
     g = read_group(faces_file, video_id, ["t", "valid", "faces"])
-    y_grid = labels_5hz["y"]
+    y_grid = labels_5hz["va"] if task == "va" else labels_5hz["y"]
     bins = np.clip(np.floor(g["t"] * rate_hz + 1e-9).astype(np.int64), 0, len(y_grid) - 1)
-    y = y_grid[bins].astype(np.int64)
-    keep = g["valid"] & (y >= 0)
+    y = y_grid[bins]
+    labelled = np.isfinite(y).all(axis=1) if task == "va" else y >= 0
+    y = y.astype(np.float32) if task == "va" else y.astype(np.int64)
+    keep = g["valid"] & labelled
     crops = np.stack([cv2.resize(f, (size_px, size_px), interpolation=cv2.INTER_AREA)
                       for f in g["faces"][keep]]) if keep.any() else np.zeros((0, size_px, size_px, 3), np.uint8)
     return crops, y[keep]
 
 
-def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, split: str) -> tuple[np.ndarray, np.ndarray]:
+def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, split: str,
+                task: str = "expr") -> tuple[np.ndarray, np.ndarray]:
     """All labelled valid crops of one split: (faces uint8 [n, 96, 96, 3], labels [n]).
 
     Raises
@@ -195,21 +217,21 @@ def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, sp
     """
     from pipeline.errors import PipelineError
 
-    parts = [labelled_faces(faces_dir / f"{r.video_id}.h5", r.video_id, labels_5hz[r.video_id], rate_hz)
-             for r in rows if r.split == split]
+    parts = [labelled_faces(faces_dir / f"{r.video_id}.h5", r.video_id, labels_5hz[r.video_id], rate_hz,
+                            task=task) for r in rows if r.split == split]
     if not parts or sum(len(p[1]) for p in parts) == 0:
         raise PipelineError(f"finetune_faces: no labelled faces in the {split} split")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def embed_videos(net: FineTuneNet, rows, faces_dir, writer, n_classes: int, device: str = "cpu") -> None:
-    """Write ``t, x`` (hidden layer), ``p`` (softmax) and ``valid`` of every video to ``writer``."""
+    """Write ``t, x`` (hidden layer), ``p`` (softmax, or valence/arousal for va) and ``valid``."""
     from pipeline.io.h5 import read_group
 
     for r in rows:
         g = read_group(faces_dir / f"{r.video_id}.h5", r.video_id, ["t", "valid", "faces"])
         x = np.zeros((len(g["t"]), net.hidden_dim), np.float32)
-        p = np.zeros((len(g["t"]), n_classes), np.float32)
+        p = np.zeros((len(g["t"]), 2 if net.task == "va" else n_classes), np.float32)
         if g["valid"].any():
             x[g["valid"]], p[g["valid"]] = net.embed(g["faces"][g["valid"]], device=device)
         writer.add(r.video_id, t=g["t"], x=x, p=p, valid=g["valid"])

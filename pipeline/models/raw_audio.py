@@ -21,6 +21,7 @@ import torch
 from pipeline.features.windows import window_labels, window_va, windows_to_grid
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
 from pipeline.models.fitting import full_proba
+from pipeline.models.losses import ccc_loss
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +89,6 @@ def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, 
     return model, scores, report
 
 
-def _ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - mean CCC over the two dimensions of a batch (population moments)."""
-    mp, mt = pred.mean(0), target.mean(0)
-    vp, vt = pred.var(0, unbiased=False), target.var(0, unbiased=False)
-    cov = ((pred - mp) * (target - mt)).mean(0)
-    return 1 - (2 * cov / (vp + vt + (mp - mt) ** 2 + 1e-8)).mean()
-
-
 def train_va_regressor(X: np.ndarray, Y: np.ndarray, Xd: np.ndarray, Yd: np.ndarray, cfg: Any, seed: int,
                        device: str = "cpu") -> tuple[AudioCNNLSTM, list[dict]]:
     """Adam on 1 - CCC, best epoch by dev CCC (training CCC without a dev set).
@@ -116,14 +109,14 @@ def train_va_regressor(X: np.ndarray, Y: np.ndarray, Xd: np.ndarray, Yd: np.ndar
             idx = order[s:s + cfg.batch_size]
             if len(idx) < 2:  # CCC needs at least two samples
                 continue
-            loss = _ccc_loss(torch.tanh(net(Xt[idx].to(device))), Yt[idx].to(device))
+            loss = ccc_loss(torch.tanh(net(Xt[idx].to(device))), Yt[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         A, B = (Xd, Yd) if len(Yd) > 1 else (X, Y)
         pred = torch.from_numpy(predict_va(net, A, device))
-        score = 1 - float(_ccc_loss(pred, torch.from_numpy(B.astype(np.float32))))
+        score = 1 - float(ccc_loss(pred, torch.from_numpy(B.astype(np.float32))))
         history.append({"epoch": epoch, "train_loss": total / len(Xt), "dev_ccc": score})
         if score > best + 1e-4:
             best, best_state, stale = score, {k: v.clone() for k, v in net.state_dict().items()}, 0

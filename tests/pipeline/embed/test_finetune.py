@@ -61,3 +61,19 @@ def test_short_training_run_saves_and_reloads(fer_rows, tmp_path):
     np.testing.assert_allclose(p, p2, atol=1e-6)
     model2, hist2 = finetune(backbone, (faces[::2], y[::2]), (faces[1::2], y[1::2]), 3, cfg, seed=0)
     assert hist2 == hist  # seeded: identical training
+
+
+def test_va_head_regresses_and_round_trips(fer_rows, tmp_path):
+    faces, y = fer_rows  # angry, happy, neutral -> circumplex positions as VA targets
+    va = np.array([[-0.5, 0.7], [0.8, 0.5], [0.0, 0.0]], np.float32)[y]
+    cfg = FineTuneConfig(epochs=2, batch_size=16, lr=1e-3, hidden=32)
+    torch.manual_seed(0)
+    model, hist = finetune(MiniXception(), (faces[::2], va[::2]), (faces[1::2], va[1::2]), 3, cfg, seed=0,
+                           task="va")
+    assert len(hist) == 2 and all(0 <= h["dev_loss"] <= 2 for h in hist)  # 1 - CCC lies in [0, 2]
+    h, p = model.embed(faces[:4])
+    assert p.shape == (4, 2) and np.abs(p).max() <= 1
+    save_finetuned(tmp_path / "va.pt", model, ("angry", "happy", "neutral"))
+    back = load_finetuned(tmp_path / "va.pt")
+    assert back.task == "va"
+    np.testing.assert_allclose(back.embed(faces[:4])[1], p, atol=1e-6)
