@@ -47,7 +47,7 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
     with atomic_path(dst) as tmp:
         for method, (res, fused) in results.items():
             log.info("%s: dev %s %.4f with %d models (%d candidates)", method, measure, res.best_score,
-                     len(names), cfg.n_draws + 1)
+                     len(names), cfg.n_draws + 1 + len(names))
             (tmp / method).mkdir(parents=True)
             write_json(tmp / method / "weights.json", {
                 "models": names, "classes": list(cfg.classes), "task": cfg.task, "dev_score": float(res.best_score),

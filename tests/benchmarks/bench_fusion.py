@@ -53,7 +53,7 @@ def run(
 ) -> dict:
     P, y = make_scores(kind, n_models, n_frames, n_classes, seed)
     res = {
-        "data": kind, "n_draws": n_draws, "n_candidates": n_draws + 1, "n_models": n_models,
+        "data": kind, "n_draws": n_draws, "n_candidates": n_draws + 1 + n_models, "n_models": n_models,
         "n_frames": n_frames, "n_classes": n_classes, "seed": seed, "chunk": chunk,
         "machine": platform.machine(), "numpy": np.__version__,
     }
@@ -65,7 +65,7 @@ def run(
         assert abs(check - best) < 1e-6, f"{name}: search {best} vs apply+argmax {check}"
         res[name] = {
             "seconds": round(secs, 3),
-            "candidates_per_s": round((n_draws + 1) / secs, 1),
+            "candidates_per_s": round((n_draws + 1 + n_models) / secs, 1),
             "best_cpm": best,
             "uniform_cpm": float(history[0]),
             "weights": np.round(w, 4).tolist(),

@@ -31,17 +31,19 @@ def _perfect(y):
 
 def test_candidate_constraints():
     c = swf_candidates(50, 4, 0.5, seed=1)
-    assert c.shape == (51, 4)
+    assert c.shape == (55, 4)  # uniform, 4 single models, 50 draws
     np.testing.assert_array_equal(c[0], np.full(4, 0.25))
+    np.testing.assert_array_equal(c[1:5], np.eye(4))
     assert (c >= 0).all()
     np.testing.assert_allclose(c.sum(axis=1), 1.0, rtol=1e-12)
 
     m = mcwf_candidates(50, 4, K, 0.5, seed=1)
-    assert m.shape == (51, 4, K)
+    assert m.shape == (55, 4, K)
     np.testing.assert_array_equal(m[0], np.full((4, K), 0.25))
+    np.testing.assert_array_equal(m[2], np.repeat(np.eye(4)[1][:, None], K, axis=1))  # all classes to model 1
     assert (m >= 0).all()
     np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-12)  # every class column
-    assert not np.allclose(m[1, :, 0], m[1, :, 1])  # columns are separate draws
+    assert not np.allclose(m[5, :, 0], m[5, :, 1])  # columns are separate draws
 
 
 def test_apply_matches_direct_loop():

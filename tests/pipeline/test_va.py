@@ -73,3 +73,13 @@ def test_va_report():
     assert out["same"]["n_frames"] == 3
     table = report.markdown_table_va({"dev": out}).splitlines()
     assert table[2].startswith("| same | 1.000")
+
+
+def test_fusion_is_never_worse_than_the_best_single_model_on_dev():
+    rng = np.random.default_rng(4)
+    y = rng.uniform(-1, 1, (300, 2))
+    models = [y + s * rng.standard_normal(y.shape) for s in (0.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)]
+    P = np.stack(models).astype(np.float32)
+    best_single = max(np.mean([ccc(m[:, d], y[:, d]) for d in range(2)]) for m in P)
+    for per_dim in (False, True):
+        assert fusion.search_va(P, y, 50, 1.0, seed=0, per_dimension=per_dim).best_score >= best_single - 1e-9
