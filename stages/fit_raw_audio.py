@@ -2,7 +2,7 @@
 
 Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/labels_5hz.h5;
        params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_raw_audio
-Writes models/fit/cnn_lstm_raw/{model.joblib, scores.h5, report.json} (the fit stage's format)
+Writes models/fit/cnn_lstm_raw/{model.joblib (model.pt for va), scores.h5, report.json}
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pipeline.embed.device import resolve_device
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_attrs, read_group, read_group_attrs
 from pipeline.labels.resample import grid_times
+from pipeline.models.persist import save_torch
 from pipeline.models.raw_audio import fit_raw_audio, fit_raw_audio_va
 from pipeline.params import load_params
 from pipeline.scores import payload
@@ -37,7 +38,10 @@ def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml"
         est, scores, report = fit_raw_audio(videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device)
     with atomic_path(dst) as tmp:
         tmp.mkdir()
-        joblib.dump(est, tmp / "model.joblib")
+        if cfg.task == "va":  # a bare torch module: reproducible torch.save bytes
+            save_torch(est, tmp / "model.pt")
+        else:
+            joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "source": cfg.source})
         with open_writer(tmp / "scores.h5", stage="fit_raw_audio", model="cnn_lstm_raw", feature="raw_audio",
                          classes=list(cfg.classes), task=cfg.task, rate_hz=cfg.label_rate_hz,

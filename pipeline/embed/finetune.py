@@ -22,6 +22,7 @@ from torch import nn
 from pipeline.embed.fer_xception import MiniXception, preprocess_faces
 from pipeline.models.class_weights import log_class_weights
 from pipeline.models.losses import ccc_loss
+from pipeline.models.persist import save_torch
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,10 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
     train, dev : (faces uint8 [N, S, S, 3], labels) with int labels in [0, K) for
         ``task='expr'``, or float (valence, arousal) [N, 2] for ``task='va'``.
     """
+    return _finetune(backbone, train, dev, n_classes, cfg, seed, device, task)
+
+
+def _finetune(backbone, train, dev, n_classes, cfg, seed, device, task):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     faces, y = train
@@ -167,7 +172,7 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
 
 def save_finetuned(path, model: FineTuneNet, classes: tuple[str, ...]) -> None:
     """Save state dict and the metadata needed to rebuild the model."""
-    torch.save({"state_dict": model.state_dict(), "classes": list(classes), "hidden": model.hidden_dim,
+    save_torch({"state_dict": model.state_dict(), "classes": list(classes), "hidden": model.hidden_dim,
                 "backbone": "fer_xception", "task": model.task}, path)
 
 

@@ -27,6 +27,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
+from pipeline.models.persist import TorchPickleMixin
+
 from pipeline.models.class_weights import MASK_LABEL
 from pipeline.models.lstm import (
     fit_torch_classifier,
@@ -128,6 +130,9 @@ class AudioCNNLSTM(nn.Module):
     ):
         super().__init__()
         channels, pool_sizes = tuple(channels), tuple(pool_sizes)
+        self.init_kwargs = dict(n_classes=n_classes, channels=channels, kernel_size=kernel_size,
+                                pool_sizes=pool_sizes, dropout=dropout, lstm_hidden=lstm_hidden,
+                                lstm_layers=lstm_layers)  # to rebuild from a state dict (persist)
         if len(channels) != len(pool_sizes):
             raise ValueError("channels and pool_sizes must have the same length")
         if len(channels) < 3:
@@ -164,7 +169,7 @@ class AudioCNNLSTM(nn.Module):
         return self.head(self.drop(out[:, -1]))             # [B, K]
 
 
-class AudioCNNLSTMClassifier(ClassifierMixin, BaseEstimator):
+class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
     """Scikit-learn style trainer for :class:`AudioCNNLSTM` on raw-audio windows.
 
     Parameters

@@ -33,6 +33,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
+from pipeline.models.persist import TorchPickleMixin
+
 from pipeline.models.class_weights import MASK_LABEL, log_class_weights
 
 log = logging.getLogger(__name__)
@@ -307,6 +309,9 @@ class _LSTMNet(nn.Module):
         scale: np.ndarray,
     ):
         super().__init__()
+        self.init_kwargs = dict(n_features=n_features, n_classes=n_classes, hidden=hidden, layers=layers,
+                                dropout=dropout, seq2seq=seq2seq, mean=np.asarray(mean).copy(),
+                                scale=np.asarray(scale).copy())  # to rebuild from a state dict (persist)
         self.seq2seq = seq2seq
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
@@ -324,7 +329,7 @@ class _LSTMNet(nn.Module):
         return self.head(self.drop(out))
 
 
-class LSTMSequenceClassifier(ClassifierMixin, BaseEstimator):
+class LSTMSequenceClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
     """Stacked-LSTM classifier for sequences of feature vectors (torch, sklearn API).
 
     Parameters
