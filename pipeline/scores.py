@@ -95,3 +95,30 @@ def stack_split(scores: dict[str, dict[str, dict]], labels: dict[str, dict], spl
 def classes_of(path: str | Path) -> list[str]:
     """Class names stored with a scores file."""
     return list(read_attrs(path)["classes"])
+
+
+def grid_scores(window_values: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int,
+                fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average window predictions [W, K] back onto ``n`` grid bins (as the paper does).
+
+    Bins no window covers take ``fallback`` (the training prior or mean) and are not
+    ``covered``. Returns ``(grid [n, K] float32, covered [n] bool)``.
+    """
+    from pipeline.features.windows import windows_to_grid
+
+    grid = windows_to_grid(np.asarray(window_values, np.float64), starts, ends, n)
+    covered = np.isfinite(grid).all(axis=1)
+    grid[~covered] = fallback
+    return grid.astype(np.float32), covered
+
+
+def write_scores(dst: str | Path, scores: dict[str, dict[str, np.ndarray]], splits: dict[str, str],
+                 rate_hz: float, **file_attrs) -> None:
+    """Write ``{video_id: {"p" or "va", "covered"}}`` as a scores file (module docstring)."""
+    from pipeline.io.h5 import open_writer
+    from pipeline.labels.resample import grid_times
+
+    with open_writer(dst, rate_hz=float(rate_hz), **file_attrs) as w:
+        for vid in sorted(scores):
+            n = len(scores[vid]["covered"])
+            w.add(vid, attrs={"split": splits[vid]}, t=grid_times(n, rate_hz), **scores[vid])

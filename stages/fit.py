@@ -15,10 +15,10 @@ import joblib
 
 from pipeline.cli import stage_cli
 from pipeline.io.atomic import atomic_path, write_json
-from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_group_attrs
-from pipeline.labels.resample import grid_times
+from pipeline.io.h5 import iter_groups, params_digest, read_group_attrs
 from pipeline.models.fitting import fit_and_score, fit_and_score_va
 from pipeline.params import load_params
+from pipeline.scores import write_scores
 
 
 @stage_cli
@@ -35,13 +35,9 @@ def main(model: str, feature: str, windows: Path, dst: Path, params: Path = Path
         tmp.mkdir()
         joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "feature": feature})
-        with open_writer(tmp / "scores.h5", stage="fit", model=f"{model}_{feature}", feature=feature,
-                         classes=list(cfg.classes), task=cfg.task, rate_hz=float(cfg.label_rate_hz),
-                         params_digest=params_digest(vars(cfg))) as w:
-            for vid in sorted(scores):
-                n = len(scores[vid]["covered"])
-                w.add(vid, attrs={"split": videos[vid]["attrs"]["split"]}, t=grid_times(n, cfg.label_rate_hz),
-                      **scores[vid])
+        write_scores(tmp / "scores.h5", scores, {v: g["attrs"]["split"] for v, g in videos.items()},
+                     cfg.label_rate_hz, stage="fit", model=f"{model}_{feature}", feature=feature,
+                     classes=list(cfg.classes), task=cfg.task, params_digest=params_digest(vars(cfg)))
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ import joblib
 from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
 from pipeline.io.atomic import atomic_path, write_json
-from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_attrs, read_group, read_group_attrs
-from pipeline.labels.resample import grid_times
+from pipeline.io.h5 import iter_groups, params_digest, read_attrs, read_group, read_group_attrs
 from pipeline.models.persist import save_torch
 from pipeline.models.raw_audio import fit_raw_audio, fit_raw_audio_va
 from pipeline.params import load_params
-from pipeline.scores import payload
+from pipeline.scores import payload, write_scores
 
 
 @stage_cli
@@ -43,12 +42,9 @@ def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml"
         else:
             joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "source": cfg.source})
-        with open_writer(tmp / "scores.h5", stage="fit_raw_audio", model="cnn_lstm_raw", feature="raw_audio",
-                         classes=list(cfg.classes), task=cfg.task, rate_hz=cfg.label_rate_hz,
-                         params_digest=params_digest(vars(cfg))) as w:
-            for vid in sorted(scores):
-                n = len(scores[vid]["covered"])
-                w.add(vid, attrs={"split": videos[vid]["split"]}, t=grid_times(n, cfg.label_rate_hz), **scores[vid])
+        write_scores(tmp / "scores.h5", scores, {v: g["split"] for v, g in videos.items()}, cfg.label_rate_hz,
+                     stage="fit_raw_audio", model="cnn_lstm_raw", feature="raw_audio", classes=list(cfg.classes),
+                     task=cfg.task, params_digest=params_digest(vars(cfg)))
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ from pipeline.cli import stage_cli
 from pipeline.errors import PipelineError
 from pipeline.fusion import fuse_splits
 from pipeline.io.atomic import atomic_path, write_json
-from pipeline.io.h5 import open_writer, params_digest
-from pipeline.labels.resample import grid_times
+from pipeline.io.h5 import params_digest
 from pipeline.params import load_params
-from pipeline.scores import find_scores, payload, pipeline_models, read_labels, read_scores, stack_split
+from pipeline.scores import (find_scores, payload, pipeline_models, read_labels, read_scores, stack_split,
+                             write_scores)
 
 log = logging.getLogger("stages.fuse")
 
@@ -53,12 +53,10 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
                 "models": names, "classes": list(cfg.classes), "task": cfg.task, "dev_score": float(res.best_score),
                 "dev_score_name": measure, "weights": res.weights.round(6).tolist(), "n_draws": cfg.n_draws,
                 "concentration": cfg.concentration})
-            with open_writer(tmp / method / "scores.h5", stage="fuse", model=method, classes=list(cfg.classes),
-                             task=cfg.task, rate_hz=cfg.label_rate_hz, params_digest=params_digest(vars(cfg))) as w:
-                for vid in sorted(fused):
-                    split, p = fused[vid]
-                    w.add(vid, attrs={"split": split}, t=grid_times(len(p), cfg.label_rate_hz),
-                          covered=np.ones(len(p), bool), **{payload(cfg.task)[0]: p})
+            write_scores(tmp / method / "scores.h5",
+                         {v: {payload(cfg.task)[0]: p, "covered": np.ones(len(p), bool)} for v, (_, p) in fused.items()},
+                         {v: split for v, (split, _) in fused.items()}, cfg.label_rate_hz, stage="fuse", model=method,
+                         classes=list(cfg.classes), task=cfg.task, params_digest=params_digest(vars(cfg)))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.errors import PipelineError
-from pipeline.features.windows import windows_to_grid
+from pipeline.scores import grid_scores
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,9 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int, 
         for vid in ids:
             g = videos[vid]
             ok = g["valid"]
-            grid = windows_to_grid(per_window[vid][ok], g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]))
-            covered = np.isfinite(grid).all(axis=1)
-            grid[~covered] = prior
-            scores[vid] = {"p": grid.astype(np.float32), "covered": covered}
+            p, covered = grid_scores(per_window[vid][ok], g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]),
+                                     prior)
+            scores[vid] = {"p": p, "covered": covered}
     report = {"model": name, "train_windows": int(len(y)), "missing_classes": missing,
               "class_counts": np.bincount(y, minlength=n_classes).tolist()}
     if hasattr(model, "history_"):
@@ -202,8 +201,6 @@ def fit_and_score_va(name: str, cfg: Any, videos: dict[str, dict]) -> tuple[Any,
             continue
         ok = g["valid"]
         pred = np.clip(model.predict(g["x"][ok]), -1, 1) if ok.any() else np.zeros((0, 2))
-        grid = windows_to_grid(pred.astype(np.float64), g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]))
-        covered = np.isfinite(grid).all(axis=1)
-        grid[~covered] = mean
-        scores[vid] = {"va": grid.astype(np.float32), "covered": covered}
+        va, covered = grid_scores(pred, g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]), mean)
+        scores[vid] = {"va": va, "covered": covered}
     return model, scores, {"model": name, "task": "va", "train_windows": int(len(Y))}

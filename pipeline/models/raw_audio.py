@@ -14,14 +14,14 @@ import logging
 from typing import Any
 
 import numpy as np
-
-from pipeline.errors import PipelineError
 import torch
 
-from pipeline.features.windows import window_labels, window_va, windows_to_grid
+from pipeline.errors import PipelineError
+from pipeline.features.windows import window_labels, window_va
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
 from pipeline.models.fitting import full_proba
 from pipeline.models.losses import ccc_loss
+from pipeline.scores import grid_scores
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,16 @@ def labelled_windows(wave: np.ndarray, sr: int, y_grid: np.ndarray, rate_hz: flo
     Returns ``x`` [W, samples] float32, ``y`` [W] int (-1 if no labelled bin), ``start`` and
     ``end`` [W] grid bins (end exclusive, clipped to the grid).
     """
-    n = len(y_grid)
+    x, start, end = _spans(wave, sr, window_s, overlap, rate_hz, len(y_grid))
+    return {"x": x, "y": window_labels(y_grid, start, end, n_classes), "start": start, "end": end}
+
+
+def _spans(wave: np.ndarray, sr: int, window_s: float, overlap: float, rate_hz: float, n: int):
+    """Raw-audio windows and the grid bins ``[start, end)`` each covers (clipped to ``n``)."""
     x, starts_s = raw_audio_windows(wave, sr, window_s, overlap)
     start = np.clip(np.floor(starts_s * rate_hz + 1e-9).astype(np.int64), 0, n - 1)
     end = np.clip(np.ceil((starts_s + window_s) * rate_hz - 1e-9).astype(np.int64), start + 1, n)
-    return {"x": x, "y": window_labels(y_grid, start, end, n_classes), "start": start, "end": end}
+    return x, start, end
 
 
 def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, rate_hz: float,
@@ -79,10 +84,8 @@ def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, 
             continue
         w = win[vid]
         p = full_proba(model.predict_proba(w["x"]), model.classes_, n_classes)
-        grid = windows_to_grid(p, w["start"], w["end"], n)
-        covered = np.isfinite(grid).all(axis=1)
-        grid[~covered] = prior
-        scores[vid] = {"p": grid.astype(np.float32), "covered": covered}
+        grid, covered = grid_scores(p, w["start"], w["end"], n, prior)
+        scores[vid] = {"p": grid, "covered": covered}
     report = {"model": "cnn_lstm_raw", "train_windows": int((y >= 0).sum()), "class_counts": counts.tolist(),
               "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
               "history": getattr(model, "history_", [])}
@@ -145,10 +148,7 @@ def fit_raw_audio_va(videos: dict[str, dict], cfg: Any, seed: int, rate_hz: floa
     for v, g in videos.items():
         if g["wave"] is None or not len(g["wave"]):
             continue
-        n = len(g["va"])
-        x, starts_s = raw_audio_windows(g["wave"], g["rate_hz"], cfg.window_s, cfg.overlap)
-        start = np.clip(np.floor(starts_s * rate_hz + 1e-9).astype(np.int64), 0, n - 1)
-        end = np.clip(np.ceil((starts_s + cfg.window_s) * rate_hz - 1e-9).astype(np.int64), start + 1, n)
+        x, start, end = _spans(g["wave"], g["rate_hz"], cfg.window_s, cfg.overlap, rate_hz, len(g["va"]))
         win[v] = {"x": x, "va": window_va(g["va"], start, end), "start": start, "end": end}
 
     def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -173,8 +173,6 @@ def fit_raw_audio_va(videos: dict[str, dict], cfg: Any, seed: int, rate_hz: floa
             scores[vid] = {"va": np.tile(mean, (n, 1)), "covered": np.zeros(n, bool)}
             continue
         w = win[vid]
-        grid = windows_to_grid(predict_va(net, w["x"], device).astype(np.float64), w["start"], w["end"], n)
-        covered = np.isfinite(grid).all(axis=1)
-        grid[~covered] = mean
-        scores[vid] = {"va": grid.astype(np.float32), "covered": covered}
+        grid, covered = grid_scores(predict_va(net, w["x"], device), w["start"], w["end"], n, mean)
+        scores[vid] = {"va": grid, "covered": covered}
     return net, scores, {"model": "cnn_lstm_raw", "task": "va", "train_windows": int(len(Y)), "history": history}
