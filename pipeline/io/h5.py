@@ -102,10 +102,11 @@ def write_h5(dst: str | Path, groups: Mapping[str, Mapping[str, np.ndarray]], **
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """File attributes of a contract file (JSON-encoded values decoded)."""
     with _open(path) as f:
-        return {k: _decode_attr(v) for k, v in f.attrs.items()}
+        return {k: decode_attr(v) for k, v in f.attrs.items()}
 
 
-def _decode_attr(value: Any) -> Any:
+def decode_attr(value: Any) -> Any:
+    """An attribute as written by this module: JSON values decoded, numpy scalars unboxed."""
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, str) and value[:1] in "[{n":
@@ -153,7 +154,7 @@ def is_fresh(path: str | Path, digest: str) -> bool:
         return False
     try:
         with h5py.File(path, "r") as f:
-            return _decode_attr(f.attrs.get("params_digest")) == digest
+            return decode_attr(f.attrs.get("params_digest")) == digest
     except OSError:  # truncated or corrupt: recompute
         return False
 
@@ -175,4 +176,4 @@ def read_group_attrs(path: str | Path, video_id: str) -> dict[str, Any]:
     with _open(path) as f:
         if video_id not in f:
             raise DataError(path, f"no group for video {video_id!r}")
-        return {k: _decode_attr(v) for k, v in f[video_id].attrs.items()}
+        return {k: decode_attr(v) for k, v in f[video_id].attrs.items()}

@@ -22,11 +22,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import h5py
 from joblib import Parallel, delayed
+from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.fetch import sha256_file
-from pipeline.io.h5 import is_fresh, params_digest
+from pipeline.io.atomic import write_json
+from pipeline.io.h5 import decode_attr, is_fresh, open_writer, params_digest
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +138,6 @@ def report(outcomes: dict[str, Outcome]) -> dict[str, Any]:
 def run_and_report(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], dict[str, Any]], *,
                    report_path: Path, **kw: Any) -> dict[str, Outcome]:
     """:func:`run_per_video`, then write the per-video report (also when videos failed)."""
-    from pipeline.io.atomic import write_json
-
     try:
         outcomes = run_per_video(jobs, work, **kw)
     except FailedVideos as err:
@@ -157,11 +158,6 @@ def build_grouped_file(dst: Path, items: Sequence[tuple[str, Path]],
     recomputed, so adding a video costs one video of work. DVC declares ``dst`` with
     ``persist: true`` for this. Returns ``{video_id: 'done' | 'reused'}``.
     """
-    import h5py
-    from tqdm import tqdm
-
-    from pipeline.io.h5 import _decode_attr, open_writer
-
     old = None
     if dst.exists():
         try:
@@ -176,9 +172,9 @@ def build_grouped_file(dst: Path, items: Sequence[tuple[str, Path]],
             for vid, src in tqdm(sorted(items), desc=desc, unit="video", mininterval=5):
                 digest = params_digest({"params": params, "code": code, "input": sha256_file(src)})
                 g = old.get(vid) if old is not None else None
-                if g is not None and _decode_attr(g.attrs.get("input_digest")) == digest:
+                if g is not None and decode_attr(g.attrs.get("input_digest")) == digest:
                     arrays = {k: g[k][()] for k in g}
-                    attrs = {k: _decode_attr(v) for k, v in g.attrs.items()}
+                    attrs = {k: decode_attr(v) for k, v in g.attrs.items()}
                     status[vid] = "reused"
                 else:
                     arrays, attrs = compute(vid, src)
