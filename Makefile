@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.requirements-installed
+TEST_STAMP := $(VENV)/.test-requirements-installed
 
 .PHONY: demo test bench venv clean-venv
 
@@ -15,11 +16,18 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip check
 	cp requirements.txt $(STAMP)
 
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-test.txt
+	cp requirements-test.txt $(TEST_STAMP)
+
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 	@cat reports/summary.md
 
-test: $(STAMP)
+# Lint (ruff check + ruff format --check), then the test suite.
+test: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 # Every benchmark, figures to reports/benchmarks/ (about 10 minutes on 2 cores; needs ../shared/data

@@ -27,8 +27,10 @@ def extract_audio(path: str | Path, rate_hz: int = 16000) -> tuple[np.ndarray, i
     return wave.astype(np.float32), orig
 
 
-def extract_audio_job(job, digest: str, rate_hz: int) -> dict:
+def extract_audio_job(job, digest: str, rate_hz: int) -> None:
     """Per-video worker of ``extract_audio``: waveform -> ``job.out`` (HDF5 ``wave`` [S]).
+
+    The report entry (seconds, original rate) is stored as the file's ``report`` attribute.
 
     A video without an audio track raises :class:`~pipeline.io.per_video.Skip`: it gets no
     file, the report says why, and the audio stages after this one skip it too.
@@ -39,6 +41,7 @@ def extract_audio_job(job, digest: str, rate_hz: int) -> dict:
     if not job.info["has_audio"]:
         raise Skip("no audio track")
     wave, orig = extract_audio(job.inputs[0], rate_hz)
-    with open_writer(job.out, stage="extract_audio", params_digest=digest, rate_hz=rate_hz) as w:
+    entry = {"seconds": round(len(wave) / rate_hz, 3), "orig_rate_hz": orig}
+    with open_writer(job.out, stage="extract_audio", params_digest=digest, rate_hz=rate_hz,
+                     report=entry) as w:
         w.add(job.video_id, attrs={"orig_rate_hz": orig}, wave=wave)
-    return {"seconds": round(len(wave) / rate_hz, 3), "orig_rate_hz": orig}

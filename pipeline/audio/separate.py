@@ -109,10 +109,11 @@ def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def separate_vocals_job(job, digest: str, method: str, model_dir: str, chunk_s: float,
-                        overlap_s: float) -> dict:
+                        overlap_s: float) -> None:
     """Per-video worker of ``separate_vocals``: audio HDF5 -> vocals HDF5 (``wave`` [S]).
 
-    ``method='none'`` copies the audio unchanged (the ablation without separation).
+    ``method='none'`` copies the audio unchanged (the ablation without separation). The
+    report entry (seconds, vocals-to-input level) is the file's ``report`` attribute.
     """
     from pipeline.io.h5 import open_writer, read_attrs, read_group
 
@@ -124,9 +125,9 @@ def separate_vocals_job(job, digest: str, method: str, model_dir: str, chunk_s: 
         vocals = wave
     else:
         raise PipelineError(f"separate_vocals.method: unknown {method!r}; use 'spleeter' or 'none'")
-    with open_writer(job.out, stage="separate_vocals", params_digest=digest, rate_hz=rate,
-                     method=method) as w:
-        w.add(job.video_id, wave=vocals.astype(np.float32))
     rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-12)  # noqa: E731
-    return {"seconds": round(len(wave) / rate, 3),
-            "vocals_to_input_db": round(20 * np.log10(rms(vocals) / rms(wave)), 2)}
+    entry = {"seconds": round(len(wave) / rate, 3),
+             "vocals_to_input_db": round(20 * np.log10(rms(vocals) / rms(wave)), 2)}
+    with open_writer(job.out, stage="separate_vocals", params_digest=digest, rate_hz=rate,
+                     method=method, report=entry) as w:
+        w.add(job.video_id, wave=vocals.astype(np.float32))

@@ -1,7 +1,14 @@
-"""Atomic outputs: write to a temporary sibling, then rename into place.
+"""Atomic outputs: write to a temporary path, then rename into place.
 
-A killed stage therefore never leaves a half-written file or folder at an output path,
-and DVC never caches a partial result.
+A killed stage therefore never leaves a half-written file or folder at an output path, and
+DVC never caches a partial result. The temporary path lives outside every path DVC tracks:
+in ``.dvc/tmp/avemo/`` of the DVC project that holds the output (same filesystem, so the
+final rename is atomic). A temporary beside the output would sit inside a tracked folder
+(a per-video output folder, or ``models/fit`` that ``fuse`` depends on) and change its hash
+when a kill leaves it behind. Outside a DVC project, or when ``.dvc`` is on another
+filesystem, the temporary goes beside the output.
+
+Temporaries of processes that no longer run (a ``kill -9``) are removed by the next write.
 """
 from __future__ import annotations
 
@@ -9,36 +16,66 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+SCRATCH = Path(".dvc") / "tmp" / "avemo"
+_PREFIX = ".avemo-"  # temporaries are folders named .avemo-<pid>-<random>
+
 
 @contextlib.contextmanager
 def atomic_path(dst: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``dst``; rename it to ``dst`` only on success.
+    """Yield a temporary path for ``dst``; rename it to ``dst`` only on success.
 
     Works for files and folders. On an exception the temporary path is removed and
     ``dst`` is left as it was.
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    _remove(tmp)
+    scratch = scratch_dir(dst)
+    remove_stale(scratch)
+    holder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=scratch))
+    tmp = holder / dst.name
     try:
         yield tmp
         if dst.is_dir() and not dst.is_symlink():
             shutil.rmtree(dst)
         os.replace(tmp, dst)
     finally:
-        _remove(tmp)
+        shutil.rmtree(holder, ignore_errors=True)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+def scratch_dir(dst: Path) -> Path:
+    """The folder for ``dst``'s temporaries (see the module docstring); created if needed."""
+    parent = dst.parent.resolve()
+    for folder in (parent, *parent.parents):
+        if (folder / ".dvc").is_dir():
+            scratch = folder / SCRATCH
+            scratch.mkdir(parents=True, exist_ok=True)
+            if os.stat(scratch).st_dev == os.stat(parent).st_dev:
+                return scratch
+            break
+    return parent
+
+
+def remove_stale(scratch: Path) -> None:
+    """Remove temporaries in ``scratch`` whose writing process no longer runs."""
+    for entry in scratch.glob(f"{_PREFIX}*-*"):
+        pid = entry.name[len(_PREFIX):].split("-", 1)[0]
+        if entry.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_json(dst: str | Path, obj: Any) -> None:

@@ -9,12 +9,23 @@ recomputes everything. Files of videos no longer in the manifest are removed.
 
 Per-video failures are collected, written to the stage report, and raised together at the
 end, so DVC never caches a partial run.
+
+The stage report does not depend on what was reused: a worker stores its report entry (found
+rate, seconds, ...) in the output file's ``report`` attribute, and the entry is read back from
+the file for computed and reused videos alike. A resumed or incremental run therefore writes
+the same report, byte for byte, as a clean run; only the log tells which videos were reused.
+
+``AVEMO_RECOMPUTE=1`` in the environment ignores every reusable file and group, so
+``AVEMO_RECOMPUTE=1 dvc repro -f -s detect_faces`` really recomputes (``-f`` alone re-runs the
+stage, which then reuses every fresh video).
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +40,7 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 from pipeline.fetch import sha256_file
 from pipeline.io.atomic import write_json
-from pipeline.io.h5 import decode_attr, is_fresh, open_writer, params_digest
+from pipeline.io.h5 import decode_attr, is_fresh, open_writer, params_digest, read_attrs
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +57,11 @@ class VideoJob:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one video: ``status`` is done, reused, skipped or failed."""
+    """What happened to one video: ``status`` is done, reused, skipped or failed.
+
+    ``detail`` is the report entry: for done and reused videos, the ``report`` attribute the
+    worker stored in its output file.
+    """
 
     status: str
     detail: dict[str, Any] = field(default_factory=dict)
@@ -70,13 +85,25 @@ def job_digest(job: VideoJob, params: dict[str, Any], code: str) -> str:
                           "inputs": [sha256_file(p) for p in job.inputs]})
 
 
-def _run_one(work: Callable[[VideoJob, str], dict[str, Any]], job: VideoJob, digest: str) -> Outcome:
-    if is_fresh(job.out, digest):
-        return Outcome("reused")
+def recompute_requested() -> bool:
+    """True when ``AVEMO_RECOMPUTE`` is set to a true value (1, true, yes)."""
+    return os.environ.get("AVEMO_RECOMPUTE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def stored_report(path: Path) -> dict[str, Any]:
+    """The report entry a worker stored in its output file (``report`` attribute)."""
+    entry = read_attrs(path).get("report", {})
+    return entry if isinstance(entry, dict) else {}
+
+
+def _run_one(work: Callable[[VideoJob, str], None], job: VideoJob, digest: str) -> Outcome:
+    if not recompute_requested() and is_fresh(job.out, digest):
+        return Outcome("reused", stored_report(job.out))
     if job.out.exists():
         job.out.unlink()
     try:
-        return Outcome("done", work(job, digest) or {})
+        work(job, digest)
+        return Outcome("done", stored_report(job.out))
     except Skip as why:
         return Outcome("skipped", {"reason": str(why)})
     except Exception as err:  # noqa: BLE001 -- collected and re-raised for the whole stage
@@ -84,13 +111,13 @@ def _run_one(work: Callable[[VideoJob, str], dict[str, Any]], job: VideoJob, dig
         return Outcome("failed", {"error": f"{type(err).__name__}: {err}"})
 
 
-def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], dict[str, Any]], *,
+def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], None], *,
                   out_dir: Path, params: dict[str, Any], code: str, n_jobs: int,
                   desc: str) -> dict[str, Outcome]:
     """Run ``work(job, digest)`` for every job not already fresh; return outcomes by id.
 
-    ``work`` must write ``job.out`` atomically with ``params_digest=digest`` (or raise
-    :class:`Skip`), and may return a small summary dict for the report.
+    ``work`` must write ``job.out`` atomically with ``params_digest=digest`` and its report
+    entry as the ``report`` file attribute (a small JSON-able dict), or raise :class:`Skip`.
 
     Raises
     ------
@@ -99,10 +126,10 @@ def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], dict
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     keep = {j.out.name for j in jobs}
-    for stale in sorted(out_dir.glob("*.h5")):
+    for stale in sorted(out_dir.iterdir()):  # videos no longer listed, leftovers of old runs
         if stale.name not in keep:
             log.info("%s: removing %s (not in the manifest)", desc, stale.name)
-            stale.unlink()
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     digests = [job_digest(j, params, code) for j in jobs]
     start = time.perf_counter()
     results = Parallel(n_jobs=n_jobs, verbose=0)(
@@ -127,15 +154,19 @@ class FailedVideos(PipelineError):
 
 
 def report(outcomes: dict[str, Outcome]) -> dict[str, Any]:
-    """JSON-ready report: per-video status and details, plus counts."""
+    """JSON-ready report: per-video status and details, plus counts.
+
+    A reused video reports as ``done``, with the details stored at the time it was computed,
+    so the report is the same whatever was reused.
+    """
+    status = {v: "done" if o.status == "reused" else o.status for v, o in outcomes.items()}
     return {
-        "counts": {s: sum(o.status == s for o in outcomes.values())
-                   for s in ("done", "reused", "skipped", "failed")},
-        "videos": {v: {"status": o.status, **o.detail} for v, o in sorted(outcomes.items())},
+        "counts": {s: sum(st == s for st in status.values()) for s in ("done", "skipped", "failed")},
+        "videos": {v: {"status": status[v], **o.detail} for v, o in sorted(outcomes.items())},
     }
 
 
-def run_and_report(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], dict[str, Any]], *,
+def run_and_report(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], None], *,
                    report_path: Path, **kw: Any) -> dict[str, Outcome]:
     """:func:`run_per_video`, then write the per-video report (also when videos failed)."""
     try:
@@ -171,7 +202,7 @@ def build_grouped_file(dst: Path, items: Sequence[tuple[str, Path]],
                          **file_attrs) as w:
             for vid, src in tqdm(sorted(items), desc=desc, unit="video", mininterval=5):
                 digest = params_digest({"params": params, "code": code, "input": sha256_file(src)})
-                g = old.get(vid) if old is not None else None
+                g = old.get(vid) if old is not None and not recompute_requested() else None
                 if g is not None and decode_attr(g.attrs.get("input_digest")) == digest:
                     arrays = {k: g[k][()] for k in g}
                     attrs = {k: decode_attr(v) for k, v in g.attrs.items()}

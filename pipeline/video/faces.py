@@ -98,18 +98,19 @@ def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str,
             "boxes": boxes, "landmarks": marks, "scores": scores, "valid": valid}
 
 
-def detect_faces_job(job, digest: str, cfg: FaceConfig) -> dict:
+def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
     """Per-video worker of the ``detect_faces`` stage: face track -> ``job.out`` (HDF5).
 
-    Returns the report entry: sampled frames, frames with a face, found rate.
+    The report entry (sampled frames, frames with a face, found rate) is stored as the
+    file's ``report`` attribute.
     """
     from pipeline.io.h5 import write_h5
 
     arrays = face_track(job.inputs[0], job.info["fps"], cfg)
     n, found = len(arrays["t"]), int(arrays["valid"].sum())
+    entry = {"frames": n, "with_face": found, "found_rate": round(found / max(n, 1), 4)}
     write_h5(job.out, {job.video_id: arrays}, stage="detect_faces", params_digest=digest,
              fps=float(cfg.fps or job.info["fps"]), dim=cfg.size_px, detector=cfg.detector,
-             align=cfg.align, fill=cfg.fill)
+             align=cfg.align, fill=cfg.fill, report=entry)
     if found == 0:
         log.warning("%s: no face in any of %d sampled frames (all slots valid=False)", job.video_id, n)
-    return {"frames": n, "with_face": found, "found_rate": round(found / max(n, 1), 4)}

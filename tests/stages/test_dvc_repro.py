@@ -4,13 +4,16 @@ Checks that every stage runs and writes what the next one reads, that the metric
 that a second `dvc repro` runs nothing, and the experiment workflow of the README:
 `dvc exp run -S` re-runs only the stages that read the changed parameter, `dvc metrics diff`
 and `dvc exp show` show the change, a `--queue`d sweep runs with `dvc queue start -j 2`, and
-`-S base.task=va` runs the valence/arousal path.
+`-S base.task=va` runs the valence/arousal path. A stage killed with SIGKILL at several points
+leaves no trace: the next `dvc repro` gives the same dvc.lock (every output hash) as the
+uninterrupted run. The tests share one project and run in file order.
 """
 import csv
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -98,9 +101,50 @@ def test_full_pipeline_then_nothing_to_run(project):
     second = _dvc(project, "repro")
     assert "Running stage" not in second, second
     assert "Data and pipelines are up to date" in _dvc(project, "status")
-
     _run(project, "git", "add", "-A")
     _run(project, "git", "commit", "-qm", "baseline results")
+
+
+def _kill_when_writing(project, stage, timeout_s=240):
+    """`dvc repro -f -s stage` with real recomputation; SIGKILL its whole process group as
+    soon as a temporary output appears. Returns True if it was caught mid-write."""
+    scratch = project / ".dvc" / "tmp" / "avemo"
+    env = dict(ENV, AVEMO_RECOMPUTE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", stage], cwd=project,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    caught = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if scratch.is_dir() and any(scratch.glob(".avemo-*")):
+            caught = True
+            break
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return caught
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["detect_faces", "embed_faces@fer_xception", "fit@kelm-fer"])
+def test_a_killed_stage_leaves_no_trace(project, stage):
+    baseline = (project / "dvc.lock").read_text()
+    assert _kill_when_writing(project, stage), f"{stage} finished before a write was seen"
+    rerun = _dvc(project, "repro")  # a persist output survives whole, so nothing may re-run
+    downstream = {"fit@kelm-fer": ["fuse", "evaluate"]}.get(stage, [])
+    for later in downstream:  # an unchanged output re-runs nothing after it
+        assert f"Running stage '{later}'" not in rerun, rerun
+    assert (project / "dvc.lock").read_text() == baseline
+    assert "Data and pipelines are up to date" in _dvc(project, "status")
+    leftovers = [p for p in project.rglob("*") if p.name.startswith(".avemo-") or p.suffix == ".tmp"]
+    assert all(".dvc" in p.parts for p in leftovers), leftovers  # only in DVC's own tmp folder
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_experiments_queue_and_va(project):
+    assert "Data and pipelines are up to date" in _dvc(project, "status")
 
     # an experiment re-runs only the stages that read the changed parameter
     exp = _dvc(project, "exp", "run", "-S", "fit.kelm.C=3")
@@ -122,10 +166,12 @@ def test_full_pipeline_then_nothing_to_run(project):
     assert all(r["dev.fusion_mcwf.cpm"] for r in rows if r["fit.kelm.C"] in ("1", "30"))
 
     # valence/arousal: the demo's VA labels, SVR / kernel ridge, CCC loss, CCC fusion and metrics
-    _dvc(project, "exp", "run", "-S", "base.task=va")
+    va = _dvc(project, "exp", "run", "-S", "base.task=va")
     # the manifest now lists VA label files, so detect_faces runs, but reuses every video's faces
+    assert "detect_faces: 4 videos in" in va and "'done': 0, 'reused': 4" in va, va
     faces = json.loads((project / "data/interim/faces_report.json").read_text())
-    assert faces["counts"]["reused"] == 4 and faces["counts"]["done"] == 0
+    assert faces["counts"]["done"] == 4
+    assert all(v["frames"] > 0 for v in faces["videos"].values())  # statistics kept on reuse
     metrics = json.loads((project / "reports/metrics.json").read_text())
     for name in ("svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"):
         m = metrics["test"][name]

@@ -17,8 +17,7 @@ def _work(job, digest, scale=1.0, calls=None):
     if calls is not None:
         calls.append(job.video_id)
     x = np.loadtxt(job.inputs[0], ndmin=1) * scale
-    h5.write_h5(job.out, {job.video_id: {"x": x}}, params_digest=digest)
-    return {"n": len(x)}
+    h5.write_h5(job.out, {job.video_id: {"x": x}}, params_digest=digest, report={"n": len(x)})
 
 
 def _jobs(tmp_path, ids, **info):
@@ -44,6 +43,35 @@ def test_second_run_reuses_and_new_video_costs_one(tmp_path):
     calls.clear()
     out = _run(tmp_path, _jobs(tmp_path, ["a", "b", "c"]), calls)
     assert calls == ["c"] and out["a"].status == "reused"
+    assert out["a"].detail == {"n": 3}  # a reused video keeps the statistics it was made with
+
+
+def test_report_of_a_resumed_run_equals_a_clean_run(tmp_path):
+    jobs = _jobs(tmp_path, ["a", "b", "c"], b={"skip": True})
+    kw = dict(out_dir=tmp_path / "out", params={}, code="c", n_jobs=1, desc="test")
+    run_and_report(jobs, _work, report_path=tmp_path / "clean.json", **kw)
+    (tmp_path / "out" / "c.h5").unlink()  # as if killed before c was written
+    run_and_report(jobs, _work, report_path=tmp_path / "resumed.json", **kw)
+    clean = (tmp_path / "clean.json").read_bytes()
+    assert clean == (tmp_path / "resumed.json").read_bytes()
+    assert b'"n": 3' in clean
+
+
+def test_recompute_env_ignores_fresh_outputs(tmp_path, monkeypatch):
+    calls = []
+    _run(tmp_path, _jobs(tmp_path, ["a", "b"]), calls)
+    monkeypatch.setenv("AVEMO_RECOMPUTE", "1")
+    calls.clear()
+    out = _run(tmp_path, _jobs(tmp_path, ["a", "b"]), calls)
+    assert calls == ["a", "b"] and out["a"].status == "done"
+
+
+def test_leftovers_in_the_output_folder_are_removed(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".a.h5.123.tmp").write_text("half-written by an old version")
+    (tmp_path / "out" / "junk").mkdir()
+    _run(tmp_path, _jobs(tmp_path, ["a"]), [])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.h5"]
 
 
 def test_params_or_input_change_recomputes(tmp_path):
@@ -74,7 +102,7 @@ def test_skip_and_failure_are_reported_and_failure_raises(tmp_path):
     import json
 
     rep = json.loads(report.read_text())
-    assert rep["counts"] == {"done": 1, "reused": 0, "skipped": 1, "failed": 1}
+    assert rep["counts"] == {"done": 1, "skipped": 1, "failed": 1}
     assert rep["videos"]["b"] == {"status": "skipped", "reason": "no audio track"}
     assert not (tmp_path / "out" / "b.h5").exists() and not (tmp_path / "out" / "c.h5").exists()
     assert (tmp_path / "out" / "a.h5").exists()  # finished videos are kept for the rerun
