@@ -1,12 +1,17 @@
-"""Typed, validated access to ``params.yaml``: one dataclass per stage.
+"""Typed, validated access to ``params.yaml``: one pydantic model per section.
 
-``load_params(stage, path)`` returns the stage's dataclass built from its own section
-plus the ``base`` keys it declares in :data:`STAGES`. Nothing else is reachable, and
-``tests/test_dvc_yaml.py`` checks that :data:`STAGES` matches the ``params:`` of each
+Every :func:`load_params` call validates the *whole* file against :class:`ParamsFile`
+(unknown keys anywhere, types, ranges, enums, cross-section checks), so a mistake in any
+section stops every stage before it reads an input. It then returns the stage's own view:
+its section (or the keys :data:`SECTION_KEYS` lists) plus the ``base`` keys it declares in
+:data:`STAGES` and the keys of other sections in :data:`OTHER_KEYS`. Nothing else is
+reachable, and ``tests/test_dvc_yaml.py`` checks that these match the ``params:`` of each
 stage in ``dvc.yaml``, so a stage can never read a param DVC does not track.
 
-Unknown, missing or ill-typed keys raise :class:`~pipeline.errors.ParamsError` naming the
-key (with a "did you mean" hint for misspellings).
+``params.yaml`` is the only source of defaults: no field here has one, every key is
+required. Every problem becomes one :class:`~pipeline.errors.ParamsError` line naming the
+file and the dotted param, e.g. ``params.yaml: fit.kelm.C: must be > 0 (got -1)`` or
+``params.yaml: make_demo.n_video: unknown key (did you mean 'n_videos'?)``.
 """
 from __future__ import annotations
 
@@ -14,332 +19,518 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError,
+                      field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 from pipeline.errors import ParamsError
+from pipeline.pretrained import CHECKPOINTS
+from pipeline.scores import pipeline_models
 from pipeline.video.faces import FaceConfig
 
+# Strict scalars: a string "3" is not a number and true/false is not an integer.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # an int is fine and becomes a float
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict(), Field(min_length=1)]
+
+PosInt = Annotated[Int, Field(ge=1)]
+NonNegInt = Annotated[Int, Field(ge=0)]
+PosFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Fraction = Annotated[Float, Field(ge=0, le=1)]
+OpenFraction = Annotated[Float, Field(ge=0, lt=1)]  # dropout, window overlap
+LearningRate = Annotated[Float, Field(gt=0, le=1)]
+AudioRate = Annotated[Int, Field(ge=8000, le=192000)]
+Gamma = PosFloat | Literal["scale", "auto"]
+
+
+def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
+    if pair[0] > pair[1]:
+        raise ValueError("must be [low, high] with low <= high")
+    return pair
+
+
+def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
+    if len({n.lower() for n in names}) != len(names):
+        raise ValueError("must not repeat a name (case-insensitive)")
+    return names
+
+
+def _two_classes(names: tuple[str, ...]) -> tuple[str, ...]:
+    if len(names) < 2:
+        raise ValueError("must name at least two classes")
+    return names
+
+
+def _not_zero(n: int) -> int:
+    if n == 0:
+        raise ValueError("must be a positive count, or -1 for all cores")
+    return n
+
+
+Span = Annotated[tuple[Float, Float], AfterValidator(_ordered)]  # [low, high]
+PosSpan = Annotated[tuple[PosFloat, PosFloat], AfterValidator(_ordered)]
+NonNegSpan = Annotated[tuple[NonNegFloat, NonNegFloat], AfterValidator(_ordered)]
+Names = Annotated[tuple[Str, ...], Field(min_length=1), AfterValidator(_distinct)]
+
+Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 Task = Literal["expr", "va"]
+Classes = Annotated[tuple[Str, ...], AfterValidator(_two_classes), AfterValidator(_distinct)]
 Device = Literal["auto", "cpu", "cuda"]
+NJobs = Annotated[Int, Field(ge=-1), AfterValidator(_not_zero)]
+Split = Literal["train", "dev", "test"]
+Source = Literal["vocals", "audio"]
+FitModel = Literal["svm", "kelm", "lstm"]
+FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50"]
+AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14"]
 
 
-@dataclass(frozen=True)
-class BaseParams:
+def _error(key: str, problem: str) -> PydanticCustomError:
+    """A cross-field error on ``key`` (dotted, relative to the model that raises it)."""
+    return PydanticCustomError("params", "{key}: {problem}", {"key": key, "problem": problem})
+
+
+class Section(BaseModel):
+    """A mapping of params.yaml: every key required, unknown keys refused, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(Section):
     """Section ``base``: settings shared by several stages."""
 
-    seed: int
+    seed: Seed
     task: Task
-    classes: tuple[str, ...]
-    label_rate_hz: float
+    classes: Classes  # label-index order
+    label_rate_hz: PosFloat
     device: Device
-    n_jobs: int
-
-    def __post_init__(self) -> None:
-        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
-            raise ParamsError("base.classes: need at least two distinct class names")
-        if self.label_rate_hz <= 0:
-            raise ParamsError("base.label_rate_hz: must be > 0")
-        if self.n_jobs == 0 or self.n_jobs < -1:
-            raise ParamsError("base.n_jobs: a positive count, or -1 for all cores")
+    n_jobs: NJobs
 
 
-@dataclass(frozen=True)
-class GetPretrainedParams:
-    """Section ``get_pretrained``: which shipped checkpoints to fetch (names in pipeline.pretrained)."""
+class GetPretrainedParams(Section):
+    """Section ``get_pretrained``: checkpoints to fetch (names in pipeline.pretrained)."""
 
-    models: tuple[str, ...]
+    models: Names
+
+    @field_validator("models")
+    @classmethod
+    def _known(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(models) - set(CHECKPOINTS))
+        if unknown:
+            raise ValueError(f"unknown checkpoints {unknown}; known: {sorted(CHECKPOINTS)}")
+        return models
 
 
-@dataclass(frozen=True)
-class MakeDemoParams:
+class MakeDemoSection(Section):
     """Section ``make_demo``: composition of the embedded demo dataset."""
 
-    n_videos: int
-    duration_s: tuple[float, float]
-    fps_choices: tuple[float, ...]
-    split_counts: dict[str, int]
-    gap_prob: float
-    gap_s: tuple[float, float]
-    brightness: tuple[float, float]
-    scale: tuple[float, float]
-    shift_px: int
-    gain_db: tuple[float, float]
-    background_snr_db: tuple[float, float]
-    audio_rate_hz: int
-    seed: int  # from base
+    n_videos: PosInt
+    duration_s: PosSpan
+    fps_choices: Annotated[tuple[PosFloat, ...], Field(min_length=1)]
+    split_counts: dict[Split, NonNegInt]
+    gap_prob: Fraction
+    gap_s: NonNegSpan
+    brightness: PosSpan
+    scale: PosSpan
+    shift_px: NonNegInt
+    gain_db: Span
+    background_snr_db: Span
+    audio_rate_hz: AudioRate
 
-    def __post_init__(self) -> None:
-        if self.n_videos < 1:
-            raise ParamsError("make_demo.n_videos: must be >= 1")
-        if sum(self.split_counts.values()) != self.n_videos:
-            raise ParamsError("make_demo.split_counts: counts must add up to n_videos")
-        if set(self.split_counts) - {"train", "dev", "test"}:
-            raise ParamsError("make_demo.split_counts: keys are train, dev, test")
-        for name in ("duration_s", "gap_s", "brightness", "scale", "gain_db", "background_snr_db"):
-            lo, hi = getattr(self, name)
-            if lo > hi:
-                raise ParamsError(f"make_demo.{name}: [low, high] with low <= high")
-        if not 0.0 <= self.gap_prob <= 1.0:
-            raise ParamsError("make_demo.gap_prob: a probability in [0, 1]")
+    @model_validator(mode="after")
+    def _counts_add_up(self) -> MakeDemoSection:
+        total = sum(self.split_counts.values())
+        if total != self.n_videos:
+            raise _error("split_counts", f"counts must add up to n_videos = {self.n_videos} "
+                                         f"(got {total})")
+        return self
 
 
-@dataclass(frozen=True)
-class BuildManifestParams:
+class BuildManifestSection(Section):
     """Section ``build_manifest``: which dataset adapter reads the raw data."""
 
     adapter: Literal["demo", "affwild2", "crema_d", "csv"]
-    root: str
-    csv_file: str | None
+    root: Str
+    csv_file: Str | None
     crema_media: Literal["video", "audio"]
-    split_fractions: dict[str, float]
-    max_label_mismatch_s: float
-    strict: bool
-    seed: int  # from base
-    task: Task  # from base
-    classes: tuple[str, ...]  # from base
-    n_jobs: int  # from base
+    split_fractions: dict[Split, Fraction]
+    max_label_mismatch_s: NonNegFloat
+    strict: Bool
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BuildManifestSection:
+        if self.adapter == "csv" and self.csv_file is None:
+            raise _error("csv_file", "required for the csv adapter (got None)")
+        if sum(self.split_fractions.values()) <= 0:
+            raise _error("split_fractions", "at least one fraction must be > 0")
+        return self
 
 
-@dataclass(frozen=True)
-class DetectFacesParams(FaceConfig):
-    """Section ``detect_faces``: :class:`~pipeline.video.faces.FaceConfig` plus base.n_jobs."""
+class DetectFacesSection(Section):
+    """Section ``detect_faces``: the fields of :class:`~pipeline.video.faces.FaceConfig`."""
 
-    n_jobs: int = 1  # from base
-
-    def __post_init__(self) -> None:
-        checks = {"detector": ("mtcnn", "dlib"), "align": ("similarity", "crop"),
-                  "track": ("nearest", "largest"), "fill": ("zeros", "last"), "dlib_landmarks": (5, 68)}
-        for key, allowed in checks.items():
-            if getattr(self, key) not in allowed:
-                raise ParamsError(f"detect_faces.{key}: {getattr(self, key)!r} is not one of {list(allowed)}")
-        if self.fps is not None and self.fps <= 0:
-            raise ParamsError("detect_faces.fps: null (every frame) or a positive rate")
-
-    def face_config(self) -> FaceConfig:
-        """The library config (without n_jobs, which does not change results)."""
-        return FaceConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FaceConfig)})
+    detector: Literal["mtcnn", "dlib"]
+    fps: PosFloat | None  # None = every frame
+    min_face_px: PosInt
+    dlib_landmarks: Literal[5, 68]
+    dlib_upsample: NonNegInt
+    align: Literal["similarity", "crop"]
+    crop_margin: NonNegFloat
+    size_px: Annotated[Int, Field(ge=8)]
+    track: Literal["nearest", "largest"]
+    fill: Literal["zeros", "last"]
+    batch_size: PosInt
 
 
-@dataclass(frozen=True)
-class ExtractAudioParams:
+class ExtractAudioSection(Section):
     """Section ``extract_audio``."""
 
-    rate_hz: int
-    n_jobs: int  # from base
+    rate_hz: AudioRate
 
 
-@dataclass(frozen=True)
-class SeparateVocalsParams:
+class SeparateVocalsSection(Section):
     """Section ``separate_vocals``: ``method: none`` skips separation (ablation)."""
 
     method: Literal["spleeter", "none"]
-    chunk_s: float
-    overlap_s: float
-    n_jobs: int  # from base
+    chunk_s: PosFloat
+    overlap_s: NonNegFloat
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.overlap_s < self.chunk_s / 2:
-            raise ParamsError("separate_vocals.overlap_s: 0 <= overlap_s < chunk_s / 2")
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> SeparateVocalsSection:
+        if not self.overlap_s < self.chunk_s / 2:
+            raise _error("overlap_s", f"must be < chunk_s / 2 = {self.chunk_s / 2:g} "
+                                      f"(got {self.overlap_s:g})")
+        return self
 
 
-@dataclass(frozen=True)
-class ResampleLabelsParams:
+class ResampleLabelsSection(Section):
     """Section ``resample_labels``."""
 
-    min_frames_per_bin: int  # a 5 Hz bin needs this many annotated frames, else it is -1/NaN
-    task: Task  # from base
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
+    min_frames_per_bin: PosInt  # a 5 Hz bin needs this many annotated frames, else -1/NaN
 
 
-@dataclass(frozen=True)
-class EmbedFacesParams:
-    """Section ``embed_faces``: backbones (name -> {weights: path or null}) and batch size."""
+class Backbone(Section):
+    """One entry of ``embed_faces.backbones`` / ``embed_audio.backbones``."""
 
-    backbones: dict[str, dict[str, str | None]]
-    batch_size: int
-    device: Device  # from base
-    n_jobs: int  # from base
-
-    def __post_init__(self) -> None:
-        known = {"fer_xception", "dlib_resnet", "vggface2_resnet50"}
-        unknown = sorted(set(self.backbones) - known)
-        if unknown:
-            raise ParamsError(f"embed_faces.backbones: unknown {unknown}; known: {sorted(known)}")
+    weights: Str | None  # a checkpoint path, or None for the built-in weights
 
 
-@dataclass(frozen=True)
-class FinetuneFacesParams:
+class EmbedFacesSection(Section):
+    """Section ``embed_faces``: backbones (name -> {weights}) and batch size."""
+
+    batch_size: PosInt
+    backbones: dict[FaceBackbone, Backbone]
+
+
+class FinetuneFacesSection(Section):
     """Section ``finetune_faces`` (see pipeline.embed.finetune.FineTuneConfig)."""
 
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    class_weight_r: float
-    thinning: dict[str, int]  # class name -> keep every n-th frame
-    rotation_deg: float
-    flip: bool
-    brightness: tuple[float, float]
-    hidden: int
-    dropout: float
-    seed: int  # from base
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
-    device: Device  # from base
-    task: Task  # from base
-
-    def train_config(self):
-        from pipeline.embed.finetune import FineTuneConfig
-
-        every = tuple(int(self.thinning.get(c, 1)) for c in self.classes)
-        return FineTuneConfig(self.epochs, self.batch_size, self.lr, self.weight_decay, self.class_weight_r,
-                              every, self.rotation_deg, self.flip, self.brightness, self.hidden, self.dropout)
+    epochs: PosInt
+    batch_size: PosInt
+    lr: LearningRate
+    weight_decay: NonNegFloat
+    class_weight_r: PosFloat
+    thinning: dict[Str, PosInt]  # class name -> keep every n-th frame (absent: 1, keep all)
+    rotation_deg: Annotated[Float, Field(ge=0, le=180)]
+    flip: Bool
+    brightness: PosSpan
+    hidden: PosInt
+    dropout: OpenFraction
 
 
-@dataclass(frozen=True)
-class EmbedAudioParams:
+class EmbedAudioSection(Section):
     """Section ``embed_audio``: which audio (vocals or original) and which backbones."""
 
-    source: Literal["vocals", "audio"]
-    backbones: dict[str, dict[str, str | None]]
-    batch_size: int
-    device: Device  # from base
-    label_rate_hz: float  # from base
-
-    def __post_init__(self) -> None:
-        known = {"logmel", "mfcc", "ge2e_lstm", "cnn14"}
-        unknown = sorted(set(self.backbones) - known)
-        if unknown:
-            raise ParamsError(f"embed_audio.backbones: unknown {unknown}; known: {sorted(known)}")
+    source: Source
+    batch_size: PosInt
+    backbones: dict[AudioBackbone, Backbone]
 
 
-@dataclass(frozen=True)
-class WindowStatsParams:
-    """Keys ``window_s``, ``overlap``, ``min_valid_frac`` of section ``window_stats``.
+class WindowStatsKeys(Section):
+    """The keys of section ``window_stats`` that the stage reads."""
 
-    ``window_stats.features`` (name -> embedding file) is read by DVC's ``foreach`` only.
-    """
-
-    window_s: float
-    overlap: float
-    min_valid_frac: float
-    label_rate_hz: float  # from base
-    classes: tuple[str, ...]  # from base
-
-    def __post_init__(self) -> None:
-        if self.window_s <= 0 or not 0 <= self.overlap < 1 or not 0 <= self.min_valid_frac <= 1:
-            raise ParamsError("window_stats: window_s > 0, 0 <= overlap < 1, 0 <= min_valid_frac <= 1")
+    window_s: PosFloat
+    overlap: OpenFraction
+    min_valid_frac: Fraction
 
 
-@dataclass(frozen=True)
-class FitSVMParams:
+class WindowStatsSection(WindowStatsKeys):
+    """Section ``window_stats``; ``features`` (name -> embedding file) drives DVC's foreach."""
+
+    features: Annotated[dict[Str, Str], Field(min_length=1)]
+
+
+class FitSVMSection(Section):
     """Section ``fit.svm``: the paper's best setting is poly, gamma 0.1, C 3, r 0.47."""
 
-    C: float
+    C: PosFloat
     kernel: Literal["poly", "rbf", "linear"]
-    gamma: float
-    degree: int
-    class_weight_r: float | None
-    seed: int  # from base
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
-    task: Task  # from base
+    gamma: Gamma
+    degree: PosInt
+    class_weight_r: PosFloat | None  # None: no class weights
 
 
-@dataclass(frozen=True)
-class FitKELMParams:
-    """Section ``fit.kelm``: kernel ELM; ``approximation: nystroem`` bounds memory for large N."""
+class FitKELMSection(Section):
+    """Section ``fit.kelm``: kernel ELM; ``approximation: nystroem`` bounds memory."""
 
-    C: float
+    C: PosFloat
     kernel: Literal["rbf", "linear"]
-    gamma: float | str
-    class_weight: str | None
-    class_weight_r: float
+    gamma: Gamma
+    class_weight: Literal["log", "balanced"] | None
+    class_weight_r: PosFloat
     approximation: Literal["nystroem"] | None
-    n_components: int
-    max_train: int | None
-    seed: int  # from base
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
-    task: Task  # from base
+    n_components: PosInt
+    max_train: Annotated[Int, Field(ge=2)] | None
 
 
-@dataclass(frozen=True)
-class FitLSTMParams:
+class FitLSTMSection(Section):
     """Section ``fit.lstm``: LSTM over sequences of ``seq_len`` windows (seq2seq)."""
 
-    hidden: int
-    layers: int
-    dropout: float
-    epochs: int
-    lr: float
-    batch_size: int
-    patience: int
-    seq_len: int
-    class_weight_r: float
-    seed: int  # from base
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
-    task: Task  # from base
+    hidden: PosInt
+    layers: PosInt
+    dropout: OpenFraction
+    epochs: PosInt
+    lr: LearningRate
+    batch_size: PosInt
+    patience: PosInt
+    seq_len: PosInt
+    class_weight_r: PosFloat
 
 
-@dataclass(frozen=True)
-class FuseParams:
+class FitSection(Section):
+    """Section ``fit``: the model x feature matrix and one sub-section per model."""
+
+    models: Annotated[tuple[FitModel, ...], Field(min_length=1), AfterValidator(_distinct)]
+    features: Names  # keys of window_stats.features
+    svm: FitSVMSection
+    kelm: FitKELMSection
+    lstm: FitLSTMSection
+
+
+class FitRawAudioSection(Section):
+    """Section ``fit_raw_audio``: the 1D CNN + LSTM on raw audio (paper: 4 s, overlap 2/5)."""
+
+    source: Source
+    window_s: PosFloat
+    overlap: OpenFraction
+    epochs: PosInt
+    lr: LearningRate
+    batch_size: PosInt
+    patience: PosInt
+    class_weight_r: PosFloat
+
+
+class FuseSection(Section):
     """Section ``fuse``: which models enter fusion and the Dirichlet random search."""
 
-    models: tuple[str, ...]  # fitted model names (<model>_<feature>), or [all]
-    n_draws: int
-    concentration: float
-    fit_models: tuple[str, ...]  # from fit.models
-    fit_features: tuple[str, ...]  # from fit.features
-    seed: int  # from base
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
-    task: Task  # from base
-
-    def __post_init__(self) -> None:
-        if self.n_draws < 0 or self.concentration <= 0:
-            raise ParamsError("fuse: n_draws >= 0 and concentration > 0")
+    models: Names  # fitted model names (<model>_<feature>), or [all]
+    n_draws: NonNegInt
+    concentration: PosFloat
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
+class EvaluateSection(Section):
     """Section ``evaluate``."""
 
-    timeline_videos: int  # score-timeline figures for the first n videos of the last split
-    fit_models: tuple[str, ...]  # from fit.models
-    fit_features: tuple[str, ...]  # from fit.features
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
-    task: Task  # from base
+    timeline_videos: NonNegInt  # score-timeline figures for the first n videos
 
 
-@dataclass(frozen=True)
-class FitRawAudioParams:
-    """Section ``fit_raw_audio``: the 1D CNN + LSTM on raw audio (paper: 4 s, overlap 2/5, lr 2.5e-4)."""
+class ParamsFile(Section):
+    """The whole of ``params.yaml``; an unknown section or key anywhere is an error."""
 
-    source: Literal["vocals", "audio"]
-    window_s: float
-    overlap: float
-    epochs: int
-    lr: float
-    batch_size: int
-    patience: int
-    class_weight_r: float
-    seed: int  # from base
-    classes: tuple[str, ...]  # from base
-    label_rate_hz: float  # from base
-    device: Device  # from base
-    task: Task  # from base
+    base: BaseParams
+    get_pretrained: GetPretrainedParams
+    make_demo: MakeDemoSection
+    build_manifest: BuildManifestSection
+    detect_faces: DetectFacesSection
+    extract_audio: ExtractAudioSection
+    separate_vocals: SeparateVocalsSection
+    resample_labels: ResampleLabelsSection
+    embed_faces: EmbedFacesSection
+    finetune_faces: FinetuneFacesSection
+    embed_audio: EmbedAudioSection
+    window_stats: WindowStatsSection
+    fit: FitSection
+    fit_raw_audio: FitRawAudioSection
+    fuse: FuseSection
+    evaluate: EvaluateSection
+
+    @model_validator(mode="after")
+    def _across_sections(self) -> ParamsFile:
+        classes = [c.lower() for c in self.base.classes]
+        stray = sorted(k for k in self.finetune_faces.thinning if k.lower() not in classes)
+        if stray:
+            raise _error("finetune_faces.thinning", f"keys {stray} not in base.classes "
+                                                    f"{list(self.base.classes)}")
+        missing = [f for f in self.fit.features if f not in self.window_stats.features]
+        if missing:
+            raise _error("fit.features", f"{missing} not in window_stats.features "
+                                         f"{list(self.window_stats.features)} (dvc foreach)")
+        if self.fuse.models != ("all",):
+            produced = pipeline_models(self.fit.models, self.fit.features)
+            unknown = sorted(set(self.fuse.models) - set(produced))
+            if unknown or len(self.fuse.models) < 2:
+                raise _error("fuse.models", f"must be [all] or >= 2 of the pipeline's models "
+                                            f"{produced} (got {list(self.fuse.models)})")
+        return self
 
 
-# stage name -> (dataclass, base keys it reads). Keep in step with dvc.yaml `params:`.
-STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
+# Stage views: a section plus the base keys (and other sections' keys) the stage reads.
+
+
+class MakeDemoParams(MakeDemoSection):
+    """``make_demo`` plus base.seed."""
+
+    seed: Seed
+
+
+class BuildManifestParams(BuildManifestSection):
+    """``build_manifest`` plus base.seed, task, classes, n_jobs."""
+
+    seed: Seed
+    task: Task
+    classes: Classes
+    n_jobs: NJobs
+
+
+class DetectFacesParams(DetectFacesSection):
+    """``detect_faces`` plus base.n_jobs."""
+
+    n_jobs: NJobs
+
+    def face_config(self) -> FaceConfig:
+        """The library config (without n_jobs, which does not change results)."""
+        names = [f.name for f in dataclasses.fields(FaceConfig)]
+        return FaceConfig(**{name: getattr(self, name) for name in names})
+
+
+class ExtractAudioParams(ExtractAudioSection):
+    """``extract_audio`` plus base.n_jobs."""
+
+    n_jobs: NJobs
+
+
+class SeparateVocalsParams(SeparateVocalsSection):
+    """``separate_vocals`` plus base.n_jobs."""
+
+    n_jobs: NJobs
+
+
+class ResampleLabelsParams(ResampleLabelsSection):
+    """``resample_labels`` plus base.task, classes, label_rate_hz."""
+
+    task: Task
+    classes: Classes
+    label_rate_hz: PosFloat
+
+
+class EmbedFacesParams(EmbedFacesSection):
+    """``embed_faces`` plus base.device, n_jobs."""
+
+    device: Device
+    n_jobs: NJobs
+
+
+class FinetuneFacesParams(FinetuneFacesSection):
+    """``finetune_faces`` plus base.seed, classes, label_rate_hz, device, task."""
+
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    device: Device
+    task: Task
+
+    def train_config(self):
+        """The library config; ``thinning`` becomes one step per class of base.classes."""
+        from pipeline.embed.finetune import FineTuneConfig  # imports torch: only when needed
+
+        steps = {name.lower(): step for name, step in self.thinning.items()}
+        return FineTuneConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            weight_decay=self.weight_decay, class_weight_r=self.class_weight_r,
+            thinning=tuple(steps.get(c.lower(), 1) for c in self.classes),
+            rotation_deg=self.rotation_deg, flip=self.flip, brightness=self.brightness,
+            hidden=self.hidden, dropout=self.dropout)
+
+
+class EmbedAudioParams(EmbedAudioSection):
+    """``embed_audio`` plus base.device, label_rate_hz."""
+
+    device: Device
+    label_rate_hz: PosFloat
+
+
+class WindowStatsParams(WindowStatsKeys):
+    """``window_stats`` keys window_s, overlap, min_valid_frac plus base.label_rate_hz, classes."""
+
+    label_rate_hz: PosFloat
+    classes: Classes
+
+
+class FitSVMParams(FitSVMSection):
+    """``fit.svm`` plus base.seed, classes, label_rate_hz, task."""
+
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    task: Task
+
+
+class FitKELMParams(FitKELMSection):
+    """``fit.kelm`` plus base.seed, classes, label_rate_hz, task."""
+
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    task: Task
+
+
+class FitLSTMParams(FitLSTMSection):
+    """``fit.lstm`` plus base.seed, classes, label_rate_hz, task."""
+
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    task: Task
+
+
+class FitRawAudioParams(FitRawAudioSection):
+    """``fit_raw_audio`` plus base.seed, classes, label_rate_hz, device, task."""
+
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    device: Device
+    task: Task
+
+
+class FuseParams(FuseSection):
+    """``fuse`` plus fit.models, fit.features and base.seed, classes, label_rate_hz, task."""
+
+    fit_models: tuple[FitModel, ...]
+    fit_features: tuple[Str, ...]
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    task: Task
+
+
+class EvaluateParams(EvaluateSection):
+    """``evaluate`` plus fit.models, fit.features and base.classes, label_rate_hz, task."""
+
+    fit_models: tuple[FitModel, ...]
+    fit_features: tuple[Str, ...]
+    classes: Classes
+    label_rate_hz: PosFloat
+    task: Task
+
+
+# stage name -> (model, base keys it reads). Keep in step with dvc.yaml `params:`.
+STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "get_pretrained": (GetPretrainedParams, ()),
     "make_demo": (MakeDemoParams, ("seed",)),
     "build_manifest": (BuildManifestParams, ("seed", "task", "classes", "n_jobs")),
@@ -348,7 +539,8 @@ STAGES: dict[str, tuple[type, tuple[str, ...]]] = {
     "separate_vocals": (SeparateVocalsParams, ("n_jobs",)),
     "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),
     "embed_faces": (EmbedFacesParams, ("device", "n_jobs")),
-    "finetune_faces": (FinetuneFacesParams, ("seed", "classes", "label_rate_hz", "device", "task")),
+    "finetune_faces": (FinetuneFacesParams,
+                       ("seed", "classes", "label_rate_hz", "device", "task")),
     "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
     "window_stats": (WindowStatsParams, ("label_rate_hz", "classes")),
     # the `fit` matrix stage loads fit.<model> for its model
@@ -368,7 +560,7 @@ OTHER_KEYS: dict[str, dict[str, str]] = {
 # Stages that read only some keys of their section (the others drive DVC's foreach/matrix);
 # dvc.yaml declares exactly these keys, so editing the others re-runs nothing here.
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
-    "window_stats": ("window_s", "overlap", "min_valid_frac"),
+    "window_stats": tuple(WindowStatsKeys.model_fields),
 }
 
 
@@ -385,44 +577,46 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def load_file(path: str | Path = "params.yaml") -> ParamsFile:
+    """The whole params file, validated.
+
+    Raises
+    ------
+    ParamsError
+        One line naming the file and the dotted param of each problem found.
+    """
+    return _validate(ParamsFile, read_yaml(path), path)
+
+
 def load_base(path: str | Path = "params.yaml") -> BaseParams:
     """The whole ``base`` section (for tools and tests; stages use :func:`load_params`)."""
-    return build(BaseParams, _section(read_yaml(path), "base", path), "base")
+    return load_file(path).base
 
 
 def load_params(stage: str, path: str | Path = "params.yaml") -> Any:
     """Typed params of ``stage``: its section plus the base keys it declares.
 
+    The whole file is validated first, so a bad value in any section stops every stage.
+
     Raises
     ------
     ParamsError
-        Unknown stage, missing section, unknown/missing/ill-typed key.
+        Unknown stage; unknown, missing or invalid key anywhere in the file.
     """
     if stage not in STAGES:
         raise ParamsError(f"unknown stage {stage!r}; known: {sorted(STAGES)}")
     cls, base_keys = STAGES[stage]
-    data = read_yaml(path)
-    section = dict(_section(data, stage, path))
-    if stage in SECTION_KEYS:
-        section = {k: v for k, v in section.items() if k in SECTION_KEYS[stage]}
+    params = load_file(path)
+    section: Any = params
+    for part in stage.split("."):
+        section = getattr(section, part)
+    keys = SECTION_KEYS.get(stage, tuple(type(section).model_fields))
+    values = {key: getattr(section, key) for key in keys}
     for field_name, dotted in OTHER_KEYS.get(stage, {}).items():
-        owner, key = dotted.rsplit(".", 1)
-        other = _section(data, owner, path)
-        if key not in other:
-            raise ParamsError(f"{path}: {dotted} is missing (stage {stage} reads it)")
-        section[field_name] = other[key]
-    base = _section(data, "base", path)
-    for key in base_keys:
-        if key in section:
-            raise ParamsError(f"{path}: {stage}.{key} shadows base.{key}; set it in base only")
-        if key not in base:
-            raise ParamsError(f"{path}: base.{key} is missing (stage {stage} reads it)")
-        section[key] = base[key]
-    # Validate the base keys with BaseParams' own types and checks.
-    base_types = typing.get_type_hints(BaseParams)
-    for key in base_keys:
-        section[key] = _coerce(section[key], base_types[key], f"base.{key}")
-    return build(cls, section, stage, require_all=True)
+        owner, key = dotted.split(".")
+        values[field_name] = getattr(getattr(params, owner), key)
+    values.update({key: getattr(params.base, key) for key in base_keys})
+    return _validate(cls, values, path)
 
 
 def declared_params(stage: str) -> list[str]:
@@ -432,116 +626,141 @@ def declared_params(stage: str) -> list[str]:
     return [f"base.{k}" for k in base_keys] + sorted(OTHER_KEYS.get(stage, {}).values()) + own
 
 
-def _section(data: dict[str, Any], name: str, path: str | Path) -> dict[str, Any]:
-    node: Any = data
-    for part in name.split("."):
-        if not isinstance(node, dict) or part not in node:
-            hint = _hint(part, node if isinstance(node, dict) else {})
-            raise ParamsError(f"{path}: section {name!r} is missing{hint}")
-        node = node[part]
-    if node is None:
-        return {}
-    if not isinstance(node, dict):
-        raise ParamsError(f"{path}: section {name!r} must be a mapping")
-    return node
+def _validate(cls: type[Section], data: dict[str, Any], path: str | Path) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(f"{path}: {describe(err, cls)}") from None
 
 
-def _hint(key: str, options: Any) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
+# Requirement phrases for pydantic's error types ("must be <phrase> (got <input>)").
+_MUST_BE = {
+    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+    "string_type": "a string", "tuple_type": "a list", "list_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
+    "less_than_equal": "<= {le}", "literal_error": "{expected}",
+    "string_too_short": "a non-empty string",
+}
+
+
+def describe(err: ValidationError, root: type[BaseModel] = ParamsFile, limit: int = 3) -> str:
+    """One line for a pydantic ``ValidationError``: ``dotted.param: problem`` per error.
+
+    Parameters
+    ----------
+    err : ValidationError
+        Raised by validating ``root``.
+    root : pydantic model class
+        The model validated, to tell params keys from pydantic's union tags in ``loc``
+        and to suggest the closest known key for an unknown one.
+    limit : int
+        Problems shown; the rest are counted.
+    """
+    musts: dict[str, list[str]] = {}  # dotted param -> requirement phrases (union members)
+    lines: dict[str, str] = {}  # dotted param -> problem
+    for e in err.errors():
+        parts, node = _walk(root, e["loc"])
+        path = _dotted(parts)
+        ctx = {k: _number(v) for k, v in (e.get("ctx") or {}).items()}
+        kind, got = e["type"], f" (got {_show(e['input'])})"
+        if kind == "missing":  # a key, a section, or one value of a [low, high] pair
+            what = "missing section" if len(parts) == 1 else "missing key"
+            lines.setdefault(path, "missing value" if isinstance(parts[-1], int) else what)
+        elif kind == "extra_forbidden":
+            key = str(e["loc"][-1])
+            lines.setdefault(_dotted(parts + [key]), "unknown key" + _hint(key, parts, node))
+        elif kind == "params":  # a cross-field check: ctx names the key
+            lines.setdefault(_dotted(parts + [ctx["key"]]), ctx["problem"])
+        elif kind == "value_error":
+            lines.setdefault(path, str(ctx["error"]) + got)
+        elif kind == "too_short":
+            n = ctx["min_length"]
+            lines.setdefault(path, ("must not be empty" if n == 1
+                                    else f"must have at least {n} values") + got)
+        elif kind == "too_long":
+            lines.setdefault(path, f"must have at most {ctx['max_length']} values" + got)
+        elif e["loc"] and e["loc"][-1] == "[key]":  # a name that is not allowed as a key
+            lines.setdefault(path, f"unknown name (known: {ctx.get('expected')})")
+        elif kind in _MUST_BE:
+            musts.setdefault(path, []).append(_MUST_BE[kind].format(**ctx))
+            lines.setdefault(path, got)
+        else:
+            lines.setdefault(path, e["msg"] + got)
+    out = [f"{p}: must be {' or '.join(musts[p])}{text}" if p in musts else f"{p}: {text}"
+           for p, text in lines.items()]
+    more = f"; and {len(out) - limit} more" if len(out) > limit else ""
+    return "; ".join(out[:limit]) + more
+
+
+def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
+    """The params path in ``loc`` (model keys, mapping keys, list indices) and the schema
+    node it reaches; the walk stops at what is not a params key (an unknown key, a union
+    member's tag, a mapping's ``[key]``)."""
+    node: Any = root
+    parts: list[Any] = []
+    for part in loc:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = node.model_fields[part].annotation
+        elif typing.get_origin(node) is dict and part != "[key]":
+            node = typing.get_args(node)[1]
+        elif typing.get_origin(node) is tuple and isinstance(part, int):
+            args = typing.get_args(node)
+            node = args[0] if args[-1] is Ellipsis else args[min(part, len(args) - 1)]
+        else:
+            break
+        parts.append(part)
+    return parts, _unwrap(node)
+
+
+def _unwrap(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` metadata and without ``| None``."""
+    while True:
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is Annotated:
+            tp = args[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+            rest = [a for a in args if a is not type(None)]
+            if len(rest) != 1:
+                return tp
+            tp = rest[0]
+        else:
+            return tp
+
+
+def _dotted(parts: list[Any]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+def _hint(key: str, parts: list[Any], node: Any) -> str:
+    if parts and parts != ["base"] and key in BaseParams.model_fields:
+        return f" (base.{key} is shared: set it in base only)"
+    is_model = isinstance(node, type) and issubclass(node, BaseModel)
+    close = difflib.get_close_matches(key, list(node.model_fields) if is_model else [], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def build(cls: type, values: dict[str, Any], where: str, require_all: bool = False) -> Any:
-    """Instantiate dataclass ``cls`` from ``values`` with type coercion and clear errors.
-
-    With ``require_all`` every field must be given, defaults notwithstanding: stage
-    sections of params.yaml list every value, so DVC tracks all of them.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        key = unknown[0]
-        raise ParamsError(f"{where}.{key}: unknown key{_hint(key, fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in values:
-            kwargs[name] = _coerce(values[name], hints[name], f"{where}.{name}")
-        elif require_all or (f.default is dataclasses.MISSING
-                             and f.default_factory is dataclasses.MISSING):
-            raise ParamsError(f"{where}.{name}: missing key")
-    try:
-        return cls(**kwargs)
-    except ParamsError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ParamsError(f"{where}: {err}") from None
+def _number(value: Any) -> Any:
+    """0.0 -> 0 in messages (pydantic turns int bounds of float fields into floats)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against type ``tp`` (coercing lists to tuples, ints to floats)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value not in args:
-            raise ParamsError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ParamsError as err:
-                errors.append(str(err))
-        raise ParamsError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ParamsError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ParamsError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
-        kt, vt = args
-        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
-        return build(tp, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ParamsError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ParamsError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"{where}: unsupported annotation {tp!r}")
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 __all__ = [
+    "OTHER_KEYS",
+    "SECTION_KEYS",
     "STAGES",
     "BaseParams",
-    "build",
+    "ParamsFile",
     "declared_params",
+    "describe",
     "load_base",
+    "load_file",
     "load_params",
     "read_yaml",
 ]

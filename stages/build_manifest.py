@@ -27,9 +27,7 @@ def main(src: Path, dst: Path, report: Path, params: Path = Path("params.yaml"))
             items = mf.affwild2_items(src, cfg.task, rep)
         elif cfg.adapter == "crema_d":
             items = mf.crema_d_items(src, cfg.crema_media, cfg.classes, cfg.split_fractions, cfg.seed, rep)
-        else:
-            if not cfg.csv_file:
-                raise PipelineError("build_manifest.csv_file: required for the csv adapter")
+        else:  # params require csv_file for the csv adapter
             items = mf.csv_items(src, src / cfg.csv_file, rep)
         rows = mf.build_manifest(items, task=cfg.task, classes=cfg.classes,
                                  max_label_mismatch_s=cfg.max_label_mismatch_s,

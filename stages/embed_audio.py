@@ -31,8 +31,9 @@ def _embed(vid: str, src: Path, backbone, durations: dict[str, float], grid_rate
 def main(backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
     """Embed the (separated) audio of every video with one backbone."""
     cfg = load_params("embed_audio", params)
+    entry = cfg.backbones.get(backbone)
     model = audio_features.load_audio_backbone(
-        backbone, weights=(cfg.backbones.get(backbone) or {}).get("weights"),
+        backbone, weights=entry.weights if entry else None,
         device=resolve_device(cfg.device), rate_hz=cfg.label_rate_hz, batch_size=cfg.batch_size)
     rows = read_manifest(manifest)
     durations = {r.video_id: (r.n_frames / r.fps if r.has_video else r.duration_s) for r in rows}

@@ -35,7 +35,8 @@ def main(backbone: str, manifest: Path, faces: Path, pretrained: Path, dst: Path
     cfg = load_params("embed_faces", params)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.n_jobs if cfg.n_jobs > 0 else torch.get_num_threads())
-    weights = (cfg.backbones.get(backbone) or {}).get("weights")
+    entry = cfg.backbones.get(backbone)
+    weights = entry.weights if entry else None
     model = face_backbones.load_face_backbone(backbone, pretrained_dir=pretrained, weights=weights,
                                               device=device, batch_size=cfg.batch_size)
     items = [(r.video_id, faces / f"{r.video_id}.h5") for r in read_manifest(manifest) if r.has_video]

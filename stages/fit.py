@@ -29,8 +29,7 @@ def main(model: str, feature: str, windows: Path, dst: Path, params: Path = Path
     if cfg.task == "va":
         est, scores, report = fit_and_score_va(model, cfg, videos)
     else:
-        est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed,
-                                            getattr(cfg, "seq_len", 8))
+        est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed)
     with atomic_path(dst) as tmp:
         tmp.mkdir()
         joblib.dump(est, tmp / "model.joblib")

@@ -1,6 +1,7 @@
 """Shared fixtures: paths to the real data beside the checkout, and skip helpers."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -39,6 +40,26 @@ def emodb_dir(shared_data: Path) -> Path:
 def fer2013_csv(shared_data: Path) -> Path:
     """FER-2013 in the Kaggle CSV format (gzip)."""
     return _require(shared_data / "fer2013" / "fer2013.csv.gz")
+
+
+@pytest.fixture(scope="session")
+def face_config():
+    """Factory ``face_config(**changes)``: the ``detect_faces`` params of params.yaml (the one
+    source of defaults) as a :class:`~pipeline.video.faces.FaceConfig`, with ``changes``."""
+    from pipeline.params import load_params
+
+    cfg = load_params("detect_faces", ROOT / "params.yaml").face_config()
+    return lambda **changes: dataclasses.replace(cfg, **changes)
+
+
+@pytest.fixture(scope="session")
+def finetune_config():
+    """Factory ``finetune_config(**changes)``: the ``finetune_faces`` params of params.yaml as
+    a :class:`~pipeline.embed.finetune.FineTuneConfig`, with ``changes``."""
+    from pipeline.params import load_params
+
+    cfg = load_params("finetune_faces", ROOT / "params.yaml").train_config()
+    return lambda **changes: dataclasses.replace(cfg, **changes)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -64,19 +64,20 @@ class FineTuneNet(nn.Module):
 
 @dataclass(frozen=True)
 class FineTuneConfig:
-    """Training settings (the ``finetune_faces`` params)."""
+    """Training settings (the ``finetune_faces`` params; no defaults here: params.yaml
+    holds them)."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-5
-    weight_decay: float = 1e-5
-    class_weight_r: float = 0.34
-    thinning: tuple[int, ...] = ()  # keep every n-th frame per class (index = class); () = all
-    rotation_deg: float = 40.0
-    flip: bool = True
-    brightness: tuple[float, float] = (0.2, 1.0)
-    hidden: int = 1024
-    dropout: float = 0.5
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    class_weight_r: float
+    thinning: tuple[int, ...]  # keep every n-th frame per class (index = class); () = all
+    rotation_deg: float
+    flip: bool
+    brightness: tuple[float, float]
+    hidden: int
+    dropout: float
 
 
 def thin_per_class(y: np.ndarray, every: tuple[int, ...]) -> np.ndarray:

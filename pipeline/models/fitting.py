@@ -96,12 +96,14 @@ def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.nda
     return out
 
 
-def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int, seed: int,
-                  seq_len: int = 8) -> tuple[Any, dict[str, dict], dict]:
+def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
+                  seed: int) -> tuple[Any, dict[str, dict], dict]:
     """Fit ``name`` on the train split and score every dev/test video on the 5 Hz grid.
 
     Parameters
     ----------
+    cfg : FitSVMParams, FitKELMParams or FitLSTMParams
+        The ``fit.<name>`` params; for ``lstm``, sequences are ``cfg.seq_len`` windows long.
     videos : ``{video_id: {"x", "y", "valid", "start", "end", "t", "attrs"}}`` from
         ``window_stats`` (``attrs`` holds ``split`` and ``n_grid``).
 
@@ -123,8 +125,8 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int, 
     prior = np.bincount(y, minlength=n_classes).astype(np.float32) / len(y)
     model = make_model(name, cfg, y, n_classes, seed)
     if name == "lstm":
-        Xs, ys, _ = sequences(videos, "train", seq_len)
-        Xd, yd, _ = sequences(videos, "dev", seq_len)
+        Xs, ys, _ = sequences(videos, "train", cfg.seq_len)
+        Xd, yd, _ = sequences(videos, "dev", cfg.seq_len)
         yd = np.where(np.isin(yd, np.unique(y)), yd, -1)  # classes unseen in training: not scored
         model.fit(Xs, ys, Xd, yd)
     else:
@@ -136,7 +138,7 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int, 
         if not ids:
             continue
         if name == "lstm":
-            Xq, _, index = sequences(videos, split, seq_len)
+            Xq, _, index = sequences(videos, split, cfg.seq_len)
             pq = full_proba(model.predict_proba(Xq), classes, n_classes)
             per_window = {v: np.zeros((len(videos[v]["y"]), n_classes), np.float32) for v in ids}
             for (vid, s, n), p in zip(index, pq):

@@ -28,19 +28,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FaceConfig:
-    """Settings of :func:`face_track` (the ``detect_faces`` params)."""
+    """Settings of :func:`face_track` (the ``detect_faces`` params; no defaults here:
+    params.yaml holds them)."""
 
-    detector: str = "mtcnn"          # mtcnn | dlib
-    fps: float | None = None          # sampling rate; None = every frame
-    min_face_px: int = 20
-    dlib_landmarks: int = 68
-    dlib_upsample: int = 0
-    align: str = "similarity"         # similarity | crop
-    crop_margin: float = 0.3
-    size_px: int = 224
-    track: str = "nearest"            # nearest | largest
-    fill: str = "zeros"               # zeros | last
-    batch_size: int = 1
+    detector: str                    # mtcnn | dlib
+    fps: float | None                # sampling rate; None = every frame
+    min_face_px: int
+    dlib_landmarks: int              # 5 | 68
+    dlib_upsample: int
+    align: str                       # similarity | crop
+    crop_margin: float
+    size_px: int
+    track: str                       # nearest | largest
+    fill: str                        # zeros | last
+    batch_size: int
 
 
 def sample_frames(path: str | Path, fps: float | None, video_fps: float):

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from joblib import Parallel, delayed
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-SHARED = Path(os.environ.get("AVEMO_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("AVEMO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def _largest_box(dets: list[dict]) -> np.ndarray:
@@ -35,9 +37,12 @@ def _largest_box(dets: list[dict]) -> np.ndarray:
 
 
 def _track(path: str, fps: float, detector: str, min_face_px: int = 20, batch_size: int = 4) -> np.ndarray:
-    from pipeline.video.faces import FaceConfig, face_track
+    from pipeline.params import load_params
+    from pipeline.video.faces import face_track
 
-    cfg = FaceConfig(detector=detector, size_px=112, min_face_px=min_face_px, batch_size=batch_size)
+    cfg = replace(load_params("detect_faces", ROOT / "params.yaml").face_config(),
+                  detector=detector, fps=None, size_px=112, min_face_px=min_face_px,
+                  batch_size=batch_size)
     return face_track(path, fps, cfg)["boxes"]
 
 

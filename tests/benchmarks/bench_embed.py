@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import librosa
@@ -48,9 +49,12 @@ def main() -> None:
     from pipeline.embed.cnn14 import Cnn14, embed_cnn14
     from pipeline.embed.face_backbones import load_face_backbone
     from pipeline.embed.resnet50_vggface2 import ResNet50VGGFace2, embed_faces_resnet
-    from pipeline.video.faces import FaceConfig, face_track
+    from pipeline.params import load_params
+    from pipeline.video.faces import face_track
 
-    crops = np.concatenate([face_track(v, probe(v).fps, FaceConfig(detector="dlib", fps=10))["faces"]
+    face_cfg = replace(load_params("detect_faces", ROOT / "params.yaml").face_config(),
+                       detector="dlib", fps=10)
+    crops = np.concatenate([face_track(v, probe(v).fps, face_cfg)["faces"]
                             for v in sorted((SHARED / "crema-d-sample" / "VideoFlash").glob("*.flv"))])
     n = min(len(crops), 128)
     faces = crops[:n]

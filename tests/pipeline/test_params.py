@@ -1,4 +1,5 @@
-"""Typed params: the real params.yaml loads for every stage; mistakes fail with clear messages."""
+"""Typed params: the real params.yaml loads for every stage; mistakes anywhere in the file
+fail every stage with one line naming the file and the dotted param."""
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,25 @@ def _real():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def _with(dotted, value):
+    """The real params with ``dotted`` (e.g. ``fit.kelm.C``) set to ``value``."""
+    data = _real()
+    *parents, key = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    node[key] = value
+    return data
+
+
+def _error(tmp_path, data, stage="get_pretrained"):
+    with pytest.raises(ParamsError) as exc:
+        load_params(stage, _write(tmp_path, data))
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / 'params.yaml'}: ")
+    return message
+
+
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_stage_loads_from_the_real_params(stage):
     cfg = load_params(stage, ROOT / "params.yaml")
@@ -29,59 +49,153 @@ def test_every_stage_loads_from_the_real_params(stage):
         assert getattr(cfg, key) == getattr(base, key)
 
 
-def test_lists_become_tuples_and_ints_become_floats(tmp_path):
+def test_lists_become_tuples_and_ints_become_floats():
     cfg = load_params("make_demo", ROOT / "params.yaml")
     assert isinstance(cfg.duration_s, tuple) and all(isinstance(v, float) for v in cfg.duration_s)
     assert isinstance(load_params("build_manifest", ROOT / "params.yaml").classes, tuple)
+    lstm = load_params("fit.lstm", ROOT / "params.yaml")
+    assert lstm.seq_len == _real()["fit"]["lstm"]["seq_len"]  # no getattr default in stages/fit.py
+
+
+def test_window_stats_reads_only_its_declared_keys():
+    cfg = load_params("window_stats", ROOT / "params.yaml")
+    assert set(vars(cfg)) == {"window_s", "overlap", "min_valid_frac", "label_rate_hz", "classes"}
+
+
+# Each case: the dotted param, a bad value, and what the message says about it. The stage
+# loaded (get_pretrained) reads none of them: the whole file is checked on every load.
+@pytest.mark.parametrize("dotted,value,problem", [
+    ("detect_faces.min_face_px", -5, "must be >= 1 (got -5)"),
+    ("detect_faces.size_px", 0, "must be >= 8 (got 0)"),
+    ("detect_faces.fps", 0, "must be > 0 (got 0)"),
+    ("detect_faces.detector", "retinaface", "must be 'mtcnn' or 'dlib' (got 'retinaface')"),
+    ("detect_faces.dlib_landmarks", "68", "must be 5 or 68 (got '68')"),
+    ("extract_audio.rate_hz", 0, "must be >= 8000 (got 0)"),
+    ("base.classes", ["neutral"], "at least two classes"),
+    ("base.classes", ["neutral", "neutral"], "must not repeat a name"),
+    ("base.classes", ["neutral", "Neutral"], "must not repeat a name (case-insensitive)"),
+    ("base.task", "valence", "must be 'expr' or 'va' (got 'valence')"),
+    ("base.seed", "13", "must be an integer (got '13')"),
+    ("base.seed", True, "must be an integer (got True)"),  # a bool is not an int
+    ("base.n_jobs", 0, "a positive count, or -1"),
+    ("base.label_rate_hz", 0, "must be > 0 (got 0)"),
+    ("build_manifest.max_label_mismatch_s", -1, "must be >= 0 (got -1)"),
+    ("build_manifest.strict", "yes", "must be true or false (got 'yes')"),
+    ("build_manifest.adapter", "affwild", "'demo', 'affwild2', 'crema_d' or 'csv'"),
+    ("make_demo.n_videos", 2.5, "must be an integer (got 2.5)"),
+    ("make_demo.n_videos", True, "must be an integer (got True)"),
+    ("make_demo.duration_s", [30, 20], "low <= high"),
+    ("make_demo.split_counts", {"train": 1, "dev": 1, "test": 1}, "add up to n_videos"),
+    ("make_demo.gap_prob", 1.5, "must be <= 1 (got 1.5)"),
+    ("separate_vocals.overlap_s", 20, "must be < chunk_s / 2 = 15 (got 20)"),
+    ("finetune_faces.lr", 0, "must be > 0 (got 0)"),
+    ("finetune_faces.dropout", 1, "must be < 1 (got 1)"),
+    ("window_stats.overlap", 1.0, "must be < 1 (got 1.0)"),
+    ("window_stats.window_s", 0, "must be > 0 (got 0)"),
+    ("fit.kelm.C", -1, "must be > 0 (got -1)"),
+    ("fit.kelm.C", "10", "must be a number (got '10')"),
+    ("fit.kelm.gamma", -1, "must be > 0 or 'scale' or 'auto' (got -1)"),
+    ("fit.kelm.max_train", 1, "must be >= 2 (got 1)"),
+    ("fit.svm.C", -1, "must be > 0 (got -1)"),
+    ("fit.svm.degree", -2, "must be >= 1 (got -2)"),
+    ("fit.lstm.hidden", 0, "must be >= 1 (got 0)"),
+    ("fit.lstm.epochs", 0, "must be >= 1 (got 0)"),
+    ("fit.lstm.dropout", -0.1, "must be >= 0 (got -0.1)"),
+    ("fit.models", ["svm", "knn"], "'svm', 'kelm' or 'lstm' (got 'knn')"),
+    ("fit.features", ["fer", "nope"], "['nope'] not in window_stats.features"),
+    ("fuse.models", ["svm_fer"], "[all] or >= 2 of the pipeline's models"),
+    ("fuse.models", ["svm_fer", "svm_nope"], "[all] or >= 2 of the pipeline's models"),
+    ("fuse.n_draws", -1, "must be >= 0 (got -1)"),
+    ("fuse.concentration", 0, "must be > 0 (got 0)"),
+    ("fit_raw_audio.patience", 0, "must be >= 1 (got 0)"),
+    ("get_pretrained.models", ["nope"], "unknown checkpoints ['nope']"),
+])
+def test_invalid_values_name_the_param(tmp_path, dotted, value, problem):
+    message = _error(tmp_path, _with(dotted, value))
+    assert f": {dotted}" in message and problem in message, message
+
+
+def test_the_message_format(tmp_path):
+    message = _error(tmp_path, _with("fit.kelm.C", -1), stage="fit.kelm")
+    assert message == f"{tmp_path / 'params.yaml'}: fit.kelm.C: must be > 0 (got -1)"
+
+
+def test_a_bad_value_stops_every_stage(tmp_path):
+    path = _write(tmp_path, _with("fit.kelm.C", -1))
+    for stage in STAGES:
+        with pytest.raises(ParamsError, match=r"fit\.kelm\.C: must be > 0"):
+            load_params(stage, path)
+
+
+def test_several_errors_on_one_line(tmp_path):
+    data = _with("fit.kelm.C", -1)
+    data["fit"]["svm"]["C"] = -1
+    message = _error(tmp_path, data)
+    assert "fit.svm.C: must be > 0 (got -1); fit.kelm.C: must be > 0 (got -1)" in message
 
 
 def test_misspelled_key_names_the_key_and_suggests(tmp_path):
     data = _real()
     data["make_demo"]["n_video"] = data["make_demo"].pop("n_videos")
-    with pytest.raises(ParamsError, match=r"make_demo\.n_video: unknown key \(did you mean 'n_videos'\?\)"):
-        load_params("make_demo", _write(tmp_path, data))
+    message = _error(tmp_path, data, stage="make_demo")
+    assert "make_demo.n_video: unknown key (did you mean 'n_videos'?)" in message
+    assert "make_demo.n_videos: missing key" in message
 
 
-def test_missing_key_is_named(tmp_path):
+@pytest.mark.parametrize("section,stray,right", [
+    ("window_stats", "window_sz", "window_s"),  # window_stats reads only some of its keys
+    ("base", "sed", "seed"),  # base keys are looked up one by one
+    ("fit.kelm", "gama", "gamma"),
+    ("embed_audio.backbones.logmel", "wieghts", "weights"),
+])
+def test_stray_key_beside_the_right_one(tmp_path, section, stray, right):
+    data = _with(f"{section}.{stray}", 1)
+    message = _error(tmp_path, data, stage="detect_faces")  # a stage that reads neither
+    assert f"{section}.{stray}: unknown key (did you mean '{right}'?)" in message
+
+
+def test_unknown_section_and_unknown_backbone(tmp_path):
+    data = _real()
+    data["windowstats"] = {"window_s": 4}
+    assert "windowstats: unknown key (did you mean 'window_stats'?)" in _error(tmp_path, data)
+    data = _with("embed_faces.backbones", {"arcface": {"weights": None}})
+    assert "embed_faces.backbones.arcface: unknown name (known: 'fer_xception'" in \
+        _error(tmp_path, data)
+
+
+def test_missing_key_section_and_base_key(tmp_path):
     data = _real()
     del data["make_demo"]["gap_prob"]
-    with pytest.raises(ParamsError, match=r"make_demo\.gap_prob: missing key"):
-        load_params("make_demo", _write(tmp_path, data))
-
-
-def test_missing_section_and_base_key(tmp_path):
+    assert "make_demo.gap_prob: missing key" in _error(tmp_path, data)
     data = _real()
     del data["get_pretrained"]
-    with pytest.raises(ParamsError, match="section 'get_pretrained' is missing"):
-        load_params("get_pretrained", _write(tmp_path, data))
+    assert "get_pretrained: missing section" in _error(tmp_path, data, stage="make_demo")
     data = _real()
     del data["base"]["seed"]
-    with pytest.raises(ParamsError, match=r"base\.seed is missing"):
-        load_params("make_demo", _write(tmp_path, data))
-
-
-@pytest.mark.parametrize("section,key,value,message", [
-    ("base", "task", "valence", r"'valence' is not one of \['expr', 'va'\]"),
-    ("base", "seed", "13", "expected an integer"),
-    ("make_demo", "n_videos", 2.5, "expected an integer"),
-    ("make_demo", "duration_s", [30, 20], "low <= high"),
-    ("make_demo", "split_counts", {"train": 1, "dev": 1, "test": 1}, "add up to n_videos"),
-    ("build_manifest", "strict", "yes", "expected true/false"),
-    ("build_manifest", "adapter", "affwild", r"not one of \['demo', 'affwild2', 'crema_d', 'csv'\]"),
-])
-def test_invalid_values_are_rejected(tmp_path, section, key, value, message):
-    data = _real()
-    data[section][key] = value
-    stage = "build_manifest" if section in ("base", "build_manifest") else section
-    with pytest.raises(ParamsError, match=message):
-        load_params(stage, _write(tmp_path, data))
+    assert "base.seed: missing key" in _error(tmp_path, data, stage="make_demo")
 
 
 def test_stage_section_cannot_shadow_base(tmp_path):
-    data = _real()
-    data["make_demo"]["seed"] = 1
-    with pytest.raises(ParamsError, match="shadows base.seed"):
-        load_params("make_demo", _write(tmp_path, data))
+    message = _error(tmp_path, _with("make_demo.seed", 1), stage="make_demo")
+    assert "make_demo.seed: unknown key (base.seed is shared: set it in base only)" in message
+
+
+def test_csv_adapter_needs_its_table(tmp_path):
+    data = _with("build_manifest.adapter", "csv")
+    assert "build_manifest.csv_file: required for the csv adapter" in _error(tmp_path, data)
+
+
+def test_thinning_keys_must_be_class_names(tmp_path):
+    data = _with("finetune_faces.thinning", {"neutral": 10, "surprise": 2})
+    message = _error(tmp_path, data)
+    assert "finetune_faces.thinning: keys ['surprise'] not in base.classes" in message
+
+
+def test_thinning_is_case_insensitive_and_absent_classes_keep_every_frame(tmp_path):
+    data = _with("finetune_faces.thinning", {"Neutral": 10, "anger": 2})
+    data["base"]["classes"] = ["neutral", "anger", "fear"]
+    cfg = load_params("finetune_faces", _write(tmp_path, data))
+    assert cfg.train_config().thinning == (10, 2, 1)
 
 
 def test_unreadable_params_file(tmp_path):
@@ -91,3 +205,5 @@ def test_unreadable_params_file(tmp_path):
     bad.write_text("base: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params("make_demo", bad)
+    with pytest.raises(ParamsError, match="unknown stage"):
+        load_params("fit.knn", ROOT / "params.yaml")

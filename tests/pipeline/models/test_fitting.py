@@ -11,7 +11,7 @@ SVM = SimpleNamespace(C=3.0, kernel="poly", gamma=0.1, degree=3, class_weight_r=
 KELM = SimpleNamespace(C=10.0, kernel="rbf", gamma="scale", class_weight="log", class_weight_r=0.47,
                        approximation=None, n_components=100, max_train=None)
 LSTM = SimpleNamespace(hidden=16, layers=1, dropout=0.0, epochs=15, lr=0.01, batch_size=4, patience=5,
-                       class_weight_r=0.47)
+                       seq_len=4, class_weight_r=0.47)
 
 
 def _videos(rng, classes_in_train=(0, 1, 2), n_videos=6, n_win=12):
@@ -34,7 +34,7 @@ def _videos(rng, classes_in_train=(0, 1, 2), n_videos=6, n_win=12):
 @pytest.mark.parametrize("name,cfg", [("svm", SVM), ("kelm", KELM), ("lstm", LSTM)])
 def test_scores_on_the_grid_and_accuracy(name, cfg):
     vids = _videos(np.random.default_rng(0))
-    _, scores, report = fit_and_score(name, cfg, vids, 4, seed=0, seq_len=4)
+    _, scores, report = fit_and_score(name, cfg, vids, 4, seed=0)
     assert sorted(scores) == ["v4", "v5"] and report["missing_classes"] == [3]
     for vid, sc in scores.items():
         g = vids[vid]

@@ -6,7 +6,7 @@ from pipeline.data.media import probe
 from pipeline.errors import DataError
 from pipeline.video.align import TEMPLATE_112, enlarged_crop, similarity_align
 from pipeline.video.detectors import Detection, box_iou
-from pipeline.video.faces import FaceConfig, face_track, sample_frames
+from pipeline.video.faces import face_track, sample_frames
 from pipeline.video.track import pick_main_faces
 
 # Measured on the six CREMA-D clips (397 frames): MTCNN and dlib both found a face in 100 %.
@@ -14,11 +14,11 @@ MIN_FOUND_RATE = 0.99
 
 
 @pytest.mark.parametrize("detector", ["mtcnn", "dlib"])
-def test_real_crema_d_faces_found(crema_videos, detector):
+def test_real_crema_d_faces_found(crema_videos, face_config, detector):
     total = found = 0
     for path in crema_videos:
         info = probe(path)
-        out = face_track(path, info.fps, FaceConfig(detector=detector, size_px=112, fps=10))
+        out = face_track(path, info.fps, face_config(detector=detector, size_px=112, fps=10))
         total += len(out["valid"])
         found += int(out["valid"].sum())
         assert out["faces"].shape == (len(out["t"]), 112, 112, 3) and out["faces"].dtype == np.uint8
@@ -30,23 +30,24 @@ def test_real_crema_d_faces_found(crema_videos, detector):
     assert found / total >= MIN_FOUND_RATE
 
 
-def test_video_without_face_keeps_every_slot(tmp_path, make_video):
+def test_video_without_face_keeps_every_slot(tmp_path, make_video, face_config):
     path = make_video(tmp_path / "noface.mp4", n_frames=12, fps=25.0, size=(160, 120))
-    out = face_track(path, 25.0, FaceConfig(detector="mtcnn", size_px=64))
+    out = face_track(path, 25.0, face_config(detector="mtcnn", size_px=64, fps=None))
     assert len(out["t"]) == 12 and not out["valid"].any()
     assert (out["faces"] == 0).all() and np.isnan(out["boxes"]).all()
     np.testing.assert_allclose(out["t"], np.arange(12) / 25.0, atol=1e-3)
 
 
 @pytest.mark.parametrize("fill", ["zeros", "last"])
-def test_frames_without_face_keep_their_slot_with_the_filler(crema_videos, tmp_path, make_video, fill):
+def test_frames_without_face_keep_their_slot_with_the_filler(crema_videos, tmp_path, make_video,
+                                                              face_config, fill):
     from pipeline.data.media import iter_video_frames
 
     real = [rgb for _, _, rgb in iter_video_frames(crema_videos[0])][:3]
     blank = np.full_like(real[0], 90)
     path = make_video(tmp_path / "gaps.mp4", fps=25.0, audio=False,
                       frames=[blank, real[0], real[1], blank, blank, real[2]])
-    out = face_track(path, 25.0, FaceConfig(detector="mtcnn", size_px=64, fill=fill))
+    out = face_track(path, 25.0, face_config(detector="mtcnn", size_px=64, fps=None, fill=fill))
     assert out["valid"].tolist() == [False, True, True, False, False, True]
     assert (out["faces"][0] == 0).all()  # nothing to repeat before the first face
     if fill == "zeros":
@@ -66,11 +67,11 @@ def test_sampling_keeps_true_timestamps(crema_videos):
     assert len([1 for _ in sample_frames(crema_videos[0], None, 29.97)]) == probe(crema_videos[0]).n_frames
 
 
-def test_corrupt_video_is_a_clear_error(tmp_path):
+def test_corrupt_video_is_a_clear_error(tmp_path, face_config):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
     with pytest.raises(DataError, match=r"broken\.mp4"):
-        face_track(bad, 25.0, FaceConfig())
+        face_track(bad, 25.0, face_config())
 
 
 def _det(x, y, side, score=0.99):
