@@ -1,15 +1,16 @@
 """Static checks that dvc.yaml, params.yaml and the stage scripts agree."""
-import ast
 import re
 from pathlib import Path
 
 import yaml
 
+from pipeline.imports import pipeline_files
 from pipeline.params import STAGES, declared_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-# Infrastructure every stage uses; listing it in every stage's deps would add noise only.
+# Infrastructure every stage uses; listing it in every stage's deps would add noise only. The
+# walk does not follow its imports: params.py imports other modules only to validate names.
 INFRA = {"pipeline/cli.py", "pipeline/params.py", "pipeline/errors.py", "pipeline/io/atomic.py"}
 
 
@@ -65,32 +66,33 @@ def test_declared_params_match_what_the_script_reads():
 
 
 def _imported_files(script: Path) -> set[str]:
-    """Repo-relative files of the pipeline modules a script imports (submodules resolved)."""
-    files = set()
-    for node in ast.walk(ast.parse(script.read_text())):
-        mods = []
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
-            mods = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
-        elif isinstance(node, ast.Import):
-            mods = [a.name for a in node.names if a.name.startswith("pipeline")]
-        for mod in mods:
-            path = mod.replace(".", "/")
-            if (ROOT / f"{path}.py").exists():
-                files.add(f"{path}.py")
-                break  # the most specific existing module
-            if (ROOT / path / "__init__.py").exists() and mod == mods[-1]:
-                files.add(f"{path}/__init__.py")
-    return files
+    """Repo-relative pipeline files a stage script runs: its imports, followed transitively."""
+    files = pipeline_files([script], ROOT, frozenset(ROOT / f for f in INFRA))
+    return {f.relative_to(ROOT).as_posix() for f in files if f != script.resolve()}
 
 
 def test_pipeline_modules_a_stage_imports_are_deps():
     for name in DVC:
         deps = [d.rstrip("/") for d in _body(name)["deps"]]
         for file in sorted(_imported_files(ROOT / "stages" / f"{name}.py") - INFRA):
-            if file == "pipeline/__init__.py":
+            if file.endswith("__init__.py"):
                 continue
             covered = any(file == d or file.startswith(d + "/") for d in deps)
-            assert covered, f"{name}: imports {file} but it is not among its deps"
+            assert covered, f"{name}: runs {file} but it is not among its deps"
+
+
+def test_the_import_walk_follows_imports_transitively_and_inside_functions(tmp_path):
+    pkg = tmp_path / "pipeline"
+    (pkg / "sub").mkdir(parents=True)
+    for init in (pkg / "__init__.py", pkg / "sub" / "__init__.py"):
+        init.write_text("")
+    (pkg / "a.py").write_text("from pipeline.sub import b, helper\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    import pipeline.c\n")
+    (pkg / "sub" / "helper.py").write_text("")
+    (pkg / "c.py").write_text("from pipeline.sub.b import f\nimport numpy\n")
+    (pkg / "unused.py").write_text("")
+    names = {p.relative_to(tmp_path).as_posix() for p in pipeline_files([pkg / "a.py"], tmp_path)}
+    assert names == {"pipeline/a.py", "pipeline/sub/b.py", "pipeline/sub/helper.py", "pipeline/c.py"}
 
 
 def test_every_out_is_ignored_by_git_not_committed():

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.fetch import sha256_file
+from pipeline.imports import PACKAGE_ROOT, pipeline_files
 from pipeline.io.atomic import write_json
 from pipeline.io.h5 import decode_attr, is_fresh, open_writer, params_digest, read_attrs
 
@@ -72,10 +73,12 @@ class Skip(Exception):
 
 
 def code_digest(modules: Sequence[ModuleType]) -> str:
-    """Digest of the source code of ``modules`` (so code changes invalidate reused files)."""
+    """Digest of the source of ``modules`` and of every pipeline module they import,
+    transitively (:func:`pipeline.imports.pipeline_files`), so that a change to any code a
+    worker runs invalidates its reused files."""
     h = hashlib.sha256()
-    for mod in sorted(modules, key=lambda m: m.__name__):
-        h.update(inspect.getsource(mod).encode())
+    for file in pipeline_files([Path(inspect.getfile(m)) for m in modules]):
+        h.update(file.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + file.read_bytes())
     return h.hexdigest()[:16]
 
 
