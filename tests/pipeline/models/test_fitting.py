@@ -43,11 +43,12 @@ def test_scores_on_the_grid_and_accuracy(name, cfg):
         assert (sc["p"][:, 3] == 0).all()  # never-seen class: probability 0
         # bins covered only by the invalid last window, and the tail: prior, covered False
         assert not sc["covered"][-3:].any() and sc["covered"][:100].all()
-        # windows are class-separable: the prediction at each valid window's bins is its label
-        w = 3
-        bins = slice(g["start"][w] + 10, g["end"][w] - 0)
-        if g["y"][w] == g["y"][w - 1] == g["y"][w + 1]:
-            assert (sc["p"][bins].argmax(1) == g["y"][w]).mean() > 0.8
+        # windows are class-separable: each bin of the first half of valid window w is
+        # covered by windows w - 1 and w only, so it must be predicted as one of their labels
+        pred = sc["p"].argmax(1)
+        hits = [pred[b] in (g["y"][w - 1], g["y"][w])
+                for w in range(1, len(g["y"]) - 1) for b in range(g["start"][w], g["start"][w] + 10)]
+        assert np.mean(hits) >= 0.95, (name, vid, np.mean(hits))
 
 
 def test_class_missing_from_training_is_reported(tmp_path):
