@@ -26,18 +26,21 @@ from pipeline.scores import grid_scores
 log = logging.getLogger(__name__)
 
 
-def training_windows(videos: dict[str, dict], split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Valid, labelled windows of ``split``: (X [N, F] float32, y [N] int64)."""
-    xs, ys = [], []
-    for g in videos.values():
+def training_windows(videos: dict[str, dict],
+                     split: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Valid, labelled windows of ``split``: (X [N, F] float32, y [N] int64, video ids [N])."""
+    xs, ys, groups = [], [], []
+    for vid, g in sorted(videos.items()):
         if g["attrs"]["split"] != split:
             continue
         ok = g["valid"] & (g["y"] >= 0)
         xs.append(g["x"][ok])
         ys.append(g["y"][ok].astype(np.int64))
+        groups.append(np.full(int(ok.sum()), vid, dtype=object))
     if not xs or sum(len(y) for y in ys) == 0:
-        raise PipelineError(f"no valid labelled windows in the {split!r} split (empty split, or no face/audio?)")
-    return np.concatenate(xs), np.concatenate(ys)
+        raise PipelineError(f"no valid labelled windows in the {split!r} split "
+                            "(empty split, or no face/audio?)")
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
 
 
 def sequences(videos: dict[str, dict], split: str, seq_len: int) -> tuple[np.ndarray, np.ndarray, list]:
@@ -62,16 +65,20 @@ def sequences(videos: dict[str, dict], split: str, seq_len: int) -> tuple[np.nda
     return np.stack(xs), np.stack(ys), index
 
 
-def make_model(name: str, cfg: Any, y: np.ndarray, n_classes: int, seed: int):
-    """The unfitted estimator ``name`` (svm | kelm | lstm) with the stage's params."""
-    if name == "svm":
-        from pipeline.models.svm import make_svm
+def make_model(name: str, cfg: Any, y: np.ndarray, n_classes: int, seed: int,
+               groups: np.ndarray | None = None):
+    """The unfitted estimator ``name`` (svm | kelm | lstm) with the stage's params.
 
-        counts = np.bincount(y, minlength=n_classes)
-        cv = int(max(2, min(5, counts[counts > 0].min())))
+    ``groups`` (video id per training window) keeps the SVM's calibration folds apart by
+    video: overlapping windows of one video in both the fitting and the calibration part
+    of a fold would make the Platt scaling over-confident.
+    """
+    if name == "svm":
+        from pipeline.models.svm import calibration_folds, make_svm
+
         return make_svm(C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, degree=cfg.degree,
                         class_weight_r=cfg.class_weight_r, y=y, n_classes=n_classes,
-                        random_state=seed, calibration_cv=cv)
+                        random_state=seed, calibration_cv=calibration_folds(y, groups))
     if name == "kelm":
         from pipeline.models.kelm import KELMClassifier
 
@@ -111,19 +118,20 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
     -------
     (fitted estimator, ``{video_id: {"p" [n, K], "covered" [n]}}``, fit report)
     """
-    X, y = training_windows(videos)
+    X, y, groups = training_windows(videos)
     missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
     if name == "svm":  # calibration needs >= 2 windows per class
         counts = np.bincount(y, minlength=n_classes)
         rare = [k for k in range(n_classes) if 0 < counts[k] < 2]
         keep = ~np.isin(y, rare)
-        X, y, missing = X[keep], y[keep], sorted(set(missing) | set(rare))
+        X, y, groups = X[keep], y[keep], groups[keep]
+        missing = sorted(set(missing) | set(rare))
     if missing:
         log.warning("%s: classes %s have no (or too few) training windows; their scores are 0", name, missing)
     if len(np.unique(y)) < 2:
         raise PipelineError(f"{name}: the training windows hold fewer than two classes")
     prior = np.bincount(y, minlength=n_classes).astype(np.float32) / len(y)
-    model = make_model(name, cfg, y, n_classes, seed)
+    model = make_model(name, cfg, y, n_classes, seed, groups)
     if name == "lstm":
         Xs, ys, _ = sequences(videos, "train", cfg.seq_len)
         Xd, yd, _ = sequences(videos, "dev", cfg.seq_len)

@@ -18,8 +18,10 @@ and names ``CalibratedClassifierCV(SVC(), ensemble=False)`` as its replacement. 
 Platt scaling of the SVM scores fitted on internal cross-validation predictions and a
 final SVC fitted on all data; the replacement calibrates one sigmoid per class
 (one-vs-rest, then normalised) where libsvm used pairwise coupling. :func:`make_svm`
-uses the replacement (5 stratified folds, no shuffling, so deterministic); each class
-then needs at least 5 training samples.
+uses the replacement. Its folds come from :func:`calibration_folds`: grouped by video where
+the data allow (windows of one video overlap, so a video in both the fitting and the
+calibration part of a fold makes the sigmoid over-confident), else stratified; neither
+shuffles, so fitting is deterministic.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import logging
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -35,7 +38,44 @@ from pipeline.models.class_weights import as_sklearn_class_weight, log_class_wei
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_svm"]
+__all__ = ["calibration_folds", "make_svm"]
+
+
+def calibration_folds(y: np.ndarray, groups: np.ndarray | None,
+                      max_folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds for the SVM's Platt scaling: by group (video) if possible, else stratified.
+
+    Grouped folds (``StratifiedGroupKFold``, unshuffled) are used with the most folds, at most
+    ``max_folds``, for which every fitting part still holds every class of ``y`` (the
+    calibration needs each class's decision values). If no such split exists (for example a
+    class seen in one video only), the folds are ``StratifiedKFold`` on windows, and a
+    warning says that calibration sees windows of its own training videos.
+
+    Parameters
+    ----------
+    y : (N,) int array
+        Training labels.
+    groups : (N,) array or None
+        Group (video id) of each window; None gives stratified folds.
+    max_folds : int
+        Upper bound on the number of folds.
+
+    Returns
+    -------
+    list of (train indices, calibration indices)
+    """
+    y = np.asarray(y)
+    classes = np.unique(y)
+    counts = np.bincount(np.searchsorted(classes, y))
+    if groups is not None:
+        for k in range(min(max_folds, len(np.unique(groups))), 1, -1):
+            folds = list(StratifiedGroupKFold(n_splits=k).split(np.zeros(len(y)), y, groups))
+            if all(np.array_equal(np.unique(y[tr]), classes) for tr, _ in folds):
+                return folds
+        log.warning("SVM calibration: too few videos per class for folds by video; "
+                    "using stratified folds over windows")
+    k = int(max(2, min(max_folds, counts.min())))
+    return list(StratifiedKFold(n_splits=k).split(np.zeros(len(y)), y))
 
 
 def make_svm(
@@ -50,7 +90,7 @@ def make_svm(
     *,
     scale: bool = True,
     probability: bool = True,
-    calibration_cv: int = 5,
+    calibration_cv: int | list[tuple[np.ndarray, np.ndarray]] = 5,
 ) -> Pipeline | CalibratedClassifierCV | SVC:
     """Build the paper's SVM (unfitted), with logarithmic class weights.
 
@@ -85,8 +125,8 @@ def make_svm(
         Wrap the SVC in ``CalibratedClassifierCV(method='sigmoid', ensemble=False)`` so
         the model has ``predict_proba`` (Platt scaling; see the module docstring).
         False gives a plain SVC (``decision_function`` and ``predict`` only).
-    calibration_cv : int, keyword-only, default=5
-        Folds of the Platt-scaling cross-validation.
+    calibration_cv : int or list of (train, test) index arrays, keyword-only, default=5
+        Folds of the Platt-scaling cross-validation (see :func:`calibration_folds`).
 
     Returns
     -------

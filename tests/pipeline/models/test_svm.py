@@ -128,3 +128,27 @@ def test_no_class_weight_and_variants(imbalanced):
     assert isinstance(bare, SVC) and bare.class_weight is None
     # n_classes defaults to max(y) + 1
     assert set(make_svm(y=y).named_steps["svc"].estimator.class_weight) == {0, 1, 2}
+
+
+def test_calibration_folds_keep_each_video_on_one_side():
+    from pipeline.models.svm import calibration_folds
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"v{i}" for i in range(8)], 30)
+    y = rng.integers(0, 3, len(groups))
+    folds = calibration_folds(y, groups)
+    assert len(folds) == 5
+    for train, cal in folds:
+        assert not set(groups[train]) & set(groups[cal])
+        assert set(y[train]) == {0, 1, 2}
+    assert sorted(np.concatenate([cal for _, cal in folds]).tolist()) == list(range(len(y)))
+
+
+def test_calibration_folds_fall_back_to_stratified_when_a_class_lives_in_one_video(caplog):
+    from pipeline.models.svm import calibration_folds
+
+    groups = np.repeat(["a", "b", "c"], 10)
+    y = np.array([0, 1] * 5 + [0, 1] * 5 + [2] * 10)  # class 2 only in video c
+    folds = calibration_folds(y, groups)
+    assert "stratified folds" in caplog.text
+    assert all(set(y[train]) == {0, 1, 2} for train, _ in folds)
