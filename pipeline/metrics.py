@@ -1,7 +1,11 @@
 """Evaluation measures of the ABAW 2020 challenge, with masking of unlabelled frames.
 
-* Expression track: ``cpm = 0.67 * macro_f1 + 0.33 * accuracy``, with the F1 score
-  unweighted (macro) over all 7 classes. Frames with label ``-1`` are not scored.
+* Expression track: ``cpm = 0.67 * macro_f1 + 0.33 * accuracy``, with ``macro_f1`` the
+  unweighted mean F1 over the classes that occur (in the labels or the predictions), as
+  ``sklearn.metrics.f1_score(average="macro")`` computes it for ABAW 2020; a perfect
+  prediction therefore scores 1 even when a class is absent. ``macro_f1_all`` averages
+  over all K classes (an absent class counts 0), as later ABAW editions report it. Frames
+  with label ``-1`` are not scored.
 * Valence/arousal track: Lin's concordance correlation coefficient (CCC) per
   dimension; the challenge score is the mean of the two.
 
@@ -50,15 +54,16 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
     y_pred : (N,) int array
         Predicted class in ``[0, n_classes)`` (its value on masked frames is ignored).
     n_classes : int
-        Number of classes K (7 for ABAW expressions). Macro F1 averages over all K
-        classes, including classes absent from both ``y_true`` and ``y_pred``.
+        Number of classes K (7 for ABAW expressions).
 
     Returns
     -------
     dict
         ``accuracy`` : float, fraction of scored frames predicted correctly.
-        ``macro_f1`` : float, unweighted mean of the K per-class F1 scores; a class
-        with no true and no predicted frame has F1 = 0 (``zero_division=0``).
+        ``macro_f1`` : float, unweighted mean F1 over the classes present in ``y_true``
+        or ``y_pred`` (sklearn's macro F1; the F1 of CPM).
+        ``macro_f1_all`` : float, unweighted mean of all K per-class F1 scores, a class
+        with no true and no predicted frame counting 0.
         ``weighted_f1`` : float, per-class F1 weighted by true support.
         ``uar`` : float, unweighted average recall over the classes present in
         ``y_true`` (absent classes are left out, not counted as 0).
@@ -88,12 +93,13 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
     labels = np.arange(n_classes)
     acc = float(accuracy_score(yt, yp))
     per_class = f1_score(yt, yp, labels=labels, average=None, zero_division=0)
-    macro = float(np.mean(per_class))
+    macro = float(f1_score(yt, yp, average="macro", zero_division=0))
     weighted = float(f1_score(yt, yp, labels=labels, average="weighted", zero_division=0))
     uar = float(recall_score(yt, yp, labels=np.unique(yt), average="macro", zero_division=0))
     return {
         "accuracy": acc,
         "macro_f1": macro,
+        "macro_f1_all": float(np.mean(per_class)),
         "weighted_f1": weighted,
         "uar": uar,
         "cpm": CPM_F1_WEIGHT * macro + CPM_ACC_WEIGHT * acc,
@@ -113,7 +119,7 @@ def cpm_batch(y_true: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarr
     preds : (M, N) int array
         M candidate prediction vectors, values in ``[0, n_classes)``.
     n_classes : int
-        Number of classes K; macro F1 averages over all K as in
+        Number of classes K; macro F1 averages over the classes that occur, as in
         :func:`classification_metrics`.
 
     Returns
@@ -169,8 +175,8 @@ def cpm_from_confusion(confusion: np.ndarray) -> np.ndarray:
     Returns
     -------
     (...) float64 array
-        ``0.67 * macro_f1 + 0.33 * accuracy`` with macro F1 over all K classes
-        (``zero_division=0``), as in :func:`classification_metrics`.
+        ``0.67 * macro_f1 + 0.33 * accuracy`` with macro F1 over the classes that occur
+        (true or predicted), as in :func:`classification_metrics`.
     """
     confusion = np.asarray(confusion)
     if confusion.ndim < 2 or confusion.shape[-1] != confusion.shape[-2]:
@@ -185,10 +191,15 @@ def cpm_from_confusion(confusion: np.ndarray) -> np.ndarray:
 def _cpm_from_counts(
     tp: np.ndarray, n_pred: np.ndarray, support: np.ndarray, n: np.ndarray | int
 ) -> np.ndarray:
-    """CPM from (..., K) true-positive, predicted and true counts and (...) totals."""
+    """CPM from (..., K) true-positive, predicted and true counts and (...) totals.
+
+    Macro F1 averages over the classes that occur (true or predicted count > 0).
+    """
     denom = support + n_pred
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros(denom.shape, dtype=np.float64), where=denom > 0)
-    return CPM_F1_WEIGHT * f1.mean(axis=-1) + CPM_ACC_WEIGHT * tp.sum(axis=-1) / n
+    occurs = denom > 0
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros(denom.shape, dtype=np.float64), where=occurs)
+    macro = f1.sum(axis=-1) / np.maximum(occurs.sum(axis=-1), 1)
+    return CPM_F1_WEIGHT * macro + CPM_ACC_WEIGHT * tp.sum(axis=-1) / n
 
 
 def ccc(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> float:

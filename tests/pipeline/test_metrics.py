@@ -15,19 +15,21 @@ def test_classification_hand_computed():
     # class 0: tp 1, predicted 2, support 2 -> P = R = 1/2 -> F1 = 0.5
     # class 1: tp 2, predicted 3, support 2 -> P = 2/3, R = 1 -> F1 = 2*(2/3)/(5/3) = 0.8
     # class 2: tp 0, predicted 0, support 1 -> F1 = 0;  class 3: absent -> F1 = 0
-    # macro F1 = (0.5 + 0.8) / 4 = 0.325;  weighted = (2*0.5 + 2*0.8 + 1*0) / 5 = 0.52
+    # macro F1 over the classes that occur {0,1,2} = (0.5 + 0.8 + 0) / 3 = 0.43333
+    # macro F1 over all 4 classes = 1.3 / 4 = 0.325;  weighted = (2*0.5 + 2*0.8 + 1*0) / 5 = 0.52
     # UAR over present classes {0,1,2} = (1/2 + 1 + 0) / 3 = 0.5
-    # CPM = 0.67 * 0.325 + 0.33 * 0.6 = 0.21775 + 0.198 = 0.41575
+    # CPM = 0.67 * 1.3 / 3 + 0.33 * 0.6 = 0.290333 + 0.198 = 0.488333
     y_true = np.array([0, 0, 1, 1, 2, -1])
     y_pred = np.array([0, 1, 1, 1, 0, 2])
     m = classification_metrics(y_true, y_pred, 4)
     assert m["n_scored"] == 5
     assert m["accuracy"] == pytest.approx(0.6)
     np.testing.assert_allclose(m["per_class_f1"], [0.5, 0.8, 0.0, 0.0])
-    assert m["macro_f1"] == pytest.approx(0.325)
+    assert m["macro_f1"] == pytest.approx(1.3 / 3)
+    assert m["macro_f1_all"] == pytest.approx(0.325)
     assert m["weighted_f1"] == pytest.approx(0.52)
     assert m["uar"] == pytest.approx(0.5)
-    assert m["cpm"] == pytest.approx(0.41575)
+    assert m["cpm"] == pytest.approx(0.67 * 1.3 / 3 + 0.198)
     np.testing.assert_array_equal(
         m["confusion"], [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
     )
@@ -62,11 +64,13 @@ def test_masking_equals_dropping_frames():
 def test_missing_classes_do_not_crash():
     # Class 2 is predicted but never true; class 3 is neither. K = 4.
     # class 0: tp 2, pred 2, support 3 -> F1 = 4/5;  class 1: tp 1, pred 1, support 1 -> 1
-    # class 2: tp 0, pred 1 -> F1 = 0;  class 3 -> 0.  macro = 1.8/4 = 0.45
-    # UAR counts only true classes {0, 1}: (2/3 + 1) / 2 = 5/6.
+    # class 2: tp 0, pred 1 -> F1 = 0;  class 3 -> 0.  macro over {0, 1, 2} = 1.8/3 = 0.6;
+    # over all four 0.45.  UAR counts only true classes {0, 1}: (2/3 + 1) / 2 = 5/6.
     m = classification_metrics(np.array([0, 0, 0, 1]), np.array([0, 0, 2, 1]), 4)
     np.testing.assert_allclose(m["per_class_f1"], [0.8, 1.0, 0.0, 0.0])
-    assert m["macro_f1"] == pytest.approx(0.45)
+    assert m["macro_f1"] == pytest.approx(0.6)
+    assert m["macro_f1_all"] == pytest.approx(0.45)
+    assert m["macro_f1"] == pytest.approx(f1_score([0, 0, 0, 1], [0, 0, 2, 1], average="macro"))
     assert m["uar"] == pytest.approx(5 / 6)
 
 
@@ -92,8 +96,8 @@ def test_cpm_batch_matches_sklearn_reference(monkeypatch):
     got = cpm_batch(y_true, preds, 7)
     ref = np.array([classification_metrics(y_true, p, 7)["cpm"] for p in preds])
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
-    # Perfect row: F1 = 1 for the 6 true classes, 0 for class 6 -> 0.67 * 6/7 + 0.33.
-    assert got[0] == pytest.approx(0.67 * 6 / 7 + 0.33)
+    # Perfect row: F1 = 1 for the 6 classes that occur; class 6 occurs nowhere -> CPM 1.
+    assert got[0] == pytest.approx(1.0)
 
 
 def test_cpm_from_confusion_matches_reference():
@@ -105,7 +109,14 @@ def test_cpm_from_confusion_matches_reference():
     np.testing.assert_allclose(cpm_from_confusion(stack), [m["cpm"] for m in ref], atol=1e-12)
     # Hand case of test_classification_hand_computed.
     conf = np.array([[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
-    assert cpm_from_confusion(conf) == pytest.approx(0.41575)
+    assert cpm_from_confusion(conf) == pytest.approx(0.67 * 1.3 / 3 + 0.198)
+
+
+def test_a_perfect_prediction_scores_cpm_1_even_with_an_absent_class():
+    y = np.array([0, 1, 1, 2, -1])
+    m = classification_metrics(y, np.where(y >= 0, y, 0), 7)
+    assert m["cpm"] == pytest.approx(1.0) and m["macro_f1"] == pytest.approx(1.0)
+    assert m["macro_f1_all"] == pytest.approx(3 / 7)
 
 
 def test_ccc_known_values():
