@@ -101,6 +101,28 @@ def grid_to_frames(values: np.ndarray, rate_hz: float, frame_t: np.ndarray, meth
     return out.reshape((len(frame_t),) + values.shape[1:]).astype(values.dtype)
 
 
+def frame_labels(row, *, task: str, classes: tuple[str, ...],
+                 rate_hz: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-frame labels of one manifest row and their times, or None for a clip label.
+
+    Returns ``(labels, frame_t)``: labels (F,) int (-1 unannotated) for ``task='expr'`` or
+    (F, 2) float (NaN unannotated) for ``task='va'``, fitted to the video's decoded frame
+    count; ``frame_t`` (F,) seconds, frame ``i`` at ``i / fps``. Audio-only media with a
+    per-frame file take the file's own length at ``rate_hz``.
+    """
+    from pipeline.labels.files import read_expr_labels, read_va_labels
+
+    if not row.label_file:
+        return None
+    fps = row.fps if row.has_video else 0.0
+    n_frames = row.n_frames if row.has_video else 0
+    labels = (read_expr_labels(row.label_file, classes) if task == "expr"
+              else read_va_labels(row.label_file))
+    if not n_frames:
+        n_frames, fps = len(labels), rate_hz
+    return fit_to_frames(labels, n_frames), np.arange(n_frames) / fps
+
+
 def video_labels_5hz(row, *, task: str, classes: tuple[str, ...], rate_hz: float,
                      min_frames: int = 1) -> dict[str, np.ndarray]:
     """The 5 Hz labels of one manifest row (per-frame file or clip label).
@@ -108,26 +130,17 @@ def video_labels_5hz(row, *, task: str, classes: tuple[str, ...], rate_hz: float
     Returns ``{"t": [n] s, "y": [n] int8}`` for ``task='expr'`` or ``{"t", "va": [n, 2]}``
     for ``task='va'``, plus ``valid`` [n] bool (annotated bins).
     """
-    from pipeline.labels.files import read_expr_labels, read_va_labels
-
-    fps = row.fps if row.has_video else 0.0
     n_frames = row.n_frames if row.has_video else 0
-    duration = n_frames / fps if n_frames else row.duration_s
+    duration = n_frames / row.fps if n_frames else row.duration_s
     n = n_bins(duration, rate_hz)
     t = grid_times(n, rate_hz)
-    if row.label_file:
+    frames = frame_labels(row, task=task, classes=classes, rate_hz=rate_hz)
+    if frames is not None:
+        labels, frame_t = frames
         if task == "expr":
-            frame_labels = read_expr_labels(row.label_file, classes)
-        else:
-            frame_labels = read_va_labels(row.label_file)
-        if not n_frames:  # audio-only media with a per-frame file: take its own length
-            n_frames, fps = len(frame_labels), rate_hz
-        frame_labels = fit_to_frames(frame_labels, n_frames)
-        frame_t = np.arange(n_frames) / fps
-        if task == "expr":
-            y = frames_to_grid_categorical(frame_labels, frame_t, n, rate_hz, len(classes), min_frames)
+            y = frames_to_grid_categorical(labels, frame_t, n, rate_hz, len(classes), min_frames)
             return {"t": t, "y": y, "valid": y >= 0}
-        va = frames_to_grid_continuous(frame_labels, frame_t, n, rate_hz, min_frames)
+        va = frames_to_grid_continuous(labels, frame_t, n, rate_hz, min_frames)
         return {"t": t, "va": va, "valid": ~np.isnan(va).any(axis=1)}
     # clip-level label: constant over the clip
     k = [c.lower() for c in classes].index(row.clip_label)
