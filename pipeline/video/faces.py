@@ -101,10 +101,15 @@ def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str,
 def detect_faces_job(job, digest: str, cfg: FaceConfig) -> dict:
     """Per-video worker of the ``detect_faces`` stage: face track -> ``job.out`` (HDF5).
 
-    Returns the report entry: sampled frames, frames with a face, found rate.
+    Returns the report entry: sampled frames, frames with a face, found rate. A row without a
+    video stream (``job.info["skip"]`` holds why) raises :class:`~pipeline.io.per_video.Skip`
+    and gets no file.
     """
     from pipeline.io.h5 import write_h5
+    from pipeline.io.per_video import Skip
 
+    if job.info.get("skip"):
+        raise Skip(job.info["skip"])
     arrays = face_track(job.inputs[0], job.info["fps"], cfg)
     n, found = len(arrays["t"]), int(arrays["valid"].sum())
     write_h5(job.out, {job.video_id: arrays}, stage="detect_faces", params_digest=digest,
