@@ -2,7 +2,8 @@
 
 Reads  params.yaml: base.seed, base.task, base.classes, base.n_jobs, build_manifest;
        the dataset folder given as --src (= build_manifest.root)
-Writes data/interim/manifest.csv, data/interim/manifest_report.json
+Writes data/interim/manifest.csv, data/interim/manifest_report.json (warnings, errors, and
+       the count of usable rows per modality)
 """
 from __future__ import annotations
 
@@ -34,8 +35,14 @@ def main(src: Path, dst: Path, report: Path, params: Path = Path("params.yaml"))
                                  n_jobs=cfg.n_jobs, report=rep)
         if cfg.strict and rep.warnings:
             raise PipelineError(f"strict: {len(rep.warnings)} warnings, e.g. {rep.warnings[0]}")
+    except PipelineError as err:
+        if not rep.errors:  # a dataset-level stop: list it too (per-file ones already are)
+            rep.errors.append({"file": getattr(err, "path", "(dataset)"),
+                               "problem": getattr(err, "problem", str(err))})
+        raise
     finally:
-        write_json(report, {"warnings": rep.warnings, "errors": rep.errors})
+        write_json(report, {"warnings": rep.warnings, "errors": rep.errors,
+                            "modalities": rep.modalities})
     with atomic_path(dst) as tmp:
         mf.write_manifest(tmp, rows)
     splits = {s: sum(r.split == s for r in rows) for s in mf.SPLITS}

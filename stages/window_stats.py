@@ -3,7 +3,10 @@
 Reads  features/<modality>/<backbone>.h5, data/interim/labels_5hz.h5;
        params base.label_rate_hz, base.classes, window_stats
 Writes features/windows/<feature>.h5: per video t [W] (window centres, s), x [W, 2D],
-       y [W] (or va [W, 2]), start/end [W] (5 Hz bins), n_valid, valid; attrs split, n_grid
+       y [W] (or va [W, 2]), start/end [W] (5 Hz bins), n_valid, valid; attrs split, n_grid.
+       A video that lacks the feature's modality (its embedding group has attribute
+       `skipped`, e.g. an audio-only clip for a face feature) gets W = 0 windows and keeps
+       the `skipped` attribute; a video with no embedding group at all stops the stage.
 """
 from __future__ import annotations
 
@@ -12,8 +15,16 @@ from pathlib import Path
 
 from pipeline.cli import stage_cli
 from pipeline.errors import PipelineError
-from pipeline.features.summarise import summarise_video
-from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_attrs, read_group, read_group_attrs
+from pipeline.features.summarise import no_windows, summarise_video
+from pipeline.io.h5 import (
+    SKIPPED,
+    iter_groups,
+    open_writer,
+    params_digest,
+    read_attrs,
+    read_group,
+    read_group_attrs,
+)
 from pipeline.params import load_params
 
 log = logging.getLogger("stages.window_stats")
@@ -25,6 +36,7 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
     cfg = load_params("window_stats", params)
     src_attrs = read_attrs(embeddings)
     skipped = total = 0
+    no_modality = []
     with open_writer(dst, stage="window_stats", params_digest=params_digest(vars(cfg)),
                      source=str(embeddings), model=src_attrs.get("model", ""),
                      dim=2 * int(src_attrs["dim"]), rate_hz=cfg.label_rate_hz, window_s=cfg.window_s,
@@ -33,15 +45,25 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
             lab_attrs = read_group_attrs(labels, vid)
             try:
                 emb = read_group(embeddings, vid, ["t", "x", "valid"])
+                reason = read_group_attrs(embeddings, vid).get(SKIPPED, "")
             except PipelineError:
                 raise PipelineError(f"{embeddings}: no embeddings for video {vid!r}; re-run its embedding stage")
+            attrs = {**lab_attrs, "n_grid": len(lab["t"])}
+            if reason:  # no such modality in this video: no windows, no error
+                no_modality.append(vid)
+                w.add(vid, attrs={**attrs, SKIPPED: reason}, **no_windows(emb["x"].shape[1], lab))
+                continue
             out = summarise_video(emb, lab, cfg.label_rate_hz, window_s=cfg.window_s, overlap=cfg.overlap,
                                   min_valid_frac=cfg.min_valid_frac, n_classes=len(cfg.classes))
             skipped += int((~out["valid"]).sum())
             total += len(out["valid"])
-            w.add(vid, attrs={**lab_attrs, "n_grid": len(lab["t"])}, **out)
+            w.add(vid, attrs=attrs, **out)
     if total == 0:
-        raise PipelineError(f"{embeddings}: no windows at all")
+        raise PipelineError(f"{embeddings}: no windows at all ({len(no_modality)} videos lack "
+                            "this feature's modality; take it out of window_stats.features?)")
+    if no_modality:
+        log.info("window_stats: %d videos without this feature's modality get no windows, e.g. %s",
+                 len(no_modality), no_modality[0])
     log.info("window_stats: %d windows, %d (%.1f %%) with too few valid frames flagged invalid -> %s",
              total, skipped, 100 * skipped / total, dst)
 

@@ -85,11 +85,13 @@ def pytest_collection_modifyitems(config, items):
 
 def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool = True,
                 size: tuple[int, int] = (64, 48), audio_rate: int = 16000, face: np.ndarray | None = None,
-                frames: list[np.ndarray] | None = None) -> Path:
+                frames: list[np.ndarray] | None = None, **mp4_options) -> Path:
     """Write a small real MP4 (MPEG-4 video, optional AAC audio) with PyAV.
 
     Frames are a moving gradient (or ``face``, an RGB image of ``size``, or the given RGB
     ``frames``, which set ``n_frames`` and ``size``); audio is a 220 Hz tone as long as the video.
+    ``mp4_options`` go to :func:`~pipeline.data.media.encode_mp4` (``rotation_deg``,
+    ``faststart``).
     """
     from pipeline.data.media import encode_mp4
 
@@ -114,7 +116,7 @@ def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool =
     if audio:
         n = int(n_frames / fps * audio_rate)
         tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / audio_rate)).astype(np.float32)
-    encode_mp4(path, images(), (w, h), fps, tone, audio_rate, bit_rate=400_000)
+    encode_mp4(path, images(), (w, h), fps, tone, audio_rate, bit_rate=400_000, **mp4_options)
     return path
 
 

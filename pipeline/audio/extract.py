@@ -30,16 +30,17 @@ def extract_audio(path: str | Path, rate_hz: int = 16000) -> tuple[np.ndarray, i
 def extract_audio_job(job, digest: str, rate_hz: int) -> None:
     """Per-video worker of ``extract_audio``: waveform -> ``job.out`` (HDF5 ``wave`` [S]).
 
-    The report entry (seconds, original rate) is stored as the file's ``report`` attribute.
+    A video without an audio track (``job.info["skip"]`` holds why, e.g. "no audio track
+    (modality video)") raises :class:`~pipeline.io.per_video.Skip`: it gets no file, the
+    report says why, and the audio stages after this one skip it too.
 
-    A video without an audio track raises :class:`~pipeline.io.per_video.Skip`: it gets no
-    file, the report says why, and the audio stages after this one skip it too.
+    The report entry (seconds, original rate) is stored as the file's ``report`` attribute.
     """
     from pipeline.io.h5 import open_writer
     from pipeline.io.per_video import Skip
 
-    if not job.info["has_audio"]:
-        raise Skip("no audio track")
+    if job.info.get("skip"):
+        raise Skip(job.info["skip"])
     wave, orig = extract_audio(job.inputs[0], rate_hz)
     entry = {"seconds": round(len(wave) / rate_hz, 3), "orig_rate_hz": orig}
     with open_writer(job.out, stage="extract_audio", params_digest=digest, rate_hz=rate_hz,

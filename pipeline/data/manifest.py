@@ -4,21 +4,28 @@ Adapters turn a dataset's own layout into :class:`Item` s (id, media, labels, sp
 speaker). :func:`build_manifest` then probes every media file with PyAV and checks labels.
 
 What stops the stage (:class:`~pipeline.errors.PipelineError`):
-  duplicate video ids; a label header naming classes outside ``base.classes``; no usable
-  video at all; an empty ``train`` or ``dev`` split (nothing to fit, nothing to tune fusion
-  on); with ``strict: true``, any warning.
+  a video id that is unsafe as a file and HDF5 group name (see :func:`id_problem`), or that
+  equals another id up to case and Unicode normalisation (:func:`id_key`); a csv media or
+  label path outside ``root``; a label header naming classes outside ``base.classes``; no
+  usable video at all; an empty ``train`` or ``dev`` split (nothing to fit, nothing to tune
+  fusion on); with ``strict: true``, any warning.
 What is skipped with a warning (listed in ``manifest_report.json``):
   a missing or undecodable media file; a video without a label file; a label file that
-  differs from its video by more than ``max_label_mismatch_s`` or holds bad lines; a clip
-  label outside ``base.classes``; an empty ``test`` split (evaluation then reports dev only).
+  differs from its video by more than ``max_label_mismatch_s`` or holds bad lines (a blank
+  line inside it, too); a clip label outside ``base.classes``.
 Kept with a warning: label files shorter or longer than the video within the tolerance
-(missing tail frames are unannotated, -1; extra lines are ignored) and videos without an
-audio track (audio stages skip them).
+(missing tail frames are unannotated, -1; extra lines are ignored); partly decodable media
+(the decoded part is used; its duration is recorded); files without an audio track
+(modality ``video`` or ``image``: audio features give them no windows); in a dataset that
+also has video, audio-only files (modality ``audio``: face features give them no windows);
+an empty ``test`` split (evaluation then reports dev only).
 """
 from __future__ import annotations
 
 import csv
 import logging
+import os
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -26,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-from pipeline.data.media import MediaInfo, probe
+from pipeline.data.media import MODALITIES, MediaInfo, probe
 from pipeline.errors import DataError, PipelineError
-from pipeline.labels.files import count_frames, read_expr_labels, read_va_labels
+from pipeline.labels.files import read_expr_labels, read_va_labels
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ AFFWILD2_TASK_DIRS = {"expr": "EXPR_Set", "va": "VA_Set"}
 CREMA_CODES = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness",
                "NEU": "neutral", "SAD": "sadness"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm")
+MAX_ID_CHARS = 200  # ids name files (<id>.h5): stay well below 255-byte file names
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class Item:
     speaker: str
     label_file: str = ""  # per-frame label file, or ""
     clip_label: str = ""  # one class name for the whole clip, or ""
+    source: str = ""  # the file the item was read from, for messages ("" = media_path)
+    line: int = 0  # its line in ``source`` (csv tables), or 0
 
 
 @dataclass(frozen=True)
@@ -70,15 +80,20 @@ class ManifestRow:
     height: int
     has_audio: bool
     audio_rate_hz: int
+    modality: str  # audio_video | video (no audio track) | audio (no video) | image
     label_frames: int  # frames in the label file (0 for clip labels)
 
 
 class Report:
-    """Collects per-file warnings and errors for ``manifest_report.json``."""
+    """Collects per-file warnings and errors for ``manifest_report.json``.
+
+    ``modalities`` counts the usable rows per modality (set by :func:`build_manifest`).
+    """
 
     def __init__(self) -> None:
         self.warnings: list[dict[str, str]] = []
         self.errors: list[dict[str, str]] = []
+        self.modalities: dict[str, int] = {}
 
     def warn(self, path: str | Path, problem: str, action: str) -> None:
         log.warning("%s: %s (%s)", path, problem, action)
@@ -111,7 +126,7 @@ def affwild2_items(root: Path, task: str, report: Report) -> list[Item]:
                 report.warn(lf, f"no video for label file in {root / 'videos'}", "skipped")
                 continue
             labelled.add(media.stem)
-            items.append(Item(vid, str(media), split, base, label_file=str(lf)))
+            items.append(Item(vid, str(media), split, base, label_file=str(lf), source=str(lf)))
     for stem, media in sorted(videos.items()):
         if stem not in labelled:
             report.warn(media, f"no {AFFWILD2_TASK_DIRS[task]} label file", "skipped")
@@ -157,30 +172,141 @@ def csv_items(root: Path, table: Path, report: Report) -> list[Item]:
     """A user's table with columns ``media, split`` and ``label`` or ``label_file``.
 
     Optional columns: ``video_id`` (default: media file stem) and ``speaker`` (default: the
-    video id). Paths are relative to ``root``.
+    video id). Paths are relative to ``root`` and must stay inside it (see
+    :func:`outside_root`); the table may be UTF-8 with or without a byte-order mark.
+
+    Raises
+    ------
+    PipelineError
+        No table, a header without the needed columns, or media/label paths outside
+        ``root`` (each listed in the report with its line).
     """
     try:
-        with open(table, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        with open(table, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = [(reader.line_num, r) for r in reader]  # physical line of each record
     except FileNotFoundError:
         raise PipelineError(f"{table}: csv table not found") from None
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{table}: not a UTF-8 csv table ({err})") from None
     need = {"media", "split"}
-    if not rows or not need <= set(rows[0]):
+    if not rows or not need <= set(rows[0][1]):
         raise PipelineError(f"{table}: needs a header with at least columns {sorted(need)}")
-    if not ({"label", "label_file"} & set(rows[0])):
+    if not ({"label", "label_file"} & set(rows[0][1])):
         raise PipelineError(f"{table}: needs a 'label' or a 'label_file' column")
-    items = []
-    for n, r in enumerate(rows, start=2):
-        if r["split"] not in SPLITS:
-            report.warn(table, f"line {n}: split {r['split']!r} is not one of {SPLITS}", "skipped")
+    items, outside = [], []
+    for n, r in rows:
+        split = (r.get("split") or "").strip()
+        if split not in SPLITS:
+            report.warn(table, f"line {n}: split {split!r} is not one of {SPLITS}", "skipped")
             continue
-        media = root / r["media"]
+        rel_media = (r.get("media") or "").strip()
+        rel_label = (r.get("label_file") or "").strip()
+        if not rel_media:
+            report.warn(table, f"line {n}: no media path", "skipped")
+            continue
+        bad = []
+        for what, rel in (("media", rel_media), ("label_file", rel_label)):
+            why = outside_root(root, rel) if rel else ""
+            if why:
+                bad.append(f"line {n}: {what} path {rel!r} {why}")
+                report.error(table, bad[-1])
+        if bad:
+            outside += bad
+            continue
+        media = root / rel_media
         vid = (r.get("video_id") or "").strip() or media.stem
-        label_file = (r.get("label_file") or "").strip()
-        items.append(Item(vid, str(media), r["split"], (r.get("speaker") or "").strip() or vid,
-                          label_file=str(root / label_file) if label_file else "",
-                          clip_label=(r.get("label") or "").strip().lower()))
+        items.append(Item(vid, str(media), split, (r.get("speaker") or "").strip() or vid,
+                          label_file=str(root / rel_label) if rel_label else "",
+                          clip_label=(r.get("label") or "").strip().lower(),
+                          source=str(table), line=n))
+    if outside:
+        more = f" (and {len(outside) - 1} more; see manifest_report.json)" if outside[1:] else ""
+        raise PipelineError(f"{table}: {outside[0]}{more}; paths must stay inside the dataset "
+                            "folder, the only one DVC tracks")
     return items
+
+
+def outside_root(root: Path, rel: str) -> str:
+    """Why the table path ``rel`` is not a file DVC tracks under ``root``, or ``""``.
+
+    The path is checked as written, after resolving ``..`` lexically: it must stay inside
+    ``root`` (relative, or absolute under ``root``). Symlinks are not resolved: a symlinked
+    file under ``root`` is accepted (DVC hashes what it points to), but a path through a
+    symlinked sub-folder is refused, because DVC does not walk into those, so a change behind
+    it would never re-run anything.
+    """
+    base = os.path.abspath(root)
+    full = os.path.abspath(os.path.join(base, rel))
+    if os.path.commonpath([base, full]) != base:
+        return f"is outside root {root}"
+    parts = Path(os.path.relpath(full, base)).parts[:-1]
+    for k in range(1, len(parts) + 1):
+        if Path(base, *parts[:k]).is_symlink():
+            return f"goes through the symlinked folder {Path(*parts[:k])} (DVC does not follow it)"
+    return ""
+
+
+def id_problem(video_id: str) -> str:
+    """Why ``video_id`` is unsafe as a file name and HDF5 group name, or ``""`` if it is safe.
+
+    Safe: letters and digits (any script), ``_``, ``-`` and ``.``, not starting with ``.``,
+    at most :data:`MAX_ID_CHARS` characters. That rules out path separators, ``..``, spaces
+    and control characters. The check runs on the NFC form (composed accents).
+    """
+    if not video_id:
+        return "empty"
+    nfc = unicodedata.normalize("NFC", video_id)
+    bad = sorted({ch for ch in nfc if not (ch.isalnum() or ch in "_-.")})
+    if bad:
+        return f"holds {''.join(bad)!r} (allowed: letters, digits, '_', '-', '.')"
+    if nfc.startswith("."):
+        return "starts with '.'"
+    if len(nfc) > MAX_ID_CHARS:
+        return f"longer than {MAX_ID_CHARS} characters"
+    return ""
+
+
+def id_key(video_id: str) -> str:
+    """``video_id`` as case-insensitive file systems compare names (NFC, then casefold)."""
+    return unicodedata.normalize("NFC", video_id).casefold()
+
+
+def check_ids(items: list[Item], report: Report) -> None:
+    """Refuse unsafe ids and ids equal up to :func:`id_key`, naming the row of each.
+
+    Raises
+    ------
+    PipelineError
+        At least one problem; all of them are in the report's errors.
+    """
+    def where(it: Item) -> str:
+        src = it.source or it.media_path
+        return f"{src} line {it.line}" if it.line else src
+
+    problems: list[tuple[Item, str]] = []
+    first: dict[str, Item] = {}
+    for it in items:
+        why = id_problem(it.video_id)
+        if why:
+            problems.append((it, f"unsafe video id {it.video_id!r}: {why}"))
+            continue
+        other = first.setdefault(id_key(it.video_id), it)
+        if other is it:
+            continue
+        if other.video_id == it.video_id:
+            problems.append((it, f"duplicate video id {it.video_id!r} (first: {where(other)})"))
+        else:
+            problems.append((it, (f"video id {it.video_id!r} collides with {other.video_id!r} "
+                                  f"({where(other)}) on case-insensitive file systems")))
+    for it, problem in problems:
+        at = f"line {it.line}: " if it.line else ""
+        report.error(it.source or it.media_path, at + problem)
+    if problems:
+        it, problem = problems[0]
+        more = f" (and {len(problems) - 1} more; see manifest_report.json)" if problems[1:] else ""
+        raise PipelineError(f"{where(it)}: {problem}{more}; video ids name files and HDF5 "
+                            "groups: safe names, unique ignoring case")
 
 
 def split_groups(groups: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
@@ -217,6 +343,19 @@ def _probe(path: str) -> MediaInfo | DataError:
         return err
 
 
+def no_stream(row: ManifestRow, kind: str) -> str:
+    """Why ``row`` has no ``kind`` stream (``"video"`` or ``"audio"``), or ``""`` if it has one.
+
+    Stages that need that stream skip the row with this reason, e.g. ``"no video stream
+    (modality audio)"``; their features then give it no windows.
+    """
+    if kind == "video":
+        return "" if row.has_video else f"no video stream (modality {row.modality})"
+    if kind == "audio":
+        return "" if row.has_audio else f"no audio track (modality {row.modality})"
+    raise ValueError(f"kind must be 'video' or 'audio', got {kind!r}")
+
+
 def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
                    max_label_mismatch_s: float, n_jobs: int, report: Report) -> list[ManifestRow]:
     """Probe every item's media and check its labels; returns usable rows sorted by id.
@@ -224,14 +363,10 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
     Raises
     ------
     PipelineError
-        Duplicate ids, label headers outside ``classes``, no usable video, or an empty
-        train/dev split (see module docstring).
+        Unsafe or colliding ids, label headers outside ``classes``, no usable video, or an
+        empty train/dev split (see module docstring).
     """
-    dupes = sorted(v for v, n in Counter(i.video_id for i in items).items() if n > 1)
-    if dupes:
-        for v in dupes:
-            report.error(next(i.media_path for i in items if i.video_id == v), f"duplicate video id {v!r}")
-        raise PipelineError(f"{len(dupes)} duplicate video ids, e.g. {dupes[0]!r}; ids must be unique")
+    check_ids(items, report)
     items = sorted(items, key=lambda i: i.video_id)
     unique_media = sorted({i.media_path for i in items})
     infos = dict(zip(unique_media, Parallel(n_jobs=n_jobs)(delayed(_probe)(m) for m in unique_media)))
@@ -242,6 +377,9 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
         if isinstance(info, DataError):
             report.warn(info.path, info.problem, "skipped")
             continue
+        media = asdict(info)
+        if media.pop("partly_decodable"):
+            report.warn(it.media_path, info.partly_decodable, "kept: decoded part used")
         label_frames = 0
         if it.label_file:
             try:
@@ -275,12 +413,22 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
         else:
             report.warn(it.media_path, "no label", "skipped")
             continue
-        if not info.has_audio:
-            report.warn(it.media_path, "no audio track", "kept: audio stages skip this video")
+        if info.modality == "image":
+            report.warn(it.media_path, "still image (modality image): one frame, no audio track",
+                        "kept: audio features give it no windows")
+        elif not info.has_audio:
+            report.warn(it.media_path, "no audio track (modality video)",
+                        "kept: audio features give it no windows")
         rows.append(ManifestRow(it.video_id, it.media_path, it.split, it.speaker, it.label_file,
-                                it.clip_label.lower(), label_frames=label_frames, **asdict(info)))
+                                it.clip_label.lower(), label_frames=label_frames, **media))
     if not rows:
         raise PipelineError("no usable video in the dataset; see manifest_report.json for why")
+    report.modalities = dict(sorted(Counter(r.modality for r in rows).items()))
+    if any(r.has_video for r in rows):
+        for r in rows:
+            if r.modality == "audio":
+                report.warn(r.media_path, "audio only: no video stream (modality audio) in a "
+                            "dataset with video", "kept: face features give it no windows")
     per_split = Counter(r.split for r in rows)
     for split in ("train", "dev"):
         if per_split[split] == 0:
@@ -294,7 +442,7 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
 def write_manifest(dst: str | Path, rows: list[ManifestRow]) -> None:
     """Write rows as CSV with a fixed column order (stable bytes)."""
     names = [f.name for f in fields(ManifestRow)]
-    with open(dst, "w", newline="") as fh:
+    with open(dst, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=names, lineterminator="\n")
         w.writeheader()
         for r in rows:
@@ -302,15 +450,35 @@ def write_manifest(dst: str | Path, rows: list[ManifestRow]) -> None:
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Read ``manifest.csv`` back into typed rows (sorted by id, as written)."""
+    """Read ``manifest.csv`` back into typed rows (sorted by id, as written).
+
+    Raises
+    ------
+    DataError
+        No manifest, not one written by :func:`write_manifest`, or (hand-edited) an unsafe
+        or colliding video id or an unknown modality; the message names the line.
+    """
     casts = {"duration_s": float, "fps": float, "n_frames": int, "width": int, "height": int,
              "audio_rate_hz": int, "label_frames": int,
              "has_video": lambda s: s == "True", "has_audio": lambda s: s == "True"}
     try:
-        with open(path, newline="") as fh:
-            return [ManifestRow(**{k: casts.get(k, str)(v) for k, v in r.items()})
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [ManifestRow(**{k: casts.get(k, str)(v) for k, v in r.items()})
                     for r in csv.DictReader(fh)]
     except FileNotFoundError:
         raise DataError(path, "manifest not found (run build_manifest)") from None
     except (TypeError, ValueError) as err:
         raise DataError(path, f"not a manifest written by build_manifest ({err})") from None
+    seen: dict[str, int] = {}
+    for n, r in enumerate(rows, start=2):
+        why = id_problem(r.video_id)
+        if why:
+            raise DataError(path, f"line {n}: unsafe video id {r.video_id!r}: {why} "
+                            "(re-run build_manifest)")
+        first = seen.setdefault(id_key(r.video_id), n)
+        if first != n:
+            raise DataError(path, f"line {n}: video id {r.video_id!r} repeats line {first} "
+                            "(ids must be unique ignoring case)")
+        if r.modality not in MODALITIES:
+            raise DataError(path, f"line {n}: modality {r.modality!r} is not one of {MODALITIES}")
+    return rows

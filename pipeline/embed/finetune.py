@@ -233,10 +233,20 @@ def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, sp
 
 
 def embed_videos(net: FineTuneNet, rows, faces_dir, writer, n_classes: int, device: str = "cpu") -> None:
-    """Write ``t, x`` (hidden layer), ``p`` (softmax, or valence/arousal for va) and ``valid``."""
-    from pipeline.io.h5 import read_group
+    """Write ``t, x`` (hidden layer), ``p`` (softmax, or valence/arousal for va) and ``valid``.
+
+    Rows without a video stream get an empty group with attribute ``skipped``
+    (:func:`~pipeline.io.h5.skipped_group`).
+    """
+    from pipeline.data.manifest import no_stream
+    from pipeline.io.h5 import read_group, skipped_group
 
     for r in rows:
+        if reason := no_stream(r, "video"):
+            arrays, attrs = skipped_group(net.hidden_dim, reason)
+            p = np.zeros((0, 2 if net.task == "va" else n_classes), np.float32)
+            writer.add(r.video_id, attrs=attrs, p=p, **arrays)
+            continue
         g = read_group(faces_dir / f"{r.video_id}.h5", r.video_id, ["t", "valid", "faces"])
         x = np.zeros((len(g["t"]), net.hidden_dim), np.float32)
         p = np.zeros((len(g["t"]), 2 if net.task == "va" else n_classes), np.float32)

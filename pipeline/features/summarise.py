@@ -34,6 +34,21 @@ def to_grid(t: np.ndarray, x: np.ndarray, valid: np.ndarray, n: int, rate_hz: fl
     return out, has
 
 
+def no_windows(dim: int, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of :func:`summarise_video` with W = 0 windows (a video without this modality).
+
+    ``dim`` is the embedding width D (``x`` is [0, 2D]); ``labels`` decides ``y`` or ``va``.
+    """
+    none = np.zeros(0, np.int32)
+    out = {"t": np.zeros(0), "x": np.zeros((0, 2 * dim), np.float32), "start": none,
+           "end": none, "n_valid": none, "valid": np.zeros(0, bool)}
+    if "y" in labels:
+        out["y"] = np.zeros(0, np.int8)
+    else:
+        out["va"] = np.zeros((0, 2), np.float32)
+    return out
+
+
 def summarise_video(emb: dict[str, np.ndarray], labels: dict[str, np.ndarray], rate_hz: float, *,
                     window_s: float, overlap: float, min_valid_frac: float, n_classes: int) -> dict[str, np.ndarray]:
     """Window features and labels of one video.

@@ -10,6 +10,10 @@ Contract (see README, "Data contracts"):
   ``valid`` (bool [T]) where it applies. Groups may carry their own attributes.
 - Written to a temporary file and renamed into place, so a killed stage never leaves a
   half-written output; no timestamps are stored, so the same inputs give the same bytes.
+- An embedding file holds a group for every manifest video. A video that lacks the
+  embedding's modality (no video stream for face features, no audio track for audio ones)
+  has an empty group (``t`` [0], ``x`` [0, D], ``valid`` [0]) with group attribute
+  ``skipped`` saying why (:func:`skipped_group`); ``window_stats`` gives it no windows.
 """
 from __future__ import annotations
 
@@ -90,6 +94,27 @@ def open_writer(dst: str | Path, **file_attrs: Any) -> Iterator[H5Writer]:
             for key in sorted(file_attrs):
                 f.attrs[key] = _attr_value(file_attrs[key])
             yield H5Writer(f, dst)
+
+
+SKIPPED = "skipped"  # group attribute: why a video has no frames in this file
+
+
+def skipped_group(dim: int, reason: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Arrays and attributes of an embedding group for a video without this modality.
+
+    Parameters
+    ----------
+    dim : int
+        Embedding width D of the file.
+    reason : str
+        Why, e.g. ``"no video stream (modality audio)"``.
+
+    Returns
+    -------
+    (``{"t": [0] float64, "x": [0, dim] float32, "valid": [0] bool}``, ``{"skipped": reason}``)
+    """
+    arrays = {"t": np.zeros(0), "x": np.zeros((0, dim), np.float32), "valid": np.zeros(0, bool)}
+    return arrays, {SKIPPED: reason}
 
 
 def write_h5(dst: str | Path, groups: Mapping[str, Mapping[str, np.ndarray]], **file_attrs: Any) -> None:

@@ -3,6 +3,10 @@
 EXPR files: a header of class names (``Neutral,Anger,...``), then one class index per
 video frame; ``-1`` means unannotated. VA files: a header ``valence,arousal``, then one
 ``v,a`` pair per frame in [-1, 1]; ``-5`` means unannotated (stored here as NaN).
+
+Both are read as UTF-8 with or without a byte-order mark, with LF or CRLF line ends. Each
+line after the header is one frame, so a blank line inside the file is an error (dropping it
+would shift every later label by a frame); blank lines at the end are ignored.
 """
 from __future__ import annotations
 
@@ -23,8 +27,9 @@ def read_expr_labels(path: str | Path, classes: tuple[str, ...]) -> np.ndarray:
     Raises
     ------
     DataError
-        Unreadable file, a header class not in ``classes``, a non-integer line, or an index
-        outside the header's range (the message gives the line number).
+        Unreadable file, a blank line inside it, a header class not in ``classes``, a
+        non-integer line, or an index outside the header's range (the message gives the
+        line number).
     """
     lines = _lines(path)
     header = [h.strip().lower() for h in lines[0].split(",")]
@@ -51,14 +56,23 @@ def read_va_labels(path: str | Path) -> np.ndarray:
     Returns
     -------
     (n_frames, 2) float32 array.
+
+    Raises
+    ------
+    DataError
+        Unreadable file, a blank line inside it, or a line that is not two comma-separated
+        numbers (the message gives the line number).
     """
     lines = _lines(path)
-    try:
-        va = np.array([[float(v) for v in line.split(",")] for line in lines[1:]], np.float32)
-    except ValueError as err:
-        raise DataError(path, f"not a valence,arousal table ({err})") from None
-    if va.ndim != 2 or va.shape[1] != 2:
-        raise DataError(path, "expected two comma-separated values per line")
+    va = np.empty((len(lines) - 1, 2), np.float32)
+    for i, line in enumerate(lines[1:], start=2):
+        try:
+            pair = [float(v) for v in line.split(",")]
+        except ValueError:
+            pair = []
+        if len(pair) != 2:
+            raise DataError(path, f"line {i}: {line!r} is not a valence,arousal pair")
+        va[i - 2] = pair
     va[(np.abs(va) > 1).any(axis=1)] = np.nan
     return va
 
@@ -69,13 +83,20 @@ def count_frames(path: str | Path) -> int:
 
 
 def _lines(path: str | Path) -> list[str]:
+    """Stripped lines: header first, then one per frame (trailing blank lines dropped)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(path, "label file not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(path, f"label file unreadable ({err})") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    blank = next((i for i, ln in enumerate(lines, start=1) if not ln), 0)
+    if blank:
+        raise DataError(path, f"line {blank}: blank line inside the file (one line per frame; "
+                        "only blank lines at the end are allowed)")
     if len(lines) < 2:
         raise DataError(path, "label file has a header but no frame labels")
     return lines

@@ -3,7 +3,8 @@
 Training uses the ``train`` split's valid windows with a label (window label != -1). Each
 dev and test window then gets class probabilities, and overlapping windows are averaged
 back onto the 5 Hz grid (as the paper does); grid bins that no valid window covers get the
-training class prior and ``covered=False``.
+training class prior and ``covered=False`` (every bin of a video without windows for the
+feature, e.g. an audio-only clip for a face feature).
 
 A class absent from the training windows cannot be predicted: its probability is 0 in
 every score, the fit report lists it (``missing_classes``), and its dev windows are left
@@ -152,7 +153,9 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
             for (vid, s, n), p in zip(index, pq):
                 per_window[vid][s:s + n] = p[:n]
         else:
-            per_window = {v: full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes) for v in ids}
+            per_window = {v: (full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes)
+                              if len(videos[v]["x"]) else np.zeros((0, n_classes), np.float32))
+                          for v in ids}  # W = 0: a video without this feature's modality
         for vid in ids:
             g = videos[vid]
             ok = g["valid"]

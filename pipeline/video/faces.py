@@ -103,10 +103,14 @@ def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
     """Per-video worker of the ``detect_faces`` stage: face track -> ``job.out`` (HDF5).
 
     The report entry (sampled frames, frames with a face, found rate) is stored as the
-    file's ``report`` attribute.
+    file's ``report`` attribute. A row without a video stream (``job.info["skip"]`` holds
+    why) raises :class:`~pipeline.io.per_video.Skip` and gets no file.
     """
     from pipeline.io.h5 import write_h5
+    from pipeline.io.per_video import Skip
 
+    if job.info.get("skip"):
+        raise Skip(job.info["skip"])
     arrays = face_track(job.inputs[0], job.info["fps"], cfg)
     n, found = len(arrays["t"]), int(arrays["valid"].sum())
     entry = {"frames": n, "with_face": found, "found_rate": round(found / max(n, 1), 4)}

@@ -22,7 +22,8 @@ def test_real_crema_d_audio_to_16k_mono(crema_videos):
 
 def test_video_without_audio_is_skipped_with_a_reason(tmp_path, make_video):
     path = make_video(tmp_path / "silent.mp4", n_frames=5, audio=False)
-    job = VideoJob("silent", (path,), tmp_path / "out.h5", {"has_audio": False})
+    job = VideoJob("silent", (path,), tmp_path / "out.h5",
+                   {"skip": "no audio track (modality video)"})
     with pytest.raises(Skip, match="no audio track"):
         extract_audio_job(job, "digest", 16000)
     with pytest.raises(DataError, match=r"silent\.mp4: has no audio track"):

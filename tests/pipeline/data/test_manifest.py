@@ -91,7 +91,7 @@ def test_duplicate_ids_stop(tmp_path, make_video):
     v = make_video(tmp_path / "v.mp4", n_frames=5)
     items = [mf.Item("a", str(v), "train", "s", clip_label="anger"),
              mf.Item("a", str(v), "dev", "s", clip_label="fear")]
-    with pytest.raises(PipelineError, match="duplicate video ids, e.g. 'a'"):
+    with pytest.raises(PipelineError, match="duplicate video id 'a'"):
         _build(items)
 
 
@@ -173,3 +173,68 @@ def test_probe_rejects_non_media(tmp_path):
         mf.probe(bad)
     with pytest.raises(DataError, match="file not found"):
         mf.probe(tmp_path / "missing.mp4")
+
+
+@pytest.mark.parametrize("vid,why", [
+    ("../../escaped", "holds '/'"), ("sub/dir", "holds '/'"), ("a b", "holds ' '"),
+    (".hidden", "starts with '.'"), ("..", "starts with '.'"), ("", "empty"), ("a\\b", "holds"),
+    ("x" * 201, "longer than 200"),
+])
+def test_unsafe_ids(vid, why):
+    assert why in mf.id_problem(vid)
+
+
+@pytest.mark.parametrize("vid", ["v01", "1001_DFA_ANG_XX", "clip.v2", "a-b", "Müller_01",
+                                 "e\u0301t\u00e9"])
+def test_safe_ids(vid):
+    assert mf.id_problem(vid) == ""
+
+
+def test_ids_equal_ignoring_case_and_normalisation_collide():
+    assert mf.id_key("Clip_A") == mf.id_key("clip_a")
+    assert mf.id_key("\u00e9t\u00e9") == mf.id_key("e\u0301te\u0301")  # NFC vs NFD
+
+
+def test_read_manifest_refuses_a_hand_edited_unsafe_id(tmp_path, make_video):
+    v = make_video(tmp_path / "v.mp4", n_frames=5)
+    rows, _ = _build([mf.Item("a", str(v), "train", "s", clip_label="anger"),
+                      mf.Item("b", str(v), "dev", "s", clip_label="fear")])
+    dst = tmp_path / "manifest.csv"
+    mf.write_manifest(dst, rows)
+    dst.write_text(dst.read_text().replace("\nb,", "\n../b,"))
+    with pytest.raises(DataError, match=r"manifest\.csv: line 3: unsafe video id '\.\./b'"):
+        mf.read_manifest(dst)
+    mf.write_manifest(dst, rows)
+    dst.write_text(dst.read_text().replace("\nb,", "\nA,"))
+    with pytest.raises(DataError, match=r"manifest\.csv: line 3: video id 'A' repeats line 2"):
+        mf.read_manifest(dst)
+
+
+def test_outside_root(tmp_path):
+    root = tmp_path / "ds"
+    (root / "clips").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    assert mf.outside_root(root, "clips/x.mp4") == ""
+    assert mf.outside_root(root, "clips/../x.mp4") == ""
+    assert mf.outside_root(root, str(root / "clips" / "x.mp4")) == ""  # absolute, inside
+    assert "is outside root" in mf.outside_root(root, "../../etc/passwd")
+    assert "is outside root" in mf.outside_root(root, "/etc/passwd")
+    assert "is outside root" in mf.outside_root(root, "clips/../../ds2/x.mp4")
+    assert "symlinked folder linked" in mf.outside_root(root, "linked/x.mp4")
+
+
+def test_csv_table_with_byte_order_mark(tmp_path, make_video):
+    make_video(tmp_path / "x.mp4", n_frames=5)
+    table = tmp_path / "t.csv"
+    table.write_bytes("\ufeffmedia,split,label\r\nx.mp4,train,anger\r\n".encode())
+    items = mf.csv_items(tmp_path, table, mf.Report())
+    got = [(i.video_id, i.split, i.clip_label, i.line) for i in items]
+    assert got == [("x", "train", "anger", 2)]
+
+
+def test_csv_line_numbers_count_blank_lines(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("media,split,label\n\nx.mp4,train,anger\n\ny.mp4,dev,fear\n")
+    items = mf.csv_items(tmp_path, table, mf.Report())
+    assert [(i.video_id, i.line) for i in items] == [("x", 3), ("y", 5)]

@@ -77,3 +77,31 @@ def test_va_head_regresses_and_round_trips(fer_rows, tmp_path, finetune_config):
     back = load_finetuned(tmp_path / "va.pt")
     assert back.task == "va"
     np.testing.assert_allclose(back.embed(faces[:4])[1], p, atol=1e-6)
+
+
+def test_embed_videos_gives_audio_only_rows_an_empty_skipped_group(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.data.manifest import ManifestRow
+    from pipeline.embed.finetune import embed_videos
+    from pipeline.io.h5 import iter_groups, open_writer, read_group_attrs, write_h5
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    write_h5(faces / "v.h5", {"v": {"t": np.arange(3) / 5, "valid": np.array([True, False, True]),
+                                    "faces": np.zeros((3, 8, 8, 3), np.uint8)}})
+    net = SimpleNamespace(hidden_dim=4, task="expr",
+                          embed=lambda f, device: (np.ones((len(f), 4), np.float32),
+                                                   np.full((len(f), 6), 1 / 6, np.float32)))
+    rows = [ManifestRow("s", "s.wav", "dev", "s", "", "anger", 2.0, False, 0.0, 0, 0, 0, True,
+                        16000, "audio", 0),
+            ManifestRow("v", "v.mp4", "dev", "v", "", "anger", 0.6, True, 5.0, 3, 8, 8, False,
+                        0, "video", 0)]
+    dst = tmp_path / "finetuned.h5"
+    with open_writer(dst, dim=4) as w:
+        embed_videos(net, rows, faces, w, 6)
+    groups = dict(iter_groups(dst))
+    assert groups["s"]["x"].shape == (0, 4) and groups["s"]["p"].shape == (0, 6)
+    assert read_group_attrs(dst, "s")["skipped"] == "no video stream (modality audio)"
+    assert groups["v"]["x"].shape == (3, 4)
+    assert groups["v"]["valid"].tolist() == [True, False, True]

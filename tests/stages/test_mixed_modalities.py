@@ -1,0 +1,200 @@
+"""A dataset mixing modalities runs end to end: rows without a face or an audio stream get no
+windows for that feature (no error), while a video whose embeddings are missing still stops.
+
+Two chains through the real stage entry points in tmp_path:
+
+- media -> build_manifest -> detect_faces / extract_audio -> embed_faces / embed_audio ->
+  resample_labels -> window_stats, on tiny real files (one audio-only WAV, one MP4 without
+  audio);
+- synthetic embeddings (written by the contract the embedding stages follow) ->
+  window_stats -> fit (kelm) -> fuse -> evaluate, with an audio-only dev video and a
+  video-only test video.
+"""
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from pipeline.data.manifest import ManifestRow, write_manifest
+from pipeline.errors import PipelineError
+from pipeline.io.h5 import SKIPPED, iter_groups, open_writer, read_group_attrs, skipped_group
+from pipeline.scores import read_scores
+from stages import (
+    build_manifest,
+    detect_faces,
+    embed_audio,
+    embed_faces,
+    evaluate,
+    extract_audio,
+    fit,
+    fuse,
+    resample_labels,
+    window_stats,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_VIDEO = "no video stream (modality audio)"
+NO_AUDIO = "no audio track (modality video)"
+
+
+def _params(tmp_path: Path, **sections) -> Path:
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["base"]["n_jobs"] = 1
+    for name, values in sections.items():
+        data[name].update(values)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_media_chain_skips_the_missing_modality(tmp_path, make_video, pretrained_dir):
+    ds = tmp_path / "ds"
+    for name in ("a", "b", "c"):
+        make_video(ds / f"{name}.mp4", n_frames=25, fps=25.0)
+    make_video(ds / "silent.mp4", n_frames=25, fps=25.0, audio=False)
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.float32)
+    sf.write(ds / "speech.wav", tone, 16000)
+    (ds / "table.csv").write_text(
+        "media,split,label\na.mp4,train,anger\nb.mp4,dev,fear\nc.mp4,test,fear\n"
+        "silent.mp4,train,sadness\nspeech.wav,dev,anger\n")
+    params = _params(tmp_path, detect_faces={"detector": "dlib"}, embed_audio={"source": "audio"},
+                     build_manifest={"adapter": "csv", "root": str(ds), "csv_file": "table.csv"})
+    p = ["--params", str(params)]
+    it, feats = tmp_path / "interim", tmp_path / "features"
+    manifest = it / "manifest.csv"
+    build_manifest.main(["--src", str(ds), "--dst", str(manifest),
+                         "--report", str(it / "manifest.json"), *p])
+    with open(manifest, newline="") as fh:
+        modality = {r["video_id"]: r["modality"] for r in csv.DictReader(fh)}
+    assert modality == {"a": "audio_video", "b": "audio_video", "c": "audio_video",
+                        "silent": "video", "speech": "audio"}
+
+    detect_faces.main(["--manifest", str(manifest), "--dst", str(it / "faces"),
+                       "--report", str(it / "faces.json"), *p])
+    faces = json.loads((it / "faces.json").read_text())["videos"]
+    assert faces["speech"] == {"status": "skipped", "reason": NO_VIDEO}
+    assert faces["silent"]["status"] == "done" and not (it / "faces" / "speech.h5").exists()
+    extract_audio.main(["--manifest", str(manifest), "--dst", str(it / "audio"),
+                        "--report", str(it / "audio.json"), *p])
+    audio = json.loads((it / "audio.json").read_text())["videos"]
+    assert audio["silent"] == {"status": "skipped", "reason": NO_AUDIO}
+    assert audio["speech"]["status"] == "done"
+
+    embed_faces.main(["--backbone", "fer_xception", "--manifest", str(manifest),
+                      "--faces", str(it / "faces"), "--pretrained", str(pretrained_dir),
+                      "--dst", str(feats / "fer.h5"), *p])
+    embed_audio.main(["--backbone", "logmel", "--manifest", str(manifest),
+                      "--audio", str(it / "audio"), "--dst", str(feats / "logmel.h5"), *p])
+    assert read_group_attrs(feats / "fer.h5", "speech")[SKIPPED] == NO_VIDEO
+    assert read_group_attrs(feats / "logmel.h5", "silent")[SKIPPED] == NO_AUDIO
+
+    resample_labels.main(["--manifest", str(manifest), "--dst", str(it / "labels.h5"), *p])
+    for feature, lacking in (("fer", "speech"), ("logmel", "silent")):
+        dst = feats / "windows" / f"{feature}.h5"
+        window_stats.main(["--embeddings", str(feats / f"{feature}.h5"),
+                           "--labels", str(it / "labels.h5"), "--dst", str(dst), *p])
+        windows = dict(iter_groups(dst))
+        assert len(windows[lacking]["x"]) == 0 and SKIPPED in read_group_attrs(dst, lacking)
+        assert all(len(g["x"]) > 0 for v, g in windows.items() if v != lacking)
+
+
+CLASSES = ["neutral", "anger", "disgust", "fear", "happiness", "sadness"]
+# id -> (split, clip label, modality); 20 s each: 9 windows of 4 s at 50 % overlap
+VIDEOS = {"tr_anger": ("train", "anger", "audio_video"),
+          "tr_fear": ("train", "fear", "audio_video"),
+          "tr_sad": ("train", "sadness", "audio_video"),
+          "tr_speech": ("train", "anger", "audio"),
+          "dev_fear": ("dev", "fear", "audio_video"),
+          "dev_speech": ("dev", "sadness", "audio"),
+          "te_anger": ("test", "anger", "audio_video"),
+          "te_silent": ("test", "fear", "video")}
+
+
+def _synthetic(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
+    """Manifest, 5 Hz labels (real stage) and two embedding files following the contract."""
+    rows = []
+    for vid, (split, label, modality) in sorted(VIDEOS.items()):
+        v, a = modality != "audio", modality != "video"
+        rows.append(ManifestRow(vid, f"{vid}.mp4", split, vid, "", label, 20.0, v, 25.0 * v,
+                                500 * v, 64 * v, 48 * v, a, 16000 * a, modality, 0))
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(manifest, rows)
+    params = _params(tmp_path, fit={"models": ["kelm"], "features": ["fer", "logmel"]},
+                     fuse={"models": ["kelm_fer", "kelm_logmel"], "n_draws": 20})
+    labels = tmp_path / "labels_5hz.h5"
+    resample_labels.main(["--manifest", str(manifest), "--dst", str(labels),
+                          "--params", str(params)])
+    rng = np.random.default_rng(0)
+    files = {}
+    for feature, needs, dim in (("fer", "video", 6), ("logmel", "audio", 4)):
+        files[feature] = tmp_path / "features" / f"{feature}.h5"
+        files[feature].parent.mkdir(exist_ok=True)
+        with open_writer(files[feature], stage="synthetic", dim=dim, model=feature,
+                         rate_hz=5.0) as w:
+            for r in rows:
+                if not (r.has_video if needs == "video" else r.has_audio):
+                    arrays, attrs = skipped_group(dim, f"no {needs} (modality {r.modality})")
+                    w.add(r.video_id, attrs=attrs, **arrays)
+                    continue
+                centre = np.eye(dim, dtype=np.float32)[CLASSES.index(r.clip_label) % dim]
+                x = rng.normal(0, 0.3, (100, dim)).astype(np.float32) + centre
+                w.add(r.video_id, t=np.arange(100) / 5 + 0.1, x=x, valid=np.ones(100, bool))
+    return labels, params, files
+
+
+def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
+    labels, params, files = _synthetic(tmp_path)
+    p = ["--params", str(params)]
+    win = {f: tmp_path / "windows" / f"{f}.h5" for f in files}
+    for feature, src in files.items():
+        window_stats.main(["--embeddings", str(src), "--labels", str(labels),
+                           "--dst", str(win[feature]), *p])
+    fer = dict(iter_groups(win["fer"]))
+    assert [v for v, g in fer.items() if len(g["x"]) == 0] == ["dev_speech", "tr_speech"]
+    assert fer["dev_fear"]["x"].shape == (9, 12) and fer["dev_speech"]["x"].shape == (0, 12)
+    assert read_group_attrs(win["fer"], "dev_speech")[SKIPPED] == "no video (modality audio)"
+    logmel = dict(iter_groups(win["logmel"]))
+    assert [v for v, g in logmel.items() if len(g["x"]) == 0] == ["te_silent"]
+
+    fitted = tmp_path / "fit"
+    for feature in files:
+        fit.main(["--model", "kelm", "--feature", feature, "--windows", str(win[feature]),
+                  "--dst", str(fitted / f"kelm_{feature}"), *p])
+    scores = read_scores(fitted / "kelm_fer" / "scores.h5")
+    assert not scores["dev_speech"]["covered"].any() and scores["dev_fear"]["covered"].all()
+    prior = scores["dev_speech"]["p"][0]  # the training prior: anger, fear, sadness windows
+    assert np.allclose(scores["dev_speech"]["p"], prior)
+    assert prior[[1, 3, 5]].sum() == pytest.approx(1.0)
+    assert not read_scores(fitted / "kelm_logmel" / "scores.h5")["te_silent"]["covered"].any()
+
+    shutil.copytree(fitted / "kelm_logmel", fitted / "cnn_lstm_raw")  # evaluate reads model 4
+    fuse.main(["--scores", str(fitted), "--labels", str(labels),
+               "--dst", str(tmp_path / "fuse"), *p])
+    rep = tmp_path / "reports"
+    evaluate.main(["--scores", str(fitted), "--fused", str(tmp_path / "fuse"),
+                   "--labels", str(labels), "--metrics", str(rep / "metrics.json"),
+                   "--summary", str(rep / "summary.md"), "--plots", str(rep / "plots"),
+                   "--figures", str(rep / "figures"), *p])
+    metrics = json.loads((rep / "metrics.json").read_text())
+    assert {"kelm_fer", "kelm_logmel", "fusion_swf"} <= set(metrics["test"])
+
+
+def test_window_stats_still_stops_for_a_video_without_embeddings(tmp_path):
+    labels, params, files = _synthetic(tmp_path)
+    partial = tmp_path / "partial.h5"
+    with open_writer(partial, stage="synthetic", dim=6, model="fer", rate_hz=5.0) as w:
+        for vid, g in iter_groups(files["fer"]):
+            if vid != "dev_fear":  # lost, not "no such modality": re-running the stage helps
+                w.add(vid, attrs=read_group_attrs(files["fer"], vid), **g)
+    args = ["--embeddings", str(partial), "--labels", str(labels),
+            "--dst", str(tmp_path / "w.h5"), "--params", str(params)]
+    with pytest.raises(SystemExit) as exc:
+        window_stats.main(args)
+    assert exc.value.code == 1
+    with pytest.raises(PipelineError, match="no embeddings for video 'dev_fear'; re-run its"):
+        window_stats.main.__wrapped__(partial, labels, tmp_path / "w.h5", params)
