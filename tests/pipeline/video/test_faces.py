@@ -126,7 +126,8 @@ def test_box_iou():
 
 
 @pytest.mark.parametrize("detector", ["mtcnn", "dlib"])
-def test_rotated_phone_video_faces_found(crema_videos, tmp_path, make_video, detector):
+def test_rotated_phone_video_faces_found(crema_videos, tmp_path, make_video, face_config,
+                                        detector):
     """A phone stores an upright face sideways plus a -90 degree display matrix. Measured on 12
     CREMA-D frames stored that way: without applying the matrix MTCNN found 3 faces and dlib
     none; applied, both find all 12."""
@@ -137,5 +138,5 @@ def test_rotated_phone_video_faces_found(crema_videos, tmp_path, make_video, det
     path = make_video(tmp_path / "phone.mp4", fps=25.0, audio=False, frames=stored,
                       rotation_deg=-90)
     assert (probe(path).width, probe(path).height) == (480, 360)
-    out = face_track(path, 25.0, FaceConfig(detector=detector, size_px=64))
+    out = face_track(path, 25.0, face_config(detector=detector, size_px=64, fps=None))
     assert len(out["valid"]) == len(frames) and out["valid"].all()
