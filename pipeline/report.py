@@ -13,33 +13,55 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.metrics import classification_metrics, va_metrics  # noqa: E402
+from pipeline.protocol import Units  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_split(P: np.ndarray, y: np.ndarray, names: list[str], classes: list[str]) -> dict[str, dict]:
-    """Metrics of each model (rows of ``P`` [L, N, K]) against ``y`` [N] (-1 masked).
+def _expr_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    m = classification_metrics(y, pred, len(classes))
+    return {
+        "cpm": round(float(m["cpm"]), 6), "accuracy": round(float(m["accuracy"]), 6),
+        "macro_f1": round(float(m["macro_f1"]), 6),
+        "macro_f1_all": round(float(m["macro_f1_all"]), 6),
+        "weighted_f1": round(float(m["weighted_f1"]), 6), "uar": round(float(m["uar"]), 6),
+        "n_scored": int(m["n_scored"]),
+        "per_class_f1": {c: round(float(f), 6) for c, f in zip(classes, m["per_class_f1"])},
+        "confusion": np.asarray(m["confusion"]).tolist(),
+    }
 
-    CPM uses macro F1 (the unweighted mean over all classes), as ABAW 2020 defines
-    CPM = 0.67 F1 + 0.33 accuracy; weighted F1 is reported beside it.
+
+def _va_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    return ({k: round(float(v), 6) for k, v in va_metrics(y, pred).items()}
+            | {"n_scored": int(np.isfinite(y).all(axis=1).sum())})
+
+
+def evaluate_split(P: np.ndarray, y: np.ndarray, units: Units, names: list[str],
+                   classes: list[str]) -> dict[str, dict]:
+    """Metrics of each model: official units (headline) and the 5 Hz grid (``grid_5hz``).
+
+    Parameters
+    ----------
+    P : (L, N, K) 5 Hz scores; y : (N,) 5 Hz labels (-1 masked)
+    units : the split's official units (:func:`pipeline.protocol.split_units`)
+
+    CPM = 0.67 macro F1 + 0.33 accuracy with the macro F1 of ABAW 2020 (over the classes
+    that occur); ``macro_f1_all`` averages over all classes, as later ABAW editions do.
     """
     out = {}
-    for name, p in zip(names, P):
-        m = classification_metrics(y, p.argmax(axis=1), len(classes))
-        out[name] = {
-            "cpm": round(float(m["cpm"]), 6), "accuracy": round(float(m["accuracy"]), 6),
-            "macro_f1": round(float(m["macro_f1"]), 6), "weighted_f1": round(float(m["weighted_f1"]), 6),
-            "uar": round(float(m["uar"]), 6), "n_frames": int(m["n_scored"]),
-            "per_class_f1": {c: round(float(f), 6) for c, f in zip(classes, m["per_class_f1"])},
-            "confusion": np.asarray(m["confusion"]).tolist(),
-        }
+    for i, name in enumerate(names):
+        grid = _expr_metrics(y, P[i].argmax(axis=1), classes)
+        out[name] = _expr_metrics(units.y, units.pred[i], classes) | {"grid_5hz": {
+            k: grid[k] for k in ("cpm", "accuracy", "macro_f1", "uar", "n_scored")}}
     return out
 
 
-def evaluate_split_va(P: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, dict]:
-    """CCC of valence, arousal and their mean for each model (``P`` [L, N, 2], ``y`` [N, 2], NaN masked)."""
-    return {name: {k: round(float(v), 6) for k, v in va_metrics(y, p).items()}
-            | {"n_frames": int(np.isfinite(y).all(axis=1).sum())} for name, p in zip(names, P)}
+def evaluate_split_va(P: np.ndarray, y: np.ndarray, units: Units,
+                      names: list[str]) -> dict[str, dict]:
+    """CCC of valence, arousal and their mean for each model: official units (headline) and
+    the 5 Hz grid (``grid_5hz``); ``P`` [L, N, 2], ``y`` [N, 2], NaN masked."""
+    return {name: _va_metrics(units.y, units.pred[i]) | {"grid_5hz": _va_metrics(y, P[i])}
+            for i, name in enumerate(names)}
 
 
 def markdown_table_va(metrics: dict[str, dict[str, dict]]) -> str:
@@ -162,29 +184,45 @@ class Evaluation:
     key: str  # ranking measure: "cpm" or "ccc_mean"
     best: str  # best model on dev by ``key``
     table: str  # Markdown table
-    measure: str  # one-line description of the measure
+    measure: str  # what the headline numbers count
 
 
-def evaluate_all(stacked: dict[str, tuple], names: list[str], task: str, classes: list[str]) -> Evaluation:
-    """Score every model on every split (``stacked`` from :func:`pipeline.scores.stack_split`)."""
+UNIT_WORDS = {"frames": "per frame at each video's own frame rate (5 Hz scores mapped back)",
+              "clips": "per clip (one prediction per clip: the mean of its 5 Hz scores)",
+              "frames+clips": "per frame for videos with per-frame labels, per clip for clips"}
+
+
+def evaluate_all(stacked: dict[str, tuple], units: dict[str, Units], names: list[str], task: str,
+                 classes: list[str]) -> Evaluation:
+    """Score every model on every split.
+
+    ``stacked`` comes from :func:`pipeline.scores.stack_split`, ``units`` from
+    :func:`pipeline.protocol.split_units` for the same splits.
+    """
+    kind = UNIT_WORDS[units["dev"].kind]
     if task == "va":
-        out = {s: evaluate_split_va(P, y, names) for s, (P, y, _) in stacked.items()}
-        key, table, measure = "ccc_mean", markdown_table_va(out), "CCC (concordance correlation) of valence and arousal"
+        out = {s: evaluate_split_va(P, y, units[s], names) for s, (P, y, _) in stacked.items()}
+        key, table = "ccc_mean", markdown_table_va(out)
+        measure = f"CCC (concordance correlation) of valence and arousal, {kind}"
     else:
-        out = {s: evaluate_split(P, y, names, classes) for s, (P, y, _) in stacked.items()}
-        key, table, measure = "cpm", markdown_table(out), "CPM = 0.67 macro F1 + 0.33 accuracy"
+        out = {s: evaluate_split(P, y, units[s], names, classes)
+               for s, (P, y, _) in stacked.items()}
+        key, table = "cpm", markdown_table(out)
+        measure = f"CPM = 0.67 macro F1 + 0.33 accuracy, {kind}"
     best = max(names, key=lambda n: out["dev"][n][key])
     return Evaluation(out, stacked, names, key, best, table, measure)
 
 
 def summary_markdown(ev: Evaluation) -> str:
     """The report's Markdown summary: measure, best model, table."""
-    return (f"# Results ({', '.join(ev.metrics)})\n\n{ev.measure} on the 5 Hz grid, unannotated frames "
-            f"masked. Best on dev: **{ev.best}**.\n\n" + ev.table)
+    return (f"# Results ({', '.join(ev.metrics)})\n\n{ev.measure}; unannotated frames masked. "
+            f"The same figures on the 5 Hz grid are in metrics.json under `grid_5hz`. "
+            f"Best on dev: **{ev.best}**.\n\n" + ev.table)
 
 
 def write_plot_data(folder: Path, ev: Evaluation, classes: list[str]) -> None:
-    """``confusion_<split>.json`` rows of the best model (expr only) for ``dvc plots``."""
+    """``confusion_<split>.json`` rows of the best model (expr only) for ``dvc plots``, one row
+    per 5 Hz bin (per-frame rows would make the file as large as the dataset)."""
     if ev.key != "cpm":
         return
     for split, (P, y, _) in ev.stacked.items():

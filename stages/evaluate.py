@@ -1,8 +1,10 @@
 """Stage `evaluate`: metrics of every model and fusion on dev and test, plots and a summary.
 
-Reads  models/fit/*/scores.h5, models/fuse/*/scores.h5, data/interim/labels_5hz.h5;
+Reads  models/fit/*/scores.h5, models/fuse/*/scores.h5, data/interim/labels_5hz.h5,
+       data/interim/manifest.csv and the label files it lists (the official per-frame units);
        params base.classes, base.label_rate_hz, base.task, fit.models, fit.features, evaluate
-Writes reports/metrics.json (split -> model -> metrics; DVC metrics), reports/summary.md,
+Writes reports/metrics.json (split -> model -> metrics, per frame or per clip, with the 5 Hz
+       figures under grid_5hz; DVC metrics), reports/summary.md,
        reports/plots/confusion_<split>.json (DVC plots data, best model by dev CPM; expr),
        reports/figures/*.png (confusion matrices, per-class F1, score timelines)
 """
@@ -13,16 +15,18 @@ from pathlib import Path
 
 from pipeline import report
 from pipeline.cli import stage_cli
+from pipeline.data.manifest import read_manifest
 from pipeline.io.atomic import atomic_path, write_json, write_text
 from pipeline.params import load_params
+from pipeline.protocol import split_units
 from pipeline.scores import find_scores, pipeline_models, read_labels, read_scores, stack_split
 
 log = logging.getLogger("stages.evaluate")
 
 
 @stage_cli
-def main(scores: Path, fused: Path, labels: Path, metrics: Path, summary: Path, plots: Path,
-         figures: Path, params: Path = Path("params.yaml")) -> None:
+def main(scores: Path, fused: Path, labels: Path, manifest: Path, metrics: Path, summary: Path,
+         plots: Path, figures: Path, params: Path = Path("params.yaml")) -> None:
     """Score every model and fusion on dev and test."""
     cfg = load_params("evaluate", params)
     fitted = find_scores(scores, pipeline_models(cfg.fit_models, cfg.fit_features))
@@ -31,7 +35,10 @@ def main(scores: Path, fused: Path, labels: Path, metrics: Path, summary: Path, 
     lab = read_labels(labels, cfg.task)
     stacked = {s: stack_split(models, lab, s, cfg.task) for s in ("dev", "test")
                if any(g["split"] == s for g in lab.values())}
-    ev = report.evaluate_all(stacked, list(models), cfg.task, list(cfg.classes))
+    rows = {r.video_id: r for r in read_manifest(manifest)}
+    units = {s: split_units(rows, P, index, task=cfg.task, classes=cfg.classes,
+                            rate_hz=cfg.label_rate_hz) for s, (P, _, index) in stacked.items()}
+    ev = report.evaluate_all(stacked, units, list(models), cfg.task, list(cfg.classes))
     write_json(metrics, {s: {n: {k: v for k, v in m.items() if k != "confusion"} for n, m in per.items()}
                          for s, per in ev.metrics.items()})
     write_text(summary, report.summary_markdown(ev))

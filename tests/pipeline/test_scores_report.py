@@ -4,6 +4,7 @@ import pytest
 
 from pipeline import report
 from pipeline.errors import PipelineError
+from pipeline.protocol import Units
 from pipeline.scores import stack_split
 
 CLASSES = ["neutral", "anger", "happiness"]
@@ -11,6 +12,11 @@ CLASSES = ["neutral", "anger", "happiness"]
 
 def _one_hot(pred, k=3):
     return np.eye(k, dtype=np.float32)[pred]
+
+
+def _grid_units(P, y):
+    """Official units equal to the 5 Hz bins (to check the metric arithmetic alone)."""
+    return Units(y, P.argmax(axis=-1), "frames")
 
 
 def test_stack_split_aligns_models_and_labels():
@@ -34,14 +40,16 @@ def test_evaluate_split_hand_computed():
     # y: 0 0 1 1 2 2 (-1 masked); predictions: 0 1 1 1 2 0
     y = np.array([0, 0, 1, 1, 2, 2, -1])
     pred = np.array([0, 1, 1, 1, 2, 0, 2])
-    out = report.evaluate_split(_one_hot(pred)[None], y, ["m"], CLASSES)["m"]
+    P = _one_hot(pred)[None]
+    out = report.evaluate_split(P, y, _grid_units(P, y), ["m"], CLASSES)["m"]
     # class 0: precision 1/2, recall 1/2; class 1: P 2/3, R 1; class 2: P 1, R 1/2
     f1 = [2 * (1 / 2) * (1 / 2) / 1.0, 2 * (2 / 3) * 1 / (2 / 3 + 1), 2 * 1 * (1 / 2) / 1.5]
     assert out["per_class_f1"] == pytest.approx(dict(zip(CLASSES, f1)), abs=1e-6)
-    assert out["accuracy"] == pytest.approx(4 / 6) and out["n_frames"] == 6
+    assert out["accuracy"] == pytest.approx(4 / 6) and out["n_scored"] == 6
     assert out["macro_f1"] == pytest.approx(np.mean(f1), abs=1e-6)
     assert out["cpm"] == pytest.approx(0.67 * np.mean(f1) + 0.33 * 4 / 6, abs=1e-6)
     assert out["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert out["grid_5hz"]["cpm"] == out["cpm"]
 
 
 def test_markdown_table_sorted_by_dev_cpm_and_figures(tmp_path):
@@ -49,7 +57,8 @@ def test_markdown_table_sorted_by_dev_cpm_and_figures(tmp_path):
                    "b": {"cpm": 0.6, "accuracy": 0.7, "macro_f1": 0.5, "uar": 0.55}} for s in ("dev", "test")}
     table = report.markdown_table(metrics).splitlines()
     assert table[2].startswith("| b | 0.600") and table[3].startswith("| a | 0.400")
-    full = report.evaluate_split(_one_hot(np.array([0, 1, 2]))[None], np.array([0, 1, 1]), ["m"], CLASSES)
+    P, y = _one_hot(np.array([0, 1, 2]))[None], np.array([0, 1, 1])
+    full = report.evaluate_split(P, y, _grid_units(P, y), ["m"], CLASSES)
     report.plot_confusion(tmp_path / "cm.png", full["m"]["confusion"], CLASSES, "m")
     report.plot_per_class_f1(tmp_path / "f1.png", full, CLASSES, "f1")
     report.plot_timeline(tmp_path / "tl.png", np.arange(3) * 0.2 + 0.1, np.array([0, 1, -1]),
