@@ -14,7 +14,8 @@ from pathlib import Path
 from pipeline.cli import stage_cli
 from pipeline.data import media
 from pipeline.data.manifest import no_stream, read_manifest
-from pipeline.io.per_video import VideoJob, code_digest, run_and_report
+from pipeline.embed.device import tensorflow_device
+from pipeline.io.per_video import VideoJob, code_digest, run_and_report, runtime
 from pipeline.params import load_params
 from pipeline.video import align, detectors, faces, track
 
@@ -27,10 +28,12 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
     jobs = [VideoJob(r.video_id, (Path(r.media_path),), dst / f"{r.video_id}.h5",
                      {"fps": r.fps, "skip": no_stream(r, "video")})
             for r in read_manifest(manifest)]
+    device = "cpu" if cfg.detector == "dlib" else tensorflow_device()  # mtcnn runs on TF
+    packages = ["av", "dlib-bin", "mtcnn", "numpy", "opencv-python-headless", "tensorflow"]
     run_and_report(jobs, partial(faces.detect_faces_job, cfg=face_cfg), report_path=report,
                    out_dir=dst, params=asdict(face_cfg),
                    code=code_digest([faces, align, detectors, track, media]),
-                   n_jobs=cfg.n_jobs, desc="detect_faces")
+                   n_jobs=cfg.n_jobs, desc="detect_faces", runtime=runtime(packages, device))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pipeline.embed import audio_features, cnn14
 from pipeline.embed.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.io.h5 import read_attrs, read_group, skipped_group
-from pipeline.io.per_video import build_grouped_file, code_digest
+from pipeline.io.per_video import build_grouped_file, code_digest, runtime
 from pipeline.params import load_params
 
 
@@ -34,9 +34,11 @@ def main(backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = P
     """Embed the (separated) audio of every video with one backbone."""
     cfg = load_params("embed_audio", params)
     entry = cfg.backbones.get(backbone)
+    device = resolve_device(cfg.device)
     model = audio_features.load_audio_backbone(
         backbone, weights=entry.weights if entry else None,
-        device=resolve_device(cfg.device), rate_hz=cfg.label_rate_hz, batch_size=cfg.batch_size)
+        device=device, rate_hz=cfg.label_rate_hz, batch_size=cfg.batch_size)
+    rt = runtime(["librosa", "numpy", "torch"], device)
     rows = read_manifest(manifest)
     durations = {r.video_id: (r.n_frames / r.fps if r.has_video else r.duration_s) for r in rows}
     skip = {r.video_id: no_stream(r, "audio") for r in rows}
@@ -49,10 +51,12 @@ def main(backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = P
     build_grouped_file(dst, items, partial(_embed, backbone=model, durations=durations,
                                            grid_rate=cfg.label_rate_hz, skip=skip),
                        params={"backbone": backbone, "weights_sha256": model.weights_sha256,
-                               "source": cfg.source, "grid_rate_hz": cfg.label_rate_hz},
+                               "source": cfg.source, "grid_rate_hz": cfg.label_rate_hz,
+                               "runtime": rt},
                        code=code_digest([audio_features, cnn14]), desc=f"embed_audio[{backbone}]",
                        stage="embed_audio", model=backbone, weights=model.weights,
-                       weights_sha256=model.weights_sha256, dim=model.dim, source=cfg.source)
+                       weights_sha256=model.weights_sha256, dim=model.dim, source=cfg.source,
+                       runtime=rt)
 
 
 if __name__ == "__main__":

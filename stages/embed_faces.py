@@ -19,7 +19,7 @@ from pipeline.embed import face_backbones, fer_xception, resnet50_vggface2
 from pipeline.embed.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.io.h5 import read_attrs, read_group, skipped_group
-from pipeline.io.per_video import build_grouped_file, code_digest
+from pipeline.io.per_video import build_grouped_file, code_digest, runtime
 from pipeline.params import load_params
 
 
@@ -54,11 +54,13 @@ def main(backbone: str, manifest: Path, faces: Path, pretrained: Path, dst: Path
     fps = next((read_attrs(src)["fps"] for vid, src in items if not skip[vid]), 0.0)
     workers = 2 if device == "cuda" else 0
     embed = partial(_embed, backbone=model, batch_size=cfg.batch_size, workers=workers, skip=skip)
+    rt = runtime(["dlib-bin", "numpy", "opencv-python-headless", "torch"], device)
     build_grouped_file(dst, items, embed,
-                       params={"backbone": backbone, "weights_sha256": model.weights_sha256},
+                       params={"backbone": backbone, "weights_sha256": model.weights_sha256,
+                               "runtime": rt},
                        code=code_digest([face_backbones, fer_xception, resnet50_vggface2]), desc=f"embed_faces[{backbone}]",
                        stage="embed_faces", model=backbone, weights=model.weights,
-                       weights_sha256=model.weights_sha256, dim=model.dim, fps=fps)
+                       weights_sha256=model.weights_sha256, dim=model.dim, fps=fps, runtime=rt)
 
 
 if __name__ == "__main__":

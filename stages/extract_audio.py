@@ -13,7 +13,7 @@ from pipeline.audio import extract
 from pipeline.cli import stage_cli
 from pipeline.data import media
 from pipeline.data.manifest import no_stream, read_manifest
-from pipeline.io.per_video import VideoJob, code_digest, run_and_report
+from pipeline.io.per_video import VideoJob, code_digest, run_and_report, runtime
 from pipeline.params import load_params
 
 
@@ -25,7 +25,8 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
                      {"skip": no_stream(r, "audio")}) for r in read_manifest(manifest)]
     run_and_report(jobs, partial(extract.extract_audio_job, rate_hz=cfg.rate_hz), report_path=report,
                    out_dir=dst, params={"rate_hz": cfg.rate_hz}, code=code_digest([extract, media]),
-                   n_jobs=cfg.n_jobs, desc="extract_audio")
+                   n_jobs=cfg.n_jobs, desc="extract_audio",
+                   runtime=runtime(["av", "librosa", "numpy", "soxr"]))
 
 
 if __name__ == "__main__":

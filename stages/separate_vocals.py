@@ -13,7 +13,8 @@ from pipeline import pretrained
 from pipeline.audio import separate
 from pipeline.cli import stage_cli
 from pipeline.data.manifest import read_manifest
-from pipeline.io.per_video import VideoJob, code_digest, run_and_report
+from pipeline.embed.device import tensorflow_device
+from pipeline.io.per_video import VideoJob, code_digest, run_and_report, runtime
 from pipeline.params import load_params
 
 
@@ -27,9 +28,13 @@ def main(manifest: Path, audio: Path, model: Path, dst: Path, report: Path,
     jobs = [VideoJob(r.video_id, (audio / f"{r.video_id}.h5",), dst / f"{r.video_id}.h5")
             for r in read_manifest(manifest) if (audio / f"{r.video_id}.h5").exists()]
     settings = {"method": cfg.method, "chunk_s": cfg.chunk_s, "overlap_s": cfg.overlap_s}
+    spleeter = cfg.method == "spleeter"
+    device = tensorflow_device() if spleeter else "cpu"
+    packages = ["numpy"] + (["spleeter-thomasesr", "tensorflow"] if spleeter else [])
     run_and_report(jobs, partial(separate.separate_vocals_job, model_dir=str(model), **settings),
                    report_path=report, out_dir=dst, params=settings,
-                   code=code_digest([separate, pretrained]), n_jobs=cfg.n_jobs, desc="separate_vocals")
+                   code=code_digest([separate, pretrained]), n_jobs=cfg.n_jobs, desc="separate_vocals",
+                   runtime=runtime(packages, device))
 
 
 if __name__ == "__main__":

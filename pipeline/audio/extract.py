@@ -44,5 +44,5 @@ def extract_audio_job(job, digest: str, rate_hz: int) -> None:
     wave, orig = extract_audio(job.inputs[0], rate_hz)
     entry = {"seconds": round(len(wave) / rate_hz, 3), "orig_rate_hz": orig}
     with open_writer(job.out, stage="extract_audio", params_digest=digest, rate_hz=rate_hz,
-                     report=entry) as w:
+                     report=entry, runtime=job.info.get("runtime")) as w:
         w.add(job.video_id, attrs={"orig_rate_hz": orig}, wave=wave)

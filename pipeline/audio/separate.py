@@ -129,5 +129,5 @@ def separate_vocals_job(job, digest: str, method: str, model_dir: str, chunk_s: 
     entry = {"seconds": round(len(wave) / rate, 3),
              "vocals_to_input_db": round(20 * np.log10(rms(vocals) / rms(wave)), 2)}
     with open_writer(job.out, stage="separate_vocals", params_digest=digest, rate_hz=rate,
-                     method=method, report=entry) as w:
+                     method=method, report=entry, runtime=job.info.get("runtime")) as w:
         w.add(job.video_id, wave=vocals.astype(np.float32))

@@ -35,3 +35,10 @@ def memory_format_of(model: torch.nn.Module) -> torch.memory_format:
     if len(formats) > 1:
         raise ValueError(f"{type(model).__name__} mixes channels_last and contiguous 4-D weights")
     return formats.pop() if formats else torch.contiguous_format
+
+
+def tensorflow_device() -> str:
+    """``cuda`` when TensorFlow (MTCNN, Spleeter) sees a GPU, else ``cpu``."""
+    import tensorflow as tf
+
+    return "cuda" if tf.config.list_physical_devices("GPU") else "cpu"

@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -82,6 +82,28 @@ def code_digest(modules: Sequence[ModuleType]) -> str:
     return h.hexdigest()[:16]
 
 
+def runtime(packages: Sequence[str], device: str = "cpu") -> dict[str, Any]:
+    """What computed an output besides code and params: the device and package versions.
+
+    It enters the per-video digests and the outputs' ``runtime`` attribute, so outputs made
+    on a GPU are never reused as if made on a CPU (or with another library version).
+
+    Parameters
+    ----------
+    packages : distribution names whose code computes the output (e.g. ``torch``, ``mtcnn``)
+    device : ``cpu`` or ``cuda`` (the GPU's name is added)
+    """
+    import importlib.metadata
+
+    name = device
+    if device == "cuda":
+        import torch
+
+        name = f"cuda ({torch.cuda.get_device_name(0)})"
+    return {"device": name,
+            "versions": {p: importlib.metadata.version(p) for p in sorted(packages)}}
+
+
 def job_digest(job: VideoJob, params: dict[str, Any], code: str) -> str:
     """Digest of a job: params, input file contents, code version."""
     return params_digest({"params": params, "code": code,
@@ -116,11 +138,13 @@ def _run_one(work: Callable[[VideoJob, str], None], job: VideoJob, digest: str) 
 
 def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], None], *,
                   out_dir: Path, params: dict[str, Any], code: str, n_jobs: int,
-                  desc: str) -> dict[str, Outcome]:
+                  desc: str, runtime: dict[str, Any] | None = None) -> dict[str, Outcome]:
     """Run ``work(job, digest)`` for every job not already fresh; return outcomes by id.
 
     ``work`` must write ``job.out`` atomically with ``params_digest=digest`` and its report
     entry as the ``report`` file attribute (a small JSON-able dict), or raise :class:`Skip`.
+    ``runtime`` (from :func:`runtime`) enters the digests and reaches the worker as
+    ``job.info["runtime"]``, to be stored as the file's ``runtime`` attribute.
 
     Raises
     ------
@@ -133,6 +157,9 @@ def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], None
         if stale.name not in keep:
             log.info("%s: removing %s (not in the manifest)", desc, stale.name)
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    if runtime is not None:
+        params = {**params, "runtime": runtime}
+        jobs = [replace(j, info={**j.info, "runtime": runtime}) for j in jobs]
     digests = [job_digest(j, params, code) for j in jobs]
     start = time.perf_counter()
     results = Parallel(n_jobs=n_jobs, verbose=0)(

@@ -116,6 +116,6 @@ def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
     entry = {"frames": n, "with_face": found, "found_rate": round(found / max(n, 1), 4)}
     write_h5(job.out, {job.video_id: arrays}, stage="detect_faces", params_digest=digest,
              fps=float(cfg.fps or job.info["fps"]), dim=cfg.size_px, detector=cfg.detector,
-             align=cfg.align, fill=cfg.fill, report=entry)
+             align=cfg.align, fill=cfg.fill, report=entry, runtime=job.info.get("runtime"))
     if found == 0:
         log.warning("%s: no face in any of %d sampled frames (all slots valid=False)", job.video_id, n)

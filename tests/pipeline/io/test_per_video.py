@@ -106,3 +106,22 @@ def test_skip_and_failure_are_reported_and_failure_raises(tmp_path):
     assert rep["videos"]["b"] == {"status": "skipped", "reason": "no audio track"}
     assert not (tmp_path / "out" / "b.h5").exists() and not (tmp_path / "out" / "c.h5").exists()
     assert (tmp_path / "out" / "a.h5").exists()  # finished videos are kept for the rerun
+
+
+def test_runtime_enters_the_digest_and_reaches_the_worker(tmp_path):
+    from pipeline.io.per_video import runtime
+
+    calls, seen = [], []
+
+    def work(job, digest):
+        seen.append(job.info["runtime"])
+        _work(job, digest, calls=calls)
+
+    kw = dict(out_dir=tmp_path / "out", params={}, code="c", n_jobs=1, desc="test")
+    cpu = runtime(["numpy"], "cpu")
+    assert cpu == {"device": "cpu", "versions": {"numpy": np.__version__}}
+    run_per_video(_jobs(tmp_path, ["a"]), work, runtime=cpu, **kw)
+    run_per_video(_jobs(tmp_path, ["a"]), work, runtime=cpu, **kw)
+    assert calls == ["a"] and seen == [cpu]  # same runtime: reused
+    run_per_video(_jobs(tmp_path, ["a"]), work, runtime={**cpu, "device": "cuda (H200)"}, **kw)
+    assert calls == ["a", "a"]  # computed elsewhere: never reused as if computed here
