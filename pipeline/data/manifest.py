@@ -13,7 +13,8 @@ What is skipped with a warning (listed in ``manifest_report.json``):
   a missing or undecodable media file; a video without a label file; a label file that
   differs from its video by more than ``max_label_mismatch_s`` or holds bad lines (a blank
   line inside it, too); a clip label outside ``base.classes``.
-Kept with a warning: label files shorter or longer than the video within the tolerance
+Kept with a warning: a speaker in more than one split (scores are then not
+speaker-independent); label files shorter or longer than the video within the tolerance
 (missing tail frames are unannotated, -1; extra lines are ignored); partly decodable media
 (the decoded part is used; its duration is recorded); files without an audio track
 (modality ``video`` or ``image``: audio features give them no windows); in a dataset that
@@ -436,6 +437,15 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
                                 f"({dict(per_split)} usable videos per split)")
     if per_split["test"] == 0:
         report.warn("(dataset)", "split 'test' is empty", "kept: evaluation reports dev only")
+    splits_of: dict[str, set[str]] = {}
+    for r in rows:
+        splits_of.setdefault(r.speaker, set()).add(r.split)
+    for speaker, splits in sorted(splits_of.items()):
+        if len(splits) > 1:
+            report.warn(f"(speaker {speaker})",
+                        f"speaker {speaker!r} is in several splits {sorted(splits)}: dev and "
+                        "test scores are not speaker-independent",
+                        "kept (strict: true stops here)")
     return rows
 
 

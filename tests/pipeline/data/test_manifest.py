@@ -82,9 +82,20 @@ def test_empty_train_or_dev_split_stops_empty_test_warns(tmp_path, make_video):
     with pytest.raises(PipelineError, match="split 'dev' is empty"):
         _build(only_train)
     rows, rep = _build(only_train + [mf.Item("b", str(v), "dev", "s", clip_label="fear")])
-    assert len(rows) == 2 and "split 'test' is empty" in rep.warnings[-1]["problem"]
+    assert len(rows) == 2 and any("split 'test' is empty" in w["problem"] for w in rep.warnings)
     with pytest.raises(PipelineError, match="no usable video"):
         _build([mf.Item("a", str(v), "train", "s", clip_label="surprise")])
+
+
+def test_a_speaker_in_two_splits_is_flagged(tmp_path, make_video):
+    v = make_video(tmp_path / "v.mp4", n_frames=5)
+    items = [mf.Item("a", str(v), "train", "s1", clip_label="anger"),
+             mf.Item("b", str(v), "dev", "s1", clip_label="fear"),
+             mf.Item("c", str(v), "dev", "s2", clip_label="fear")]
+    rows, rep = _build(items)
+    flagged = [w for w in rep.warnings if "several splits" in w["problem"]]
+    assert len(rows) == 3 and len(flagged) == 1
+    assert flagged[0]["file"] == "(speaker s1)" and "['dev', 'train']" in flagged[0]["problem"]
 
 
 def test_duplicate_ids_stop(tmp_path, make_video):
