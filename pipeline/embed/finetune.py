@@ -122,10 +122,6 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
     train, dev : (faces uint8 [N, S, S, 3], labels) with int labels in [0, K) for
         ``task='expr'``, or float (valence, arousal) [N, 2] for ``task='va'``.
     """
-    return _finetune(backbone, train, dev, n_classes, cfg, seed, device, task)
-
-
-def _finetune(backbone, train, dev, n_classes, cfg, seed, device, task):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     faces, y = train
@@ -232,11 +228,61 @@ def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, sp
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def embed_videos(net: FineTuneNet, rows, faces_dir, writer, n_classes: int, device: str = "cpu") -> None:
+def video_folds(video_ids: list[str], k: int, seed: int) -> dict[str, int]:
+    """Assign videos to ``k`` folds of (nearly) equal size with a seeded shuffle: {id: fold}."""
+    order = np.random.default_rng(seed).permutation(sorted(video_ids))
+    return {str(v): i % k for i, v in enumerate(order)}
+
+
+def finetune_out_of_fold(backbone: MiniXception, rows, faces_dir, labels_5hz: dict[str, dict],
+                         rate_hz: float, n_classes: int, cfg: FineTuneConfig, seed: int,
+                         k: int, device: str = "cpu",
+                         task: str = "expr") -> tuple[FineTuneNet, list[dict], dict[str, FineTuneNet]]:
+    """The fine-tuned model, plus out-of-fold models for the train videos.
+
+    Features of the videos a model was trained on are memorised ones: a classifier fitted on
+    them learns from better features than it will meet on dev and test. With ``k >= 2`` the
+    train videos are split into ``k`` folds by video; the model of fold j is trained on the
+    other folds (early stopping on dev as usual) and embeds the videos of fold j. Dev and test
+    videos are embedded by the model trained on every train video. Cost: ``k`` extra trainings.
+    Every model starts from the same backbone and the same seeded head, so their hidden units
+    correspond closely (the K scores exactly).
+
+    Returns
+    -------
+    (full model, its history, {train video id: the model that embeds it}); the mapping is
+    empty when ``k == 0``.
+    """
+    dev = split_faces(rows, faces_dir, labels_5hz, rate_hz, "dev", task)
+    train_rows = [r for r in rows if r.split == "train"]
+    net, history = finetune(backbone, split_faces(train_rows, faces_dir, labels_5hz, rate_hz,
+                                                  "train", task), dev, n_classes, cfg, seed,
+                            device, task)
+    embedder: dict[str, FineTuneNet] = {}
+    if k:
+        if len(train_rows) < k:
+            from pipeline.errors import ParamsError
+
+            raise ParamsError(f"finetune_faces.oof_folds: {k} folds for {len(train_rows)} "
+                              "train videos; use fewer folds or 0")
+        fold_of = video_folds([r.video_id for r in train_rows], k, seed)
+        for j in range(k):
+            log.info("finetune: out-of-fold model %d of %d", j + 1, k)
+            rest = [r for r in train_rows if fold_of[r.video_id] != j]
+            fold_net, _ = finetune(backbone, split_faces(rest, faces_dir, labels_5hz, rate_hz,
+                                                         "train", task), dev, n_classes, cfg,
+                                   seed, device, task)
+            embedder |= {r.video_id: fold_net for r in train_rows if fold_of[r.video_id] == j}
+    return net, history, embedder
+
+
+def embed_videos(net: FineTuneNet, rows, faces_dir, writer, n_classes: int, device: str = "cpu",
+                 embedder: dict[str, FineTuneNet] | None = None) -> None:
     """Write ``t, x`` (hidden layer), ``p`` (softmax, or valence/arousal for va) and ``valid``.
 
-    Rows without a video stream get an empty group with attribute ``skipped``
-    (:func:`~pipeline.io.h5.skipped_group`).
+    ``embedder`` maps video ids to the model that embeds them (out-of-fold train videos);
+    other videos use ``net``. Rows without a video stream get an empty group with attribute
+    ``skipped`` (:func:`~pipeline.io.h5.skipped_group`).
     """
     from pipeline.data.manifest import no_stream
     from pipeline.io.h5 import read_group, skipped_group
@@ -251,5 +297,6 @@ def embed_videos(net: FineTuneNet, rows, faces_dir, writer, n_classes: int, devi
         x = np.zeros((len(g["t"]), net.hidden_dim), np.float32)
         p = np.zeros((len(g["t"]), 2 if net.task == "va" else n_classes), np.float32)
         if g["valid"].any():
-            x[g["valid"]], p[g["valid"]] = net.embed(g["faces"][g["valid"]], device=device)
+            model = (embedder or {}).get(r.video_id, net)
+            x[g["valid"]], p[g["valid"]] = model.embed(g["faces"][g["valid"]], device=device)
         writer.add(r.video_id, t=g["t"], x=x, p=p, valid=g["valid"])

@@ -28,7 +28,7 @@ SMALL = {  # params overrides: 4 short videos, one backbone per modality, few ep
     "make_demo": {"n_videos": 4, "duration_s": [8, 10], "split_counts": {"train": 2, "dev": 1, "test": 1}},
     "detect_faces": {"fps": 2.5},
     "embed_faces": {"backbones": {"fer_xception": {"weights": None}}},
-    "finetune_faces": {"epochs": 1},
+    "finetune_faces": {"epochs": 1, "oof_folds": 2},
     "embed_audio": {"backbones": {"mfcc": {"weights": None}}},
     "window_stats": {"window_s": 2.0, "features": {"fer": "faces/fer_xception", "finetuned": "faces/finetuned",
                                                    "mfcc": "audio/mfcc"}},

@@ -105,3 +105,50 @@ def test_embed_videos_gives_audio_only_rows_an_empty_skipped_group(tmp_path):
     assert read_group_attrs(dst, "s")["skipped"] == "no video stream (modality audio)"
     assert groups["v"]["x"].shape == (3, 4)
     assert groups["v"]["valid"].tolist() == [True, False, True]
+
+
+def test_video_folds_are_seeded_and_balanced():
+    from pipeline.embed.finetune import video_folds
+
+    ids = [f"v{i}" for i in range(7)]
+    folds = video_folds(ids, 3, seed=1)
+    assert folds == video_folds(list(reversed(ids)), 3, seed=1)  # order-independent
+    assert sorted(np.bincount(list(folds.values())).tolist()) == [2, 2, 3]
+
+
+def test_train_videos_are_embedded_by_a_model_that_never_saw_them(tmp_path, finetune_config,
+                                                                  monkeypatch):
+    from types import SimpleNamespace
+
+    import pipeline.embed.finetune as ft
+    from pipeline.io.h5 import write_h5
+
+    rng = np.random.default_rng(0)
+    rows, grid = [], {}
+    for i, split in enumerate(["train"] * 4 + ["dev"]):
+        vid = f"v{i}"
+        n = 6 + i  # a different number of faces per video identifies the training set
+        write_h5(tmp_path / f"{vid}.h5", {vid: {
+            "t": np.arange(n) / 5.0 + 0.1, "valid": np.ones(n, bool),
+            "faces": rng.integers(0, 255, (n, 96, 96, 3), dtype=np.uint8)}})
+        grid[vid] = {"y": (np.arange(n) % 3).astype(np.int8)}
+        rows.append(SimpleNamespace(video_id=vid, split=split))
+    seen = {}  # id(model) -> number of training faces
+
+    def spy(backbone, train, *args, **kw):
+        net, hist = real(backbone, train, *args, **kw)
+        seen[id(net)] = len(train[1])
+        return net, hist
+
+    real = ft.finetune
+    monkeypatch.setattr(ft, "finetune", spy)
+    cfg = finetune_config(epochs=1, batch_size=8, hidden=8, thinning=(1, 1, 1))
+    net, _, embedder = ft.finetune_out_of_fold(MiniXception(), rows, tmp_path, grid, 5.0, 3, cfg,
+                                                seed=0, k=2)
+    sizes = {r.video_id: 6 + i for i, r in enumerate(rows)}
+    total = sum(sizes[f"v{i}"] for i in range(4))
+    assert seen[id(net)] == total and sorted(embedder) == ["v0", "v1", "v2", "v3"]
+    folds = ft.video_folds(list(embedder), 2, 0)
+    for vid, model in embedder.items():
+        held_out = sum(s for v, s in sizes.items() if v in folds and folds[v] == folds[vid])
+        assert seen[id(model)] == total - held_out  # trained on the other fold only
