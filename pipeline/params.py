@@ -39,6 +39,7 @@ Bool = Annotated[bool, Strict()]
 Str = Annotated[str, Strict(), Field(min_length=1)]
 
 PosInt = Annotated[Int, Field(ge=1)]
+SpeakerCode = Annotated[str, Strict(), Field(pattern=r"^[0-9]{2}$")]
 NonNegInt = Annotated[Int, Field(ge=0)]
 PosFloat = Annotated[Float, Field(gt=0)]
 NonNegFloat = Annotated[Float, Field(ge=0)]
@@ -154,11 +155,13 @@ class MakeDemoSection(Section):
 class BuildManifestSection(Section):
     """Section ``build_manifest``: which dataset adapter reads the raw data."""
 
-    adapter: Literal["demo", "affwild2", "crema_d", "csv"]
+    adapter: Literal["demo", "affwild2", "crema_d", "emodb", "csv"]
     root: Str
     csv_file: Str | None
     crema_media: Literal["video", "audio"]
     split_fractions: dict[Split, Fraction]
+    dev_speakers: tuple[SpeakerCode, ...]  # emodb: two-digit speaker codes
+    test_speakers: tuple[SpeakerCode, ...]
     max_label_mismatch_s: NonNegFloat
     strict: Bool
 

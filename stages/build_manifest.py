@@ -22,14 +22,7 @@ def main(src: Path, dst: Path, report: Path, params: Path = Path("params.yaml"))
     cfg = load_params("build_manifest", params)
     rep = mf.Report()
     try:
-        if cfg.adapter == "demo":
-            items = mf.demo_items(src, cfg.task, rep)
-        elif cfg.adapter == "affwild2":
-            items = mf.affwild2_items(src, cfg.task, rep)
-        elif cfg.adapter == "crema_d":
-            items = mf.crema_d_items(src, cfg.crema_media, cfg.classes, cfg.split_fractions, cfg.seed, rep)
-        else:  # params require csv_file for the csv adapter
-            items = mf.csv_items(src, src / cfg.csv_file, rep)
+        items = mf.adapter_items(cfg.adapter, src, cfg, rep)
         rows = mf.build_manifest(items, task=cfg.task, classes=cfg.classes,
                                  max_label_mismatch_s=cfg.max_label_mismatch_s,
                                  n_jobs=cfg.n_jobs, report=rep)

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 AFFWILD2_SPLITS = {"Train_Set": "train", "Validation_Set": "dev", "Test_Set": "test"}
 AFFWILD2_TASK_DIRS = {"expr": "EXPR_Set", "va": "VA_Set"}
+EMODB_CODES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness",
+               "T": "sadness", "N": "neutral"}
 CREMA_CODES = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness",
                "NEU": "neutral", "SAD": "sadness"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm")
@@ -167,6 +169,55 @@ def crema_d_items(root: Path, media: str, classes: tuple[str, ...], fractions: d
         parsed.append((f, parts[0], label))
     split_of = split_groups(sorted({spk for _, spk, _ in parsed}), fractions, seed)
     return [Item(f.stem, str(f), split_of[spk], spk, clip_label=label) for f, spk, label in parsed]
+
+
+def emodb_items(root: Path, classes: tuple[str, ...], dev_speakers: tuple[str, ...],
+                test_speakers: tuple[str, ...], report: Report) -> list[Item]:
+    """Berlin EmoDB: ``root/wav/*.wav`` (or ``root/*.wav``) named like ``03a01Fa.wav``.
+
+    Characters 1-2 are the speaker, character 6 the emotion (W anger, L boredom, E disgust,
+    A fear, F happiness, T sadness, N neutral), a clip-level label. The split is
+    speaker-independent: ``dev_speakers`` and ``test_speakers`` (two-digit codes), every
+    other speaker trains.
+    """
+    folder = root / "wav" if (root / "wav").is_dir() else root
+    files = sorted(folder.glob("*.wav"))
+    if not files:
+        raise PipelineError(f"{root}: no EmoDB wav files (expected wav/*.wav)")
+    overlap = sorted(set(dev_speakers) & set(test_speakers))
+    if overlap:
+        raise PipelineError(f"build_manifest: speakers {overlap} are in both dev_speakers and "
+                            "test_speakers")
+    wanted = [c.lower() for c in classes]
+    items = []
+    for f in files:
+        code = f.stem[5:6]
+        if len(f.stem) != 7 or not f.stem[:2].isdigit() or code not in EMODB_CODES:
+            report.warn(f, "name does not follow EmoDB naming (e.g. 03a01Fa.wav)", "skipped")
+            continue
+        label = EMODB_CODES[code]
+        if label not in wanted:
+            report.warn(f, f"emotion {label!r} is not in base.classes", "skipped")
+            continue
+        speaker = f.stem[:2]
+        split = "dev" if speaker in dev_speakers else "test" if speaker in test_speakers else "train"
+        items.append(Item(f.stem, str(f), split, speaker, clip_label=label))
+    return items
+
+
+def adapter_items(adapter: str, root: Path, cfg, report: Report) -> list[Item]:
+    """The items of the dataset under ``root`` read by ``adapter`` (``build_manifest`` params
+    ``cfg``: csv_file, crema_media, split_fractions, dev/test speakers, base classes, seed)."""
+    if adapter == "demo":
+        return demo_items(root, cfg.task, report)
+    if adapter == "affwild2":
+        return affwild2_items(root, cfg.task, report)
+    if adapter == "crema_d":
+        return crema_d_items(root, cfg.crema_media, cfg.classes, cfg.split_fractions, cfg.seed,
+                             report)
+    if adapter == "emodb":
+        return emodb_items(root, cfg.classes, cfg.dev_speakers, cfg.test_speakers, report)
+    return csv_items(root, root / cfg.csv_file, report)  # params require csv_file for csv
 
 
 def csv_items(root: Path, table: Path, report: Report) -> list[Item]:

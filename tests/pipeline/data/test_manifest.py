@@ -2,6 +2,8 @@
 import csv
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -249,3 +251,42 @@ def test_csv_line_numbers_count_blank_lines(tmp_path):
     table.write_text("media,split,label\n\nx.mp4,train,anger\n\ny.mp4,dev,fear\n")
     items = mf.csv_items(tmp_path, table, mf.Report())
     assert [(i.video_id, i.line) for i in items] == [("x", 3), ("y", 5)]
+
+
+def _wav(path, seconds=0.5, rate=16000):
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate)
+    return path
+
+
+def test_emodb_adapter_on_a_layout_it_builds(tmp_path):
+    for name in ("03a01Wa", "03a02Nc", "08b01Fa", "09a05Lb", "10a01Tc", "xx_bad", "11a01Ea"):
+        _wav(tmp_path / "wav" / f"{name}.wav")
+    rep = mf.Report()
+    classes = ("neutral", "anger", "happiness", "sadness", "boredom")  # no disgust
+    items = mf.emodb_items(tmp_path, classes, ("08",), ("09", "10"), rep)
+    got = {i.video_id: (i.split, i.speaker, i.clip_label) for i in items}
+    assert got == {"03a01Wa": ("train", "03", "anger"), "03a02Nc": ("train", "03", "neutral"),
+                   "08b01Fa": ("dev", "08", "happiness"), "09a05Lb": ("test", "09", "boredom"),
+                   "10a01Tc": ("test", "10", "sadness")}
+    problems = {Path(w["file"]).name: w["problem"] for w in rep.warnings}
+    assert "EmoDB naming" in problems["xx_bad.wav"]
+    assert "'disgust' is not in base.classes" in problems["11a01Ea.wav"]
+    rows = mf.build_manifest(items, task="expr", classes=classes, max_label_mismatch_s=1.0,
+                             n_jobs=1, report=rep)
+    assert {r.modality for r in rows} == {"audio"} and len(rows) == 5
+    with pytest.raises(PipelineError, match=r"\['09'\] are in both"):
+        mf.emodb_items(tmp_path, classes, ("09",), ("09",), rep)
+
+
+def test_emodb_adapter_on_the_real_copy(emodb_dir):
+    rep = mf.Report()
+    classes = ("neutral", "anger", "boredom", "disgust", "fear", "happiness", "sadness")
+    items = mf.emodb_items(emodb_dir.parent, classes, ("03", "08"), ("09", "10"), rep)
+    assert len(items) == 408 and not rep.warnings
+    by_split = {s: {i.speaker for i in items if i.split == s} for s in ("train", "dev", "test")}
+    assert by_split == {"train": {"11", "12", "13", "14"}, "dev": {"03", "08"},
+                        "test": {"09", "10"}}
