@@ -9,14 +9,16 @@ Two fusion rules from the ABAW 2020 system (Dresvyanskiy, Ryumina, Kaya et al.):
   lies on the simplex.
 
 The weights are found by random search: candidate weights are drawn from a
-symmetric Dirichlet distribution (candidate 0 is always the uniform weighting), each
-candidate's fused prediction ``argmax_k fused[n, k]`` is scored with the ABAW
-expression measure CPM (``0.67 * macro F1 + 0.33 * accuracy``) on the labelled
-frames, and the best candidate wins (the earliest one on equal scores).
+symmetric Dirichlet distribution (candidate 0 is always the uniform weighting, then
+each single model), each candidate's fused prediction ``argmax_k fused[n, k]`` is
+scored with the ABAW expression measure CPM (``0.67 * macro F1 + 0.33 * accuracy``)
+on the labelled frames, and the best candidate wins (the earliest one on equal scores).
 
-The search is vectorised over chunks of candidates and blocks of frames; besides a
-float32 copy of the labelled scores, its memory is bounded by ``chunk`` and the
-frame block size, whatever the number of frames.
+The search is plain chunked numpy: for a chunk of candidates, one batched ``matmul``
+gives the fused scores, ``argmax`` the predictions, one ``np.bincount`` the confusion
+matrix of every candidate, and :func:`pipeline.metrics.cpm_from_confusion` the CPM.
+Memory is bounded by the chunk (about ``_CHUNK_VALUES`` fused scores), whatever the
+number of candidates, and there is no limit on the number of classes.
 """
 from __future__ import annotations
 
@@ -38,11 +40,15 @@ __all__ = [
     "apply_mcwf",
     "search_swf",
     "search_mcwf",
+    "score_candidates",
+    "search_va",
+    "apply_va",
 ]
 
-# Frames per block inside the search (at most 255: per-block counts are packed
-# in bytes); keeps the (K, chunk, block) work arrays in cache.
-_FRAME_BLOCK = 255
+# Fused scores held per chunk of candidates (4 MiB of float32): chunks of about this size
+# were the fastest on 2 cores (larger ones leave the CPU caches). A chunk has at least one
+# candidate, so memory is also bounded by one candidate's (K, N) fused scores.
+_CHUNK_VALUES = 1 << 20
 
 
 class SearchResult(NamedTuple):
@@ -135,6 +141,7 @@ def _check_draw_args(n_draws: int, n_models: int, concentration: float) -> None:
         raise ValueError(f"concentration must be > 0, got {concentration}")
 
 
+
 def apply_swf(P: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Simple weighted fusion.
 
@@ -147,14 +154,15 @@ def apply_swf(P: np.ndarray, w: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    (N, K) float array
-        ``sum_l w[l] * P[l]``, in the dtype of ``P`` (float32 in the pipeline).
+    (N, K) float32 array
+        ``sum_l w[l] * P[l]``, computed as in the search (so the search's scores are the
+        scores of these fused values).
     """
     P = np.asarray(P)
     w = np.asarray(w)
     if P.ndim != 3 or w.shape != (P.shape[0],):
         raise ValueError(f"expected P (L, N, K) and w (L,), got {P.shape}, {w.shape}")
-    return np.tensordot(w.astype(P.dtype), P, axes=1)
+    return apply_mcwf(P, np.repeat(w[:, None], P.shape[2], axis=1))
 
 
 def apply_mcwf(P: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -169,14 +177,33 @@ def apply_mcwf(P: np.ndarray, W: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    (N, K) float array
-        ``fused[n, k] = sum_l W[l, k] * P[l, n, k]``, in the dtype of ``P``.
+    (N, K) float32 array
+        ``fused[n, k] = sum_l W[l, k] * P[l, n, k]``, computed as in the search.
     """
     P = np.asarray(P)
     W = np.asarray(W)
     if P.ndim != 3 or W.shape != (P.shape[0], P.shape[2]):
         raise ValueError(f"expected P (L, N, K) and W (L, K), got {P.shape}, {W.shape}")
-    return np.einsum("lk,lnk->nk", W.astype(P.dtype), P)
+    Pt = np.ascontiguousarray(P.transpose(2, 0, 1), dtype=np.float32)  # (K, L, N)
+    return _fuse_by_class(W.T[:, None, :], Pt)[:, 0, :].T
+
+
+def _fuse_by_class(Wt: np.ndarray, Pt: np.ndarray) -> np.ndarray:
+    """Fused scores of C candidates, class by class.
+
+    Parameters
+    ----------
+    Wt : (K, C, L) float array
+        Weight of model l for class k in candidate c (SWF: the same for every k).
+    Pt : (K, L, N) float32 array
+        The scores, class-major.
+
+    Returns
+    -------
+    (K, C, N) float32 array
+        ``fused[k, c, n] = sum_l Wt[k, c, l] * Pt[k, l, n]``: one batched matmul.
+    """
+    return np.matmul(Wt.astype(np.float32), Pt)
 
 
 def search_swf(
@@ -185,7 +212,7 @@ def search_swf(
     n_draws: int,
     concentration: float = 1.0,
     seed: int | np.random.Generator = 0,
-    chunk: int = 128,
+    chunk: int | None = None,
 ) -> SearchResult:
     """Random search for SWF model weights that maximise CPM.
 
@@ -197,15 +224,15 @@ def search_swf(
     y : (N,) int array
         True class per frame in ``[0, K)``, ``-1`` for unlabelled (not scored).
     n_draws : int
-        Number of Dirichlet candidates besides the uniform one.
+        Number of Dirichlet candidates besides the uniform one and the single models.
     concentration : float
         Dirichlet concentration (see :func:`swf_candidates`).
     seed : int or numpy.random.Generator
         Randomness of the draws; the same seed gives the same candidates, hence the
         same weights.
-    chunk : int
-        Candidates scored together; working memory is about
-        ``12 * K * chunk * 255`` bytes (3 MiB for K = 7, chunk = 128), whatever N.
+    chunk : int, optional
+        Candidates scored together; by default as many as keep a chunk's fused scores
+        near ``_CHUNK_VALUES`` values (see :func:`score_candidates`).
 
     Returns
     -------
@@ -215,26 +242,17 @@ def search_swf(
     Raises
     ------
     ValueError
-        On negative or non-finite scores, labels out of range, no labelled frame,
-        or more than 8 classes.
+        On negative or non-finite scores, labels out of range, or no labelled frame.
 
     Notes
     -----
-    Fused scores are computed in float32 by a batched ``matmul`` (single-threaded
-    BLAS: the products have inner size L) and their argmax is exact, with ties going
-    to the smaller class as in ``np.argmax``; so ``best_score`` is the CPM of
-    ``apply_swf(P, weights).argmax(axis=1)`` up to float32 rounding. The argmax is
-    one integer maximum over the float bits of the fused scores with a class code
-    in the low bits (valid because the scores are non-negative), and the confusion
-    counts are summed as byte counters packed into int64 words.
-    Frames whose winner is the same for every weighting (the class's smallest score
-    over models beats every other class's largest) are counted once, not per
-    candidate.
+    ``best_score`` is the CPM of ``apply_swf(P, weights).argmax(axis=1)``: both use
+    the same float32 arithmetic, and ties go to the smaller class as in ``np.argmax``.
     """
     P, y = _check_inputs(P, y)
     cands = swf_candidates(n_draws, P.shape[0], concentration, seed)
-    scores = _score_candidates(P, y, cands[None], chunk)
-    return _best(cands, scores, "swf")
+    W = np.repeat(cands[:, :, None], P.shape[2], axis=2)  # (C, L, K): one column per class
+    return _best(cands, score_candidates(P, y, W, chunk), "swf")
 
 
 def search_mcwf(
@@ -243,16 +261,13 @@ def search_mcwf(
     n_draws: int,
     concentration: float = 1.0,
     seed: int | np.random.Generator = 0,
-    chunk: int = 128,
+    chunk: int | None = None,
 ) -> SearchResult:
     """Random search for MCWF model-by-class weights that maximise CPM.
 
     Same parameters and notes as :func:`search_swf`; each candidate is an (L, K)
     matrix whose class columns are independent Dirichlet draws
-    (:func:`mcwf_candidates`). One caveat: a frame whose models give every class
-    the same score (e.g. uniform rows for frames without a face) ties only in
-    exact arithmetic under MCWF; float32 rounding of ``sum_l W[l, k] / K`` picks
-    its class, and may pick differently here and in :func:`apply_mcwf`.
+    (:func:`mcwf_candidates`).
 
     Returns
     -------
@@ -261,8 +276,7 @@ def search_mcwf(
     """
     P, y = _check_inputs(P, y)
     cands = mcwf_candidates(n_draws, P.shape[0], P.shape[2], concentration, seed)
-    scores = _score_candidates(P, y, cands.transpose(2, 0, 1), chunk)
-    return _best(cands, scores, "mcwf")
+    return _best(cands, score_candidates(P, y, cands, chunk), "mcwf")
 
 
 def _check_inputs(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -290,89 +304,49 @@ def _best(cands: np.ndarray, scores: np.ndarray, name: str) -> SearchResult:
     return SearchResult(cands[i].copy(), float(scores[i]), scores)
 
 
-def _score_candidates(P: np.ndarray, y: np.ndarray, weights: np.ndarray, chunk: int) -> np.ndarray:
-    """CPM of every candidate.
+def score_candidates(
+    P: np.ndarray, y: np.ndarray, W: np.ndarray, chunk: int | None = None
+) -> np.ndarray:
+    """CPM of the fused prediction of every candidate weighting.
 
-    ``weights`` is (1, M, L) for SWF (shared by all classes) or (K, M, L) for MCWF
-    (one weight vector per class); returns (M,) float64.
+    Parameters
+    ----------
+    P : (L, N, K) float array
+        Class scores of L models on N frames.
+    y : (N,) int array
+        True class in ``[0, K)``, ``-1`` for unlabelled (not scored).
+    W : (C, L, K) float array
+        C candidate weightings; ``W[c, l, k]`` weighs model l for class k (an SWF
+        candidate has the same weight in every class column).
+    chunk : int, optional
+        Candidates scored together (default: about ``_CHUNK_VALUES // (K * N)``). Working
+        memory is a few times ``chunk * K * N`` float32 values.
+
+    Returns
+    -------
+    (C,) float64 array
+        CPM of ``argmax_k sum_l W[c, l, k] * P[l, n, k]`` on the labelled frames, with
+        macro F1 over all K classes as in :func:`pipeline.metrics.classification_metrics`.
     """
-    n_models, _, n_classes = P.shape
-    n_cand = weights.shape[1]
+    keep = np.asarray(y) != -1
+    yk = np.asarray(y)[keep].astype(np.int64)
+    Pt = np.ascontiguousarray(np.asarray(P)[:, keep, :].transpose(2, 0, 1), dtype=np.float32)
+    n_classes, _, n_frames = Pt.shape
+    Wt = np.asarray(W).transpose(2, 0, 1)  # (K, C, L)
+    n_cand = Wt.shape[1]
+    if chunk is None:
+        chunk = _CHUNK_VALUES // (n_classes * n_frames)
     chunk = max(1, min(int(chunk), n_cand))
-    keep = y != -1
-    Pk = P[:, keep, :].astype(np.float32)
-    Pk += 0.0  # -0.0 -> +0.0, so that float bits order like the values
-    yk = y[keep].astype(np.int64)
-
-    # Frames decided for every weighting: when class k's smallest score over the
-    # models beats every other class's largest, k wins any convex combination. The
-    # relative margin covers float32 rounding of the fused sums.
-    lo = Pk.min(axis=0)
-    hi = Pk.max(axis=0)
-    top = lo.argmax(axis=1)
-    rows = np.arange(top.size)
-    lo_top = lo[rows, top]
-    hi[rows, top] = -np.inf
-    delta = 8 * (n_models + 1) * np.finfo(np.float32).eps
-    fixed = lo_top * (1 - delta) > hi.max(axis=1) * (1 + delta)
-    base = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(base, (yk[fixed], top[fixed]), 1)
-    log.debug("fusion search: %d labelled frames, %d decided by bounds", yk.size, int(fixed.sum()))
-
-    # The other frames, sorted by true class, as (K, L, Na) so that one batched
-    # matmul gives the fused scores of a chunk of candidates as (K, C, frames).
-    order = np.argsort(yk[~fixed], kind="stable")
-    ya = yk[~fixed][order]
-    Pt = np.ascontiguousarray(Pk[:, ~fixed, :][:, order, :].transpose(2, 0, 1))
-    n_active = ya.size
-
-    # Exact argmax as one integer max: the float32 bits of non-negative values
-    # order like the values. Shifted left by 6 they leave room for a code
-    # 8 * (K - 1 - k), larger for smaller classes (np.argmax's first-maximum rule
-    # on ties). The code of the winner is then a shift: 1 << code sets byte
-    # (K - 1 - k) of an int64, so summing over <= 255 frames (one frame block)
-    # counts the predictions of all K <= 8 classes at once, one byte each.
-    if n_classes > 8:
-        raise ValueError(f"the search supports at most 8 classes, got {n_classes}")
-    codes = (8 * (n_classes - 1 - np.arange(n_classes, dtype=np.int64)))[:, None, None]
-    lane_shift = 8 * np.arange(n_classes, dtype=np.uint64)
-    lane_to_class = n_classes - 1 - np.arange(n_classes)
-    block = min(_FRAME_BLOCK, max(1, n_active))
-    # Per block: where its (sorted) true classes change, and which classes these are.
-    blocks = []
-    for n0 in range(0, n_active, block):
-        yb = ya[n0 : n0 + block]
-        seg = np.flatnonzero(np.r_[True, yb[1:] != yb[:-1]])
-        blocks.append((n0, min(n0 + block, n_active), seg, yb[seg]))
-    fused = np.empty((n_classes, chunk, block), dtype=np.float32)
-    enc = np.empty((n_classes, chunk, block), dtype=np.int64)
-    best = np.empty((chunk, block), dtype=np.int64)
-    lanes = np.empty((chunk, block), dtype=np.int64)
-
     scores = np.empty(n_cand, dtype=np.float64)
-    w32 = np.ascontiguousarray(weights, dtype=np.float32)
-    one = np.int64(1)
-    with threadpool_limits(limits=1, user_api="blas"):  # tiny GEMMs: threads only cost
+    with threadpool_limits(limits=1, user_api="blas"):  # inner size L: threads only cost
         for c0 in range(0, n_cand, chunk):
-            c1 = min(c0 + chunk, n_cand)
-            nc = c1 - c0
-            wc = w32[:, c0:c1, :]
-            counts = np.zeros((nc, n_classes, n_classes), dtype=np.int64)  # cand, true, lane
-            for n0, n1, seg, yseg in blocks:
-                f = fused[:, :nc, : n1 - n0]
-                e = enc[:, :nc, : n1 - n0]
-                b = best[:nc, : n1 - n0]
-                h = lanes[:nc, : n1 - n0]
-                np.matmul(wc, Pt[:, :, n0:n1], out=f)
-                np.left_shift(f.view(np.int32), 6, out=e, dtype=np.int64)
-                np.bitwise_or(e, codes, out=e)
-                np.max(e, axis=0, out=b)
-                np.bitwise_and(b, 63, out=b)
-                np.left_shift(one, b, out=h)
-                sums = np.add.reduceat(h.view(np.uint64), seg, axis=1)  # (nc, n_seg)
-                counts[:, yseg, :] += ((sums[:, :, None] >> lane_shift) & 0xFF).astype(np.int64)
-            conf = counts[:, :, lane_to_class]  # (cand, true, predicted)
-            scores[c0:c1] = cpm_from_confusion(conf + base)
+            wc = Wt[:, c0 : c0 + chunk]
+            nc = wc.shape[1]
+            pred = _fuse_by_class(wc, Pt).argmax(axis=0)  # (nc, N)
+            # One confusion matrix per candidate: code = (candidate, true, predicted).
+            codes = (np.arange(nc)[:, None] * n_classes + yk) * n_classes + pred
+            conf = np.bincount(codes.ravel(), minlength=nc * n_classes * n_classes)
+            scores[c0 : c0 + nc] = cpm_from_confusion(conf.reshape(nc, n_classes, n_classes))
     return scores
 
 
@@ -384,7 +358,9 @@ def _score_candidates(P: np.ndarray, y: np.ndarray, weights: np.ndarray, chunk: 
 # labels. Every candidate is then scored exactly in O(L^2), whatever the number of frames.
 
 
-def _va_moments(P: np.ndarray, y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+def _va_moments(
+    P: np.ndarray, y: np.ndarray, d: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     ok = np.isfinite(y[:, d]) & np.isfinite(P[:, :, d]).all(axis=0)
     if not ok.any():
         raise ValueError(f"no annotated frame for dimension {d}")
@@ -392,7 +368,8 @@ def _va_moments(P: np.ndarray, y: np.ndarray, d: int) -> tuple[np.ndarray, np.nd
     t = y[ok, d].astype(np.float64)
     m = X.mean(axis=1)
     Xc = X - m[:, None]
-    return m, Xc @ Xc.T / X.shape[1], Xc @ (t - t.mean()) / X.shape[1], float(t.mean()), float(t.var())
+    n = X.shape[1]
+    return m, Xc @ Xc.T / n, Xc @ (t - t.mean()) / n, float(t.mean()), float(t.var())
 
 
 def _ccc_of_weights(W: np.ndarray, m, S, c, my: float, vy: float) -> np.ndarray:
@@ -402,8 +379,14 @@ def _ccc_of_weights(W: np.ndarray, m, S, c, my: float, vy: float) -> np.ndarray:
     return 2 * (W @ c) / (var + vy + (mean - my) ** 2)
 
 
-def search_va(P: np.ndarray, y: np.ndarray, n_draws: int, concentration: float = 1.0, seed: int = 0,
-              per_dimension: bool = False) -> SearchResult:
+def search_va(
+    P: np.ndarray,
+    y: np.ndarray,
+    n_draws: int,
+    concentration: float = 1.0,
+    seed: int = 0,
+    per_dimension: bool = False,
+) -> SearchResult:
     """Dirichlet random search for fusion weights of valence/arousal predictions.
 
     Parameters
@@ -412,14 +395,17 @@ def search_va(P: np.ndarray, y: np.ndarray, n_draws: int, concentration: float =
         Valence/arousal predictions of L models on N frames.
     y : (N, 2) float array
         Labels; NaN = unannotated (not scored).
+    n_draws, concentration, seed
+        As in :func:`search_swf`.
     per_dimension : bool
         False: one weight per model (SWF). True: a weight column per dimension, each
         summing to 1 over models (the MCWF analogue, dimensions in place of classes).
 
     Returns
     -------
-    SearchResult with ``weights`` (L,) or (L, 2) and ``best_score`` = mean CCC over the two
-    dimensions; ``history`` holds every candidate's score (candidate 0 = uniform).
+    SearchResult
+        ``weights`` (L,) or (L, 2) and ``best_score`` = mean CCC over the two dimensions;
+        ``history`` holds every candidate's score (candidate 0 = uniform).
     """
     L = P.shape[0]
     moments = [_va_moments(P, y, d) for d in range(2)]
@@ -432,7 +418,8 @@ def search_va(P: np.ndarray, y: np.ndarray, n_draws: int, concentration: float =
     scores = np.nan_to_num((per_dim[0] + per_dim[1]) / 2, nan=-np.inf)
     best = int(np.argmax(scores))
     log.info("va %s search: %d candidates, best #%d mean CCC=%.4f (uniform %.4f)",
-             "per-dimension" if per_dimension else "swf", len(cands), best, scores[best], scores[0])
+             "per-dimension" if per_dimension else "swf", len(cands), best, scores[best],
+             scores[0])
     return SearchResult(cands[best], float(scores[best]), scores)
 
 

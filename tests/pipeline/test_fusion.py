@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score, f1_score
 
-import pipeline.fusion as fusion
 from pipeline.fusion import (
     apply_mcwf,
     apply_swf,
@@ -13,7 +13,7 @@ from pipeline.fusion import (
     search_swf,
     swf_candidates,
 )
-from pipeline.metrics import classification_metrics, cpm_batch
+from pipeline.metrics import classification_metrics
 
 K = 7
 
@@ -40,7 +40,8 @@ def test_candidate_constraints():
     m = mcwf_candidates(50, 4, K, 0.5, seed=1)
     assert m.shape == (55, 4, K)
     np.testing.assert_array_equal(m[0], np.full((4, K), 0.25))
-    np.testing.assert_array_equal(m[2], np.repeat(np.eye(4)[1][:, None], K, axis=1))  # all classes to model 1
+    # candidate 2 gives all classes to model 1
+    np.testing.assert_array_equal(m[2], np.repeat(np.eye(4)[1][:, None], K, axis=1))
     assert (m >= 0).all()
     np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-12)  # every class column
     assert not np.allclose(m[5, :, 0], m[5, :, 1])  # columns are separate draws
@@ -62,32 +63,36 @@ def test_apply_matches_direct_loop():
     np.testing.assert_allclose(apply_mcwf(P, W), mcwf, rtol=1e-6)
 
 
+def _sklearn_cpm(y, pred, n_classes):
+    """CPM straight from scikit-learn, on the labelled frames."""
+    keep = y != -1
+    f1 = f1_score(y[keep], pred[keep], labels=np.arange(n_classes), average="macro",
+                  zero_division=0)
+    return 0.67 * f1 + 0.33 * accuracy_score(y[keep], pred[keep])
+
+
+@pytest.mark.parametrize("n_classes", [3, 7, 10])
+@pytest.mark.parametrize("chunk", [1, 17, None])
 @pytest.mark.parametrize("mode", ["swf", "mcwf"])
-def test_search_scores_match_reference(mode, monkeypatch):
-    # Small blocks and chunks exercise every boundary of the blocked search.
-    monkeypatch.setattr(fusion, "_FRAME_BLOCK", 13)
+def test_search_scores_match_sklearn(mode, chunk, n_classes):
+    # K = 10: the former bit-packed search refused more than 8 classes.
     rng = np.random.default_rng(1)
     n = 600
-    y = rng.integers(-1, K, size=n)
-    P = _noise(rng, 3, n)
-    P[:, :40] = _perfect(y[:40])  # all models agree: decided without search
+    y = rng.integers(-1, n_classes, size=n)
+    P = rng.dirichlet(np.ones(n_classes), size=(3, n)).astype(np.float32)
+    P[:, :20] = 1.0 / n_classes  # exact ties: np.argmax's first class, in search and apply
     if mode == "swf":
-        # Exact ties (every class scores sum(w) / K the same way): class 0 wins.
-        # Under MCWF these rows tie only in exact arithmetic; float32 rounding of
-        # sum_l W[l, k] / K decides them, differently in matmul and einsum.
-        P[:, 40:60] = 1.0 / K
-    if mode == "swf":
-        res = search_swf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=17)
+        res = search_swf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=chunk)
         cands = swf_candidates(60, 3, 1.0, seed=3)
-        preds = np.stack([apply_swf(P, w).argmax(axis=1) for w in cands])
+        preds = [apply_swf(P, w).argmax(axis=1) for w in cands]
     else:
-        res = search_mcwf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=17)
-        cands = mcwf_candidates(60, 3, K, 1.0, seed=3)
-        preds = np.stack([apply_mcwf(P, w).argmax(axis=1) for w in cands])
-    ref = cpm_batch(y, preds, K)
+        res = search_mcwf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=chunk)
+        cands = mcwf_candidates(60, 3, n_classes, 1.0, seed=3)
+        preds = [apply_mcwf(P, w).argmax(axis=1) for w in cands]
+    ref = np.array([_sklearn_cpm(y, p, n_classes) for p in preds])
     np.testing.assert_allclose(res.history, ref, rtol=0, atol=1e-12)
-    assert res.best_score == ref.max()
-    np.testing.assert_array_equal(res.weights, cands[int(np.argmax(ref))])
+    assert res.best_score == res.history.max() == pytest.approx(ref.max(), abs=1e-12)
+    np.testing.assert_array_equal(res.weights, cands[int(np.argmax(res.history))])
 
 
 @pytest.mark.parametrize("search", [search_swf, search_mcwf])
@@ -128,18 +133,22 @@ def test_mcwf_favours_the_informative_model():
     assert W[2].mean() > W[:2].mean(axis=1).max()
 
 
-def test_uniform_candidate_is_scored_first():
+def test_without_draws_the_best_of_uniform_and_single_models_wins():
+    # n_draws=0 leaves the uniform weights and each single model: the search returns the
+    # first of them with the highest CPM, whichever that is for this data.
     rng = np.random.default_rng(5)
     y = rng.integers(0, K, size=200)
     P = _noise(rng, 3, 200)
-    uniform_pred = apply_swf(P, np.full(3, 1 / 3)).argmax(axis=1)
-    uniform_cpm = classification_metrics(y, uniform_pred, K)["cpm"]
-    res = search_swf(P, y, n_draws=30, seed=0)
-    assert res.history[0] == pytest.approx(uniform_cpm, abs=1e-12)
-    assert res.best_score >= uniform_cpm
-    only = search_swf(P, y, n_draws=0, seed=0)
-    np.testing.assert_array_equal(only.weights, np.full(3, 1 / 3))
-    assert only.best_score == pytest.approx(uniform_cpm, abs=1e-12)
+    direct = [classification_metrics(y, apply_swf(P, np.full(3, 1 / 3)).argmax(axis=1), K)["cpm"]]
+    direct += [classification_metrics(y, P[m].argmax(axis=1), K)["cpm"] for m in range(3)]
+    for search in (search_swf, search_mcwf):
+        res = search(P, y, n_draws=0, seed=0)
+        np.testing.assert_allclose(res.history, direct, rtol=0, atol=1e-12)
+        best = int(np.argmax(direct))
+        expected = np.full(3, 1 / 3) if best == 0 else np.eye(3)[best - 1]
+        np.testing.assert_array_equal(res.weights if res.weights.ndim == 1 else res.weights[:, 0],
+                                      expected)
+        assert res.best_score == max(direct)
 
 
 def test_invalid_inputs_raise():
@@ -154,7 +163,5 @@ def test_invalid_inputs_raise():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="non-negative"):
         search_mcwf(bad, y, n_draws=2)
-    with pytest.raises(ValueError, match="at most 8"):
-        search_swf(np.full((2, 3, 9), 1 / 9, dtype=np.float32), y, n_draws=2)
     with pytest.raises(ValueError):
         swf_candidates(3, 2, 0.0, seed=0)
