@@ -38,6 +38,7 @@ __all__ = [
     "mcwf_candidates",
     "apply_swf",
     "apply_mcwf",
+    "opinion_mask",
     "search_swf",
     "search_mcwf",
     "score_candidates",
@@ -142,7 +143,34 @@ def _check_draw_args(n_draws: int, n_models: int, concentration: float) -> None:
 
 
 
-def apply_swf(P: np.ndarray, w: np.ndarray) -> np.ndarray:
+def opinion_mask(P: np.ndarray, entropy_gate: float | None) -> np.ndarray | None:
+    """The entropy gate: which model has an opinion on which frame.
+
+    Parameters
+    ----------
+    P : (L, N, K) float array
+        Non-negative class scores; each row is normalised to sum to 1 first.
+    entropy_gate : float in (0, 1], or None
+        Largest normalised entropy ``H / ln K`` of an opinion (0: one-hot scores, 1:
+        uniform scores). None turns the gate off.
+
+    Returns
+    -------
+    (L, N) bool array, or None when the gate is off
+        False where model l's scores on frame n are too flat (or all zero) to count:
+        that model abstains there (see :func:`apply_mcwf`).
+    """
+    if entropy_gate is None:
+        return None
+    P = np.asarray(P, dtype=np.float64)
+    total = P.sum(axis=2, keepdims=True)
+    q = P / np.where(total > 0, total, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.sum(np.where(q > 0, q * np.log(q), 0.0), axis=2) / np.log(P.shape[2])
+    return (h <= entropy_gate) & (total[:, :, 0] > 0)  # an all-zero row has no opinion
+
+
+def apply_swf(P: np.ndarray, w: np.ndarray, opinion: np.ndarray | None = None) -> np.ndarray:
     """Simple weighted fusion.
 
     Parameters
@@ -151,6 +179,8 @@ def apply_swf(P: np.ndarray, w: np.ndarray) -> np.ndarray:
         Class probabilities of L models on the same N frames.
     w : (L,) float array
         Model weights.
+    opinion : (L, N) bool array, optional
+        From :func:`opinion_mask`; see :func:`apply_mcwf`.
 
     Returns
     -------
@@ -162,10 +192,10 @@ def apply_swf(P: np.ndarray, w: np.ndarray) -> np.ndarray:
     w = np.asarray(w)
     if P.ndim != 3 or w.shape != (P.shape[0],):
         raise ValueError(f"expected P (L, N, K) and w (L,), got {P.shape}, {w.shape}")
-    return apply_mcwf(P, np.repeat(w[:, None], P.shape[2], axis=1))
+    return apply_mcwf(P, np.repeat(w[:, None], P.shape[2], axis=1), opinion)
 
 
-def apply_mcwf(P: np.ndarray, W: np.ndarray) -> np.ndarray:
+def apply_mcwf(P: np.ndarray, W: np.ndarray, opinion: np.ndarray | None = None) -> np.ndarray:
     """Model-and-class weighted fusion.
 
     Parameters
@@ -174,21 +204,31 @@ def apply_mcwf(P: np.ndarray, W: np.ndarray) -> np.ndarray:
         Class probabilities of L models on the same N frames.
     W : (L, K) float array
         Weight of model l for class k.
+    opinion : (L, N) bool array, optional
+        The entropy gate (:func:`opinion_mask`). A model without an opinion on a frame
+        abstains: its weight is dropped for that frame and the others' weights are
+        renormalised, ``fused[n, k] = sum_l W[l, k] o[l, n] P[l, n, k] / sum_l W[l, k]
+        o[l, n]``. Where that denominator is 0 (every model with weight for class k
+        abstains), the plain fusion is used.
 
     Returns
     -------
     (N, K) float32 array
-        ``fused[n, k] = sum_l W[l, k] * P[l, n, k]``, computed as in the search.
+        ``fused[n, k] = sum_l W[l, k] * P[l, n, k]`` (or its gated form), computed as in
+        the search.
     """
     P = np.asarray(P)
     W = np.asarray(W)
     if P.ndim != 3 or W.shape != (P.shape[0], P.shape[2]):
         raise ValueError(f"expected P (L, N, K) and W (L, K), got {P.shape}, {W.shape}")
     Pt = np.ascontiguousarray(P.transpose(2, 0, 1), dtype=np.float32)  # (K, L, N)
-    return _fuse_by_class(W.T[:, None, :], Pt)[:, 0, :].T
+    M = None if opinion is None else np.asarray(opinion, dtype=np.float32)
+    return _fuse_by_class(W.T[:, None, :], Pt, M, None if M is None else Pt * M)[:, 0, :].T
 
 
-def _fuse_by_class(Wt: np.ndarray, Pt: np.ndarray) -> np.ndarray:
+def _fuse_by_class(
+    Wt: np.ndarray, Pt: np.ndarray, M: np.ndarray | None = None, PtM: np.ndarray | None = None
+) -> np.ndarray:
     """Fused scores of C candidates, class by class.
 
     Parameters
@@ -197,13 +237,22 @@ def _fuse_by_class(Wt: np.ndarray, Pt: np.ndarray) -> np.ndarray:
         Weight of model l for class k in candidate c (SWF: the same for every k).
     Pt : (K, L, N) float32 array
         The scores, class-major.
+    M, PtM : (L, N) and (K, L, N) float32 arrays, optional
+        The entropy gate: 1 where a model has an opinion, else 0, and ``Pt * M``.
 
     Returns
     -------
     (K, C, N) float32 array
-        ``fused[k, c, n] = sum_l Wt[k, c, l] * Pt[k, l, n]``: one batched matmul.
+        ``fused[k, c, n] = sum_l Wt[k, c, l] * Pt[k, l, n]`` (one batched matmul), or with
+        the gate, the same sum over the models with an opinion divided by their weight
+        (the plain sum where no weight is left).
     """
-    return np.matmul(Wt.astype(np.float32), Pt)
+    Wt = Wt.astype(np.float32)
+    fused = np.matmul(Wt, Pt)
+    if M is not None:
+        weight_left = np.matmul(Wt, M)  # (K, C, N)
+        np.divide(np.matmul(Wt, PtM), weight_left, out=fused, where=weight_left > 0)
+    return fused
 
 
 def search_swf(
@@ -213,6 +262,7 @@ def search_swf(
     concentration: float = 1.0,
     seed: int | np.random.Generator = 0,
     chunk: int | None = None,
+    opinion: np.ndarray | None = None,
 ) -> SearchResult:
     """Random search for SWF model weights that maximise CPM.
 
@@ -233,6 +283,8 @@ def search_swf(
     chunk : int, optional
         Candidates scored together; by default as many as keep a chunk's fused scores
         near ``_CHUNK_VALUES`` values (see :func:`score_candidates`).
+    opinion : (L, N) bool array, optional
+        The entropy gate (:func:`opinion_mask`, :func:`apply_mcwf`); None: no gate.
 
     Returns
     -------
@@ -246,13 +298,13 @@ def search_swf(
 
     Notes
     -----
-    ``best_score`` is the CPM of ``apply_swf(P, weights).argmax(axis=1)``: both use
+    ``best_score`` is the CPM of ``apply_swf(P, weights, opinion).argmax(axis=1)``: both use
     the same float32 arithmetic, and ties go to the smaller class as in ``np.argmax``.
     """
     P, y = _check_inputs(P, y)
     cands = swf_candidates(n_draws, P.shape[0], concentration, seed)
     W = np.repeat(cands[:, :, None], P.shape[2], axis=2)  # (C, L, K): one column per class
-    return _best(cands, score_candidates(P, y, W, chunk), "swf")
+    return _best(cands, score_candidates(P, y, W, chunk, opinion), "swf")
 
 
 def search_mcwf(
@@ -262,6 +314,7 @@ def search_mcwf(
     concentration: float = 1.0,
     seed: int | np.random.Generator = 0,
     chunk: int | None = None,
+    opinion: np.ndarray | None = None,
 ) -> SearchResult:
     """Random search for MCWF model-by-class weights that maximise CPM.
 
@@ -276,7 +329,7 @@ def search_mcwf(
     """
     P, y = _check_inputs(P, y)
     cands = mcwf_candidates(n_draws, P.shape[0], P.shape[2], concentration, seed)
-    return _best(cands, score_candidates(P, y, cands, chunk), "mcwf")
+    return _best(cands, score_candidates(P, y, cands, chunk, opinion), "mcwf")
 
 
 def _check_inputs(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +358,11 @@ def _best(cands: np.ndarray, scores: np.ndarray, name: str) -> SearchResult:
 
 
 def score_candidates(
-    P: np.ndarray, y: np.ndarray, W: np.ndarray, chunk: int | None = None
+    P: np.ndarray,
+    y: np.ndarray,
+    W: np.ndarray,
+    chunk: int | None = None,
+    opinion: np.ndarray | None = None,
 ) -> np.ndarray:
     """CPM of the fused prediction of every candidate weighting.
 
@@ -321,6 +378,8 @@ def score_candidates(
     chunk : int, optional
         Candidates scored together (default: about ``_CHUNK_VALUES // (K * N)``). Working
         memory is a few times ``chunk * K * N`` float32 values.
+    opinion : (L, N) bool array, optional
+        The entropy gate (:func:`opinion_mask`, :func:`apply_mcwf`).
 
     Returns
     -------
@@ -331,6 +390,10 @@ def score_candidates(
     keep = np.asarray(y) != -1
     yk = np.asarray(y)[keep].astype(np.int64)
     Pt = np.ascontiguousarray(np.asarray(P)[:, keep, :].transpose(2, 0, 1), dtype=np.float32)
+    M = PtM = None
+    if opinion is not None:
+        M = np.asarray(opinion)[:, keep].astype(np.float32)
+        PtM = Pt * M
     n_classes, _, n_frames = Pt.shape
     Wt = np.asarray(W).transpose(2, 0, 1)  # (K, C, L)
     n_cand = Wt.shape[1]
@@ -342,7 +405,7 @@ def score_candidates(
         for c0 in range(0, n_cand, chunk):
             wc = Wt[:, c0 : c0 + chunk]
             nc = wc.shape[1]
-            pred = _fuse_by_class(wc, Pt).argmax(axis=0)  # (nc, N)
+            pred = _fuse_by_class(wc, Pt, M, PtM).argmax(axis=0)  # (nc, N)
             # One confusion matrix per candidate: code = (candidate, true, predicted).
             codes = (np.arange(nc)[:, None] * n_classes + yk) * n_classes + pred
             conf = np.bincount(codes.ravel(), minlength=nc * n_classes * n_classes)

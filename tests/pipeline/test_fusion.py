@@ -9,11 +9,13 @@ from pipeline.fusion import (
     apply_mcwf,
     apply_swf,
     mcwf_candidates,
+    opinion_mask,
     search_mcwf,
     search_swf,
     swf_candidates,
 )
 from pipeline.metrics import classification_metrics
+from pipeline.scores import smooth_scores, smooth_stacked
 
 K = 7
 
@@ -71,24 +73,30 @@ def _sklearn_cpm(y, pred, n_classes):
     return 0.67 * f1 + 0.33 * accuracy_score(y[keep], pred[keep])
 
 
+@pytest.mark.parametrize("gate", [False, True])
 @pytest.mark.parametrize("n_classes", [3, 7, 10])
 @pytest.mark.parametrize("chunk", [1, 17, None])
 @pytest.mark.parametrize("mode", ["swf", "mcwf"])
-def test_search_scores_match_sklearn(mode, chunk, n_classes):
+def test_search_scores_match_sklearn(mode, chunk, n_classes, gate):
     # K = 10: the former bit-packed search refused more than 8 classes.
     rng = np.random.default_rng(1)
     n = 600
     y = rng.integers(-1, n_classes, size=n)
     P = rng.dirichlet(np.ones(n_classes), size=(3, n)).astype(np.float32)
     P[:, :20] = 1.0 / n_classes  # exact ties: np.argmax's first class, in search and apply
+    opinion = None
+    if gate:  # the median normalised entropy: about half the models' frames abstain
+        entropy = -np.sum(P * np.log(P), axis=2) / np.log(n_classes)
+        opinion = opinion_mask(P, float(np.median(entropy)))
+        assert 0.4 < opinion.mean() < 0.6
     if mode == "swf":
-        res = search_swf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=chunk)
+        res = search_swf(P, y, n_draws=60, seed=3, chunk=chunk, opinion=opinion)
         cands = swf_candidates(60, 3, 1.0, seed=3)
-        preds = [apply_swf(P, w).argmax(axis=1) for w in cands]
+        preds = [apply_swf(P, w, opinion).argmax(axis=1) for w in cands]
     else:
-        res = search_mcwf(P, y, n_draws=60, concentration=1.0, seed=3, chunk=chunk)
+        res = search_mcwf(P, y, n_draws=60, seed=3, chunk=chunk, opinion=opinion)
         cands = mcwf_candidates(60, 3, n_classes, 1.0, seed=3)
-        preds = [apply_mcwf(P, w).argmax(axis=1) for w in cands]
+        preds = [apply_mcwf(P, w, opinion).argmax(axis=1) for w in cands]
     ref = np.array([_sklearn_cpm(y, p, n_classes) for p in preds])
     np.testing.assert_allclose(res.history, ref, rtol=0, atol=1e-12)
     assert res.best_score == res.history.max() == pytest.approx(ref.max(), abs=1e-12)
@@ -165,3 +173,54 @@ def test_invalid_inputs_raise():
         search_mcwf(bad, y, n_draws=2)
     with pytest.raises(ValueError):
         swf_candidates(3, 2, 0.0, seed=0)
+
+
+def test_moving_average_is_centred_and_shorter_at_the_edges():
+    p = np.arange(5, dtype=np.float32)[:, None]  # (n, 1)
+    np.testing.assert_allclose(smooth_scores(p, 3)[:, 0], [0.5, 1, 2, 3, 3.5])
+    np.testing.assert_allclose(smooth_scores(p, 2)[:, 0], [0.5, 1.5, 2.5, 3.5, 4])  # one ahead
+    np.testing.assert_allclose(smooth_scores(p, 5)[:, 0], [1, 1.5, 2, 2.5, 3])
+    for off in (0, 1):
+        assert smooth_scores(p, off) is p
+    probs = np.random.default_rng(0).dirichlet(np.ones(4), size=9).astype(np.float32)
+    np.testing.assert_allclose(smooth_scores(probs, 4).sum(axis=1), 1, rtol=1e-6)
+    # Video by video: a window never reaches into the next video.
+    P = np.concatenate([np.zeros((2, 3, 1)), np.full((2, 2, 1), 9.0)], axis=1)
+    index = [("a", 3), ("b", 2)]
+    np.testing.assert_array_equal(smooth_stacked(P, index, 3), P)
+    P[1, 0, 0] = 3.0
+    np.testing.assert_allclose(smooth_stacked(P, index, 3)[:, :, 0],
+                               [[0, 0, 0, 9, 9], [1.5, 1, 0, 9, 9]])
+
+
+def test_opinion_mask_is_normalised_entropy():
+    P = np.array([[[1.0, 0, 0, 0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0, 0], [0, 0, 0, 0]]])
+    # normalised entropies: 0, 1, ln 2 / ln 4 = 0.5, undefined (all zero: no opinion)
+    np.testing.assert_array_equal(opinion_mask(P, 0.6), [[True, False, True, False]])
+    np.testing.assert_array_equal(opinion_mask(P, 0.4), [[True, False, False, False]])
+    np.testing.assert_array_equal(opinion_mask(2 * P, 0.6), [[True, False, True, False]])
+    assert opinion_mask(P, None) is None
+
+
+def test_gate_drops_abstaining_models_and_renormalises():
+    sure = [0.8, 0.1, 0.1]
+    flat = [0.3, 0.4, 0.3]
+    other = [0.1, 0.1, 0.8]
+    P = np.array([[sure, flat], [flat, flat], [other, flat]], dtype=np.float32)  # (3, 2, 3)
+    opinion = np.array([[True, False], [False, False], [True, False]])
+    # SWF: model 1 abstains on frame 0; w = (0.2, 0.5, 0.3) -> (0.4, 0, 0.6) there.
+    w = np.array([0.2, 0.5, 0.3])
+    fused = apply_swf(P, w, opinion)
+    np.testing.assert_allclose(fused[0], 0.4 * np.array(sure) + 0.6 * np.array(other), rtol=1e-6)
+    # Frame 1: every model abstains -> the plain fusion.
+    np.testing.assert_allclose(fused[1], apply_swf(P, w)[1], rtol=1e-6)
+    # MCWF: each class column is renormalised over the models that keep an opinion.
+    W = np.array([[0.5, 0.1, 0.0], [0.5, 0.3, 0.9], [0.0, 0.6, 0.1]])
+    fused = apply_mcwf(P, W, opinion)
+    expected0 = [sure[0], (0.1 * sure[1] + 0.6 * other[1]) / 0.7, other[2]]  # class 2: 0.1/0.1
+    np.testing.assert_allclose(fused[0], expected0, rtol=1e-6)
+    np.testing.assert_allclose(fused[1], apply_mcwf(P, W)[1], rtol=1e-6)
+    # Class 0 of a frame where only model 2 (weight 0 for class 0) has an opinion: plain.
+    only2 = np.array([[False], [False], [True]])
+    np.testing.assert_allclose(apply_mcwf(P[:, :1], W, only2)[0, 0],
+                               apply_mcwf(P[:, :1], W)[0, 0], rtol=1e-6)
