@@ -53,9 +53,16 @@ def find_scores(root: str | Path, names: list[str] | None = None) -> dict[str, P
 
 
 def read_labels(path: str | Path, task: str = "expr") -> dict[str, dict]:
-    """5 Hz labels: ``{video_id: {"y" [n] or "va" [n, 2], "split"}}``."""
-    return {vid: {**g, "split": read_group_attrs(path, vid)["split"]}
-            for vid, g in iter_groups(path, [payload(task)[1]])}
+    """5 Hz labels: ``{video_id: {"y" [n] or "va" [n, 2], "split", "speaker"}}``.
+
+    ``speaker`` is the group attribute written by ``resample_labels``; a file without one
+    (or an empty one) gives the video id, so every video is its own speaker.
+    """
+    out = {}
+    for vid, g in iter_groups(path, [payload(task)[1]]):
+        attrs = read_group_attrs(path, vid)
+        out[vid] = {**g, "split": attrs["split"], "speaker": str(attrs.get("speaker") or vid)}
+    return out
 
 
 def stack_split(scores: dict[str, dict[str, dict]], labels: dict[str, dict], split: str,
