@@ -1,20 +1,33 @@
-"""Tests for pipeline.fusion: weight constraints, determinism and search results."""
+"""Tests for pipeline.fusion: weight constraints, determinism, search results, the entropy gate,
+smoothing, and the out-of-sample judgement and choice of fusion rules."""
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
+import yaml
 from sklearn.metrics import accuracy_score, f1_score
 
 from pipeline.fusion import (
+    FusionConfig,
     apply_mcwf,
     apply_swf,
+    at_chance_models,
+    fuse_dev,
+    fuse_splits,
+    fuse_with,
+    group_folds,
     mcwf_candidates,
     opinion_mask,
     search_mcwf,
     search_swf,
     swf_candidates,
 )
-from pipeline.metrics import classification_metrics
+from pipeline.metrics import at_chance, ccc, classification_metrics
 from pipeline.scores import smooth_scores, smooth_stacked
 
 K = 7
@@ -224,3 +237,253 @@ def test_gate_drops_abstaining_models_and_renormalises():
     only2 = np.array([[False], [False], [True]])
     np.testing.assert_allclose(apply_mcwf(P[:, :1], W, only2)[0, 0],
                                apply_mcwf(P[:, :1], W)[0, 0], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ out-of-sample judgement
+
+CFG = FusionConfig(task="expr", n_draws=2000, concentration=0.3, seed=0, cv_folds=5,
+                   cv_group="speaker", shrinkage=(0.0, 0.25, 0.5), choice_se=1.0,
+                   smooth_bins=0, entropy_gate=None)
+
+
+def _softmax_scores(rng, y, strength, n_classes=4):
+    """(N, K) probabilities: Gaussian logits plus ``strength`` on class ``y``."""
+    logits = rng.standard_normal((y.size, n_classes)) + strength * np.eye(n_classes)[y]
+    p = np.exp(logits)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _good_and_noise(rng, n_groups, n_frames, n_noise=3, n_classes=4):
+    """One informative model and ``n_noise`` pure-noise models (confident, label-blind)."""
+    y = rng.integers(0, n_classes, n_groups * n_frames)
+    groups = np.repeat([f"s{g}" for g in range(n_groups)], n_frames)
+    good = _softmax_scores(rng, y, 1.5)
+    noise = [_softmax_scores(rng, rng.integers(0, n_classes, y.size), 2.0) for _ in range(n_noise)]
+    return np.stack([good] + noise), y, groups
+
+
+def _cpm(y, fused):
+    return classification_metrics(y, fused.argmax(axis=1), fused.shape[1])["cpm"]
+
+
+def test_group_folds_keep_groups_whole_and_cap_the_folds():
+    groups = np.repeat(["a", "b", "c", "d"], [5, 3, 4, 2])
+    labelled = np.ones(groups.size, bool)
+    labelled[groups == "d"] = False  # a group without labels is never held out
+    folds, n_groups = group_folds(groups, labelled, n_folds=5)
+    assert n_groups == 3 and set(folds) == {-1, 0, 1, 2}  # capped at 3 labelled groups
+    assert (folds[groups == "d"] == -1).all()
+    for g in "abc":
+        assert np.unique(folds[groups == g]).size == 1  # a group is never split
+    assert np.unique(folds[groups != "d"]).size == 3  # every fold holds a group
+    folds, n_groups = group_folds(groups, groups == "a", n_folds=5)
+    assert n_groups == 1 and (folds == -1).all()  # one group: no cross-validation
+
+
+def test_at_chance():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 2000)
+    y[:100] = -1
+    assert "predicts one class (index 2)" in at_chance(y, np.full(y.size, 2), 4)
+    assert "within the chance band" in at_chance(y, rng.integers(0, 4, y.size), 4)
+    better = np.where(rng.random(y.size) < 0.2, np.maximum(y, 0), rng.integers(0, 4, y.size))
+    assert at_chance(y, better, 4) is None  # UAR ~0.4 against chance 0.25 +- 0.02
+    # Only the classes present count: predicting 2 present classes at random is chance.
+    y2 = rng.integers(0, 2, 2000)
+    assert at_chance(y2, rng.integers(0, 2, y2.size), 7) is not None
+
+
+def test_cross_validation_exposes_a_search_that_fits_noise():
+    # A small dev set (6 speakers x 25 frames): one informative model and three pure-noise
+    # models that the searches can fit in sample. Test speakers are new draws.
+    rng = np.random.default_rng(0)
+    P, y, groups = _good_and_noise(rng, 6, 25)
+    P_test, y_test, _ = _good_and_noise(rng, 4, 500)
+    models = ["good", "noise1", "noise2", "noise3"]
+    dev = fuse_dev(P, y, groups, models, CFG)  # no exclusion: the noise stays searchable
+    test = {m: _cpm(y_test, fuse_with(P_test, dev.fits[m], CFG)) for m in dev.fits}
+    assert dev.cv_folds == 5 and dev.n_groups == 6
+    for method in ("swf", "mcwf"):  # the searches fit dev: held out, they score lower
+        fit = dev.fits[method]
+        assert fit.dev_score_cv < fit.dev_score_in_sample
+        assert fit.dev_score_cv == _cpm(y, fit.dev_fused)  # the pooled held-out predictions
+    for method in ("uniform", "single"):
+        assert dev.fits[method].dev_score_cv is not None
+    # The trap is real here: picking by in-sample dev score would lose on test...
+    in_sample_pick = max(dev.fits, key=lambda m: dev.fits[m].dev_score_in_sample)
+    assert test[in_sample_pick] < test["single"] - 0.02
+    # ... the pipeline's out-of-sample choice does not.
+    assert dev.chosen != in_sample_pick
+    assert test[dev.chosen] >= test["single"]
+    np.testing.assert_array_equal(dev.fits["single"].weights, [1, 0, 0, 0])
+
+
+def test_one_standard_error_rule_prefers_the_simpler_rule():
+    # Same design, another draw: MCWF has the best cross-validated score by less than one
+    # standard error; the rule keeps the single model, which is also better on test.
+    rng = np.random.default_rng(3)
+    P, y, groups = _good_and_noise(rng, 6, 25)
+    P_test, y_test, _ = _good_and_noise(rng, 4, 500)
+    models = ["good", "noise1", "noise2", "noise3"]
+    dev = fuse_dev(P, y, groups, models, CFG)
+    best = dev.fits[dev.best_cv]
+    assert dev.best_cv == "mcwf" and dev.chosen == "single"
+    se = np.std(best.fold_scores, ddof=1) / np.sqrt(dev.cv_folds)
+    assert dev.cv_standard_error == pytest.approx(se)
+    assert dev.fits["single"].dev_score_cv >= best.dev_score_cv - se  # within one error
+    assert dev.fits["uniform"].dev_score_cv < best.dev_score_cv - se  # simpler, but not within
+    test = {m: _cpm(y_test, fuse_with(P_test, dev.fits[m], CFG)) for m in ("single", "mcwf")}
+    assert test["single"] > test["mcwf"]
+    assert fuse_dev(P, y, groups, models, replace(CFG, choice_se=0.0)).chosen == "mcwf"
+
+
+def test_held_out_folds_never_see_their_own_labels():
+    # Model 0 is perfect on speaker a and wrong on b; model 1 the reverse. On all of dev
+    # either looks half right, so `single` picks model 0 (the first maximum). Held out, each
+    # speaker is predicted by the model that was right on the *other* speaker: all wrong.
+    y = np.array([0, 1, 2, 0, 1, 2])
+    groups = np.array(["a"] * 3 + ["b"] * 3)
+    right = np.eye(3)[y].astype(np.float32)
+    wrong = np.eye(3)[(y + 1) % 3].astype(np.float32)
+    P = np.stack([np.concatenate([right[:3], wrong[3:]]), np.concatenate([wrong[:3], right[3:]])])
+    dev = fuse_dev(P, y, groups, ["m0", "m1"], replace(CFG, n_draws=0))
+    single = dev.fits["single"]
+    assert single.dev_score_in_sample == pytest.approx(0.5)
+    assert single.dev_score_cv == 0.0
+    np.testing.assert_array_equal(single.dev_fused.argmax(axis=1), (y + 1) % 3)
+
+
+def test_one_group_means_no_cross_validation_and_uniform_weights(caplog):
+    rng = np.random.default_rng(1)
+    P, y, _ = _good_and_noise(rng, 2, 30, n_noise=1)
+    dev = fuse_dev(P, y, np.full(y.size, "only"), ["good", "noise"], CFG)
+    assert dev.cv_folds == 0 and dev.chosen == "uniform" and "no cross-validation" in dev.note
+    assert "no cross-validation" in caplog.text
+    for fit in dev.fits.values():
+        assert fit.dev_score_cv is None and fit.shrinkage_cv == {}
+    np.testing.assert_allclose(dev.fits["swf"].weights, [0.5, 0.5])
+    np.testing.assert_allclose(dev.fits["mcwf"].weights, np.full((2, 4), 0.5))  # (L, K)
+
+
+def test_shrinkage_pulls_weights_towards_uniform():
+    rng = np.random.default_rng(2)
+    P, y, groups = _good_and_noise(rng, 4, 40, n_noise=2)
+    full = fuse_dev(P, y, groups, ["a", "b", "c"], replace(CFG, shrinkage=(1.0,)))
+    np.testing.assert_allclose(full.fits["swf"].weights, np.full(3, 1 / 3))
+    np.testing.assert_allclose(full.fits["mcwf"].weights, np.full((3, 4), 1 / 3))
+    none = fuse_dev(P, y, groups, ["a", "b", "c"], replace(CFG, shrinkage=(0.0,)))
+    half = fuse_dev(P, y, groups, ["a", "b", "c"], replace(CFG, shrinkage=(0.5,)))
+    np.testing.assert_allclose(half.fits["swf"].weights,
+                               0.5 * none.fits["swf"].weights + 0.5 / 3)
+    grid = fuse_dev(P, y, groups, ["a", "b", "c"], CFG)
+    for method in ("swf", "mcwf"):
+        fit = grid.fits[method]
+        assert set(fit.shrinkage_cv) == set(CFG.shrinkage)
+        assert fit.dev_score_cv == max(fit.shrinkage_cv.values())
+        best = [s for s, v in fit.shrinkage_cv.items() if v == fit.dev_score_cv]
+        assert fit.shrinkage == best[0]  # the first of equal scores
+
+
+def test_a_chance_model_is_excluded_with_a_reason(caplog):
+    rng = np.random.default_rng(3)
+    P, y, groups = _good_and_noise(rng, 4, 100, n_noise=1)
+    weak = _softmax_scores(rng, y, 0.8)
+    P = np.concatenate([P, weak[None]])
+    models = ["good", "noise", "weak"]
+    excluded = at_chance_models(P, y, models)
+    assert list(excluded) == ["noise"] and "chance band" in excluded["noise"]
+    index = [(f"v{i}", 100) for i in range(4)]
+    dev, fused = fuse_splits({"dev": (P, index)}, y, groups, models, CFG)
+    assert dev.excluded == excluded and "noise left out" in caplog.text
+    for fit in dev.fits.values():
+        assert np.all(fit.weights[1] == 0)
+    assert set(fused) == {"swf", "mcwf", "chosen"}
+    # Every model at chance: none is excluded (fusion needs a model).
+    assert at_chance_models(P[1:2], y, ["noise"]) == {}
+
+
+def test_smoothing_and_gate_reach_the_fusion():
+    rng = np.random.default_rng(4)
+    P, y, groups = _good_and_noise(rng, 4, 50, n_noise=0)
+    P = np.concatenate([P, _softmax_scores(rng, y, 1.0)[None]])  # two informative models
+    index = [(f"v{i}", 50) for i in range(4)]
+    cfg = replace(CFG, n_draws=50, shrinkage=(1.0,))  # SWF = uniform weights: both count
+    _, plain = fuse_splits({"dev": (P, index), "test": (P, index)}, y, groups, ["a", "b"], cfg)
+    _, smoothed = fuse_splits({"dev": (P, index), "test": (P, index)}, y, groups, ["a", "b"],
+                              replace(cfg, smooth_bins=5))
+    _, gated = fuse_splits({"dev": (P, index), "test": (P, index)}, y, groups, ["a", "b"],
+                           replace(cfg, entropy_gate=0.5))
+    # Test rows use the final weights on the smoothed scores; the same data with smoothing
+    # gives other fused scores, with the gate too.
+    for other in (smoothed, gated):
+        assert not np.allclose(other["swf"]["v0"][1], plain["swf"]["v0"][1])
+
+
+def test_va_fusion_is_cross_validated_by_ccc():
+    rng = np.random.default_rng(5)
+    groups = np.repeat([f"s{g}" for g in range(5)], 40)
+    y = rng.uniform(-1, 1, (groups.size, 2))
+    y[:10] = np.nan
+    good = np.nan_to_num(y) + 0.4 * rng.standard_normal(y.shape)
+    noise = [rng.uniform(-1, 1, y.shape) for _ in range(3)]
+    P = np.stack([good] + noise).astype(np.float32)
+    cfg = replace(CFG, task="va", concentration=1.0)
+    dev = fuse_dev(P, y, groups, ["good", "n1", "n2", "n3"], cfg)
+    assert dev.cv_folds == 5 and dev.excluded == {}
+    assert dev.fits["mcwf"].weights.shape == (4, 2) and dev.fits["swf"].weights.shape == (4,)
+    for method in ("swf", "mcwf"):
+        fit = dev.fits[method]
+        direct = np.mean([ccc(fit.dev_fused[:, d], y[:, d]) for d in range(2)])
+        assert fit.dev_score_cv == pytest.approx(direct, abs=1e-6)  # pooled held-out CCC
+        assert fit.dev_score_cv < fit.dev_score_in_sample
+    assert dev.fits[dev.chosen].dev_score_cv >= dev.fits["uniform"].dev_score_cv
+    with pytest.raises(ValueError, match="entropy_gate"):
+        fuse_dev(P, y, groups, ["good", "n1", "n2", "n3"], replace(cfg, entropy_gate=0.9))
+
+
+def test_fuse_stage_writes_weights_choice_and_out_of_fold_dev_scores(tmp_path):
+    from pipeline.io.h5 import open_writer
+    from pipeline.scores import write_scores
+    from stages.fuse import main
+
+    rng = np.random.default_rng(6)
+    params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+    classes = params["base"]["classes"]
+    k = len(classes)
+    n, vids = 40, [f"v{i}" for i in range(8)]
+    split = {v: "dev" if i < 6 else "test" for i, v in enumerate(vids)}
+    y = {v: rng.integers(0, k, n).astype(np.int8) for v in vids}
+    y["v0"][:5] = -1
+    with open_writer(tmp_path / "labels.h5", rate_hz=5.0, task="expr", classes=classes) as w:
+        for i, v in enumerate(vids):  # two videos per speaker: 3 dev speakers
+            w.add(v, attrs={"split": split[v], "speaker": f"spk{i // 2}"}, y=y[v],
+                  t=np.arange(n) / 5.0, valid=np.ones(n, bool))
+    for name, strength in (("svm_fer", 1.5), ("kelm_fer", 0.8), ("svm_mfcc", None)):
+        truth = {v: np.maximum(y[v], 0) if strength else rng.integers(0, k, n) for v in vids}
+        sc = {v: {"p": _softmax_scores(rng, truth[v], strength or 2.0, k),
+                  "covered": np.ones(n, bool)} for v in vids}
+        write_scores(tmp_path / "fit" / name / "scores.h5", sc, split, 5.0, classes=classes)
+    params["fuse"].update(models=["svm_fer", "kelm_fer", "svm_mfcc"], n_draws=200)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    main(["--scores", str(tmp_path / "fit"), "--labels", str(tmp_path / "labels.h5"),
+          "--dst", str(tmp_path / "fuse"), "--params", str(tmp_path / "params.yaml")])
+
+    choice = json.loads((tmp_path / "fuse" / "choice.json").read_text())
+    assert choice["cv_folds"] == 3 and choice["n_groups"] == 3 and choice["cv_group"] == "speaker"
+    assert choice["method"] in ("uniform", "single", "swf", "mcwf")
+    assert choice["dev_score_cv"] == choice["cv_scores"][choice["method"]]
+    assert "svm_mfcc" in choice["excluded"]
+    for method in ("swf", "mcwf"):
+        rec = json.loads((tmp_path / "fuse" / method / "weights.json").read_text())
+        for key in ("dev_score_cv", "dev_score_in_sample", "excluded", "cv_folds", "shrinkage"):
+            assert key in rec, key
+        assert rec["chosen"] == (method == choice["method"]) and "dev_score" not in rec
+        assert rec["models"] == ["svm_fer", "kelm_fer", "svm_mfcc"]
+        assert np.all(np.asarray(rec["weights"])[2] == 0)  # the excluded model
+        # Dev rows of scores.h5 are the held-out predictions: their CPM is dev_score_cv.
+        with h5py.File(tmp_path / "fuse" / method / "scores.h5") as f:
+            assert sorted(f) == vids and f["v7"].attrs["split"] == "test"
+            p = np.concatenate([f[v]["p"][()] for v in vids[:6]])
+        y_dev = np.concatenate([y[v] for v in vids[:6]])
+        assert _cpm(y_dev, p) == pytest.approx(rec["dev_score_cv"], abs=1e-12)
+    assert (tmp_path / "fuse" / "chosen" / "scores.h5").is_file()
