@@ -525,8 +525,10 @@ def apply_va(P: np.ndarray, w: np.ndarray) -> np.ndarray:
 # weights are searched on k - 1 folds and applied to the held-out fold, the held-out fused
 # scores of all folds are pooled, and the pooled scores are scored once (CPM; mean CCC for
 # va). That pooled score picks each rule's shrinkage towards uniform weights and the rule the
-# pipeline uses (uniform weights, the best single model, SWF or MCWF). The final weights are
-# then searched on all of dev; their in-sample dev score is recorded, never the headline.
+# pipeline uses (uniform weights, the best single model, SWF or MCWF; the simplest one within
+# `choice_se` standard errors of the best, as small dev sets make these scores noisy). The
+# final weights are then searched on all of dev; their in-sample dev score is recorded, never
+# the headline.
 
 METHODS = ("uniform", "single", "swf", "mcwf")  # in order of simplicity: ties go to the first
 
@@ -716,6 +718,11 @@ def fuse_dev(
     With fewer than 2 groups with labels there is no cross-validation: every rule then
     uses the uniform weights and the choice is uniform, as nothing fitted on dev could be
     judged.
+
+    The cross-validated score of each rule is out of sample for its weights. The choices
+    made with it (the shrinkage, the rule, and which models are excluded) are not
+    themselves cross-validated, so the chosen rule's score is still a little optimistic:
+    the best of a handful of noisy scores. The test split is the judge of that.
     """
     if cfg.task == "va" and cfg.entropy_gate is not None:
         raise ValueError("entropy_gate applies to class probabilities (task expr) only")
