@@ -28,6 +28,7 @@ __all__ = [
     "classification_metrics",
     "cpm_batch",
     "cpm_from_confusion",
+    "at_chance",
     "ccc",
     "va_metrics",
 ]
@@ -186,6 +187,65 @@ def cpm_from_confusion(confusion: np.ndarray) -> np.ndarray:
         raise ValueError("confusion matrix with no counts")
     tp = np.diagonal(confusion, axis1=-2, axis2=-1)
     return _cpm_from_counts(tp, confusion.sum(axis=-2), confusion.sum(axis=-1), n)
+
+
+def at_chance(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, z: float = 2.0
+) -> str | None:
+    """Why a classifier is no better than chance on labelled frames, or None if it is.
+
+    A model is at chance when it predicts one class on every labelled frame, or when its
+    unweighted average recall (UAR) lies at or below the top of a binomial noise band around
+    chance: ``uar <= 1 / C + z * se`` with C the number of classes present in ``y_true``
+    (the best UAR a predictor that ignores its input can expect) and
+    ``se = sqrt(sum_c (1/C) (1 - 1/C) / n_c) / C`` the standard error of the UAR of such
+    a predictor, ``n_c`` being the frames of class c. Models below chance count too: with
+    non-negative fusion weights they can only add noise.
+
+    Parameters
+    ----------
+    y_true : (N,) int array
+        True class in ``[0, n_classes)``, or ``-1`` (masked).
+    y_pred : (N,) int array
+        Predicted class in ``[0, n_classes)``.
+    n_classes : int
+        Number of classes K.
+    z : float
+        Width of the band in standard errors (2: about 2.3 % of chance-level models would
+        score above it by luck).
+
+    Returns
+    -------
+    str or None
+        A one-line reason, e.g. ``"UAR 0.151 within the chance band (1/7 + 2 x 0.012, 4200
+        frames)"``; None when the model is above the band.
+
+    Notes
+    -----
+    Neighbouring 5 Hz frames are not independent (a clip has one label; predictions come
+    from overlapping windows), so the band, computed as if they were, is narrow: the check
+    catches models that are clearly at chance, not every weak one.
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    keep = y_true != -1
+    yt, yp = y_true[keep], y_pred[keep]
+    if yt.size == 0:
+        raise ValueError("no labelled frames to judge (every y_true is -1 or the input is empty)")
+    _check_labels("y_true", yt, n_classes)
+    _check_labels("y_pred", yp, n_classes)
+    if np.unique(yp).size == 1:
+        return f"predicts one class (index {int(yp[0])}) on all {yt.size} labelled frames"
+    present = np.unique(yt)
+    n_c = np.bincount(yt, minlength=n_classes)[present]
+    hits = np.bincount(yt[yp == yt], minlength=n_classes)[present]
+    uar = float(np.mean(hits / n_c))
+    chance = 1.0 / present.size
+    se = float(np.sqrt(np.sum(chance * (1 - chance) / n_c)) / present.size)
+    if uar <= chance + z * se:
+        return (f"UAR {uar:.3f} within the chance band (1/{present.size} + {z:g} x {se:.3f}, "
+                f"{yt.size} frames)")
+    return None
 
 
 def _cpm_from_counts(

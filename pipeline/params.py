@@ -337,11 +337,18 @@ class FitRawAudioSection(Section):
 
 
 class FuseSection(Section):
-    """Section ``fuse``: which models enter fusion and the Dirichlet random search."""
+    """Section ``fuse``: which models enter fusion, the Dirichlet random search, and how
+    fusion is judged (cross-validation over dev groups) and regularised."""
 
     models: Names  # fitted model names (<model>_<feature>), or [all]
     n_draws: NonNegInt
     concentration: PosFloat
+    cv_folds: Annotated[Int, Field(ge=2)]  # capped at the number of dev groups
+    cv_group: Literal["speaker", "video"]
+    shrinkage: Annotated[tuple[Fraction, ...], Field(min_length=1)]  # tried by CV
+    choice_se: NonNegFloat  # one-standard-error rule; 0 = best cross-validated score
+    smooth_bins: NonNegInt  # centred moving average of every model's scores; 0 or 1 = off
+    entropy_gate: Annotated[Float, Field(gt=0, le=1)] | None  # expr only; null = off
 
 
 class EvaluateSection(Section):
@@ -381,6 +388,9 @@ class ParamsFile(Section):
         if missing:
             raise _error("fit.features", f"{missing} not in window_stats.features "
                                          f"{list(self.window_stats.features)} (dvc foreach)")
+        if self.base.task == "va" and self.fuse.entropy_gate is not None:
+            raise _error("fuse.entropy_gate", "must be null for base.task va (the gate needs "
+                                              "class probabilities)")
         if self.fuse.models != ("all",):
             produced = pipeline_models(self.fit.models, self.fit.features)
             unknown = sorted(set(self.fuse.models) - set(produced))
@@ -528,6 +538,13 @@ class FuseParams(FuseSection):
     classes: Classes
     label_rate_hz: PosFloat
     task: Task
+
+    def fusion_config(self):
+        """The library config (pipeline.fusion.FusionConfig)."""
+        from pipeline.fusion import FusionConfig  # imports sklearn: only when needed
+
+        names = [f.name for f in dataclasses.fields(FusionConfig)]
+        return FusionConfig(**{name: getattr(self, name) for name in names})
 
 
 class EvaluateParams(EvaluateSection):

@@ -53,9 +53,16 @@ def find_scores(root: str | Path, names: list[str] | None = None) -> dict[str, P
 
 
 def read_labels(path: str | Path, task: str = "expr") -> dict[str, dict]:
-    """5 Hz labels: ``{video_id: {"y" [n] or "va" [n, 2], "split"}}``."""
-    return {vid: {**g, "split": read_group_attrs(path, vid)["split"]}
-            for vid, g in iter_groups(path, [payload(task)[1]])}
+    """5 Hz labels: ``{video_id: {"y" [n] or "va" [n, 2], "split", "speaker"}}``.
+
+    ``speaker`` is the group attribute written by ``resample_labels``; a file without one
+    (or an empty one) gives the video id, so every video is its own speaker.
+    """
+    out = {}
+    for vid, g in iter_groups(path, [payload(task)[1]]):
+        attrs = read_group_attrs(path, vid)
+        out[vid] = {**g, "split": attrs["split"], "speaker": str(attrs.get("speaker") or vid)}
+    return out
 
 
 def stack_split(scores: dict[str, dict[str, dict]], labels: dict[str, dict], split: str,
@@ -90,6 +97,64 @@ def stack_split(scores: dict[str, dict[str, dict]], labels: dict[str, dict], spl
     P = np.stack([np.concatenate(p) for p in ps]).astype(np.float32)
     y = np.concatenate([labels[v][lab_key] for v in vids])
     return P, (y.astype(np.float32) if task == "va" else y.astype(np.int64)), index
+
+
+def smooth_scores(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Centred moving average of one video's scores along the 5 Hz grid.
+
+    Parameters
+    ----------
+    p : (n, ...) float array
+        One video's scores, one row per grid bin (e.g. (n, K) class probabilities, (n, 2)
+        valence/arousal, or (n, L, K) for several models).
+    n_bins : int
+        Window length in bins; 0 or 1 returns ``p`` unchanged. Bin i becomes the mean of
+        bins ``i - (n_bins - 1) // 2`` to ``i + n_bins // 2`` (an even window reaches one
+        bin further ahead), taken over the bins that exist: near the video's start and end
+        the window is shorter, not padded.
+
+    Returns
+    -------
+    (n, ...) array in the dtype of ``p``; rows of class probabilities still sum to 1.
+    """
+    p = np.asarray(p)
+    if n_bins <= 1 or len(p) == 0:
+        return p
+    n = len(p)
+    csum = np.cumsum(p, axis=0, dtype=np.float64)
+    csum = np.concatenate([np.zeros((1,) + p.shape[1:]), csum])  # csum[i] = sum of rows < i
+    i = np.arange(n)
+    lo = np.maximum(i - (n_bins - 1) // 2, 0)
+    hi = np.minimum(i + n_bins // 2 + 1, n)
+    count = (hi - lo).reshape((n,) + (1,) * (p.ndim - 1))
+    return ((csum[hi] - csum[lo]) / count).astype(p.dtype)
+
+
+def smooth_stacked(P: np.ndarray, index: list[tuple[str, int]], n_bins: int) -> np.ndarray:
+    """:func:`smooth_scores` applied video by video to the scores of :func:`stack_split`.
+
+    Parameters
+    ----------
+    P : (L, N, D) float array
+        Several models' scores, videos concatenated in the order of ``index``.
+    index : list of (video_id, n_bins)
+        As returned by :func:`stack_split`; windows never cross a video boundary.
+    n_bins : int
+        Window length (0 or 1: unchanged).
+
+    Returns
+    -------
+    (L, N, D) array in the dtype of ``P``.
+    """
+    if n_bins <= 1:
+        return P
+    out = np.empty_like(P)
+    start = 0
+    for _, n in index:
+        video = P[:, start : start + n].transpose(1, 0, 2)  # (n, L, D): bins first
+        out[:, start : start + n] = smooth_scores(video, n_bins).transpose(1, 0, 2)
+        start += n
+    return out
 
 
 def classes_of(path: str | Path) -> list[str]:
