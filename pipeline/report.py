@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.metrics import classification_metrics, va_metrics  # noqa: E402
+from pipeline.metrics import at_chance, classification_metrics, va_metrics  # noqa: E402
 from pipeline.protocol import Units  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -210,13 +210,22 @@ def evaluate_all(stacked: dict[str, tuple], units: dict[str, Units], names: list
         key, table = "cpm", markdown_table(out)
         measure = f"CPM = 0.67 macro F1 + 0.33 accuracy, {kind}"
     best = max(names, key=lambda n: out["dev"][n][key])
+    if task != "va":  # models no better than chance on dev: warned here, left out by fuse
+        for i, name in enumerate(names):
+            reason = at_chance(units["dev"].y, units["dev"].pred[i], len(classes))
+            if reason:
+                log.warning("%s is at chance on dev: %s", name, reason)
+                table += f"\n- `{name}` is at chance on dev: {reason}\n"
     return Evaluation(out, stacked, names, key, best, table, measure)
 
 
 def summary_markdown(ev: Evaluation) -> str:
     """The report's Markdown summary: measure, best model, table."""
     return (f"# Results ({', '.join(ev.metrics)})\n\n{ev.measure}; unannotated frames masked. "
-            f"The same figures on the 5 Hz grid are in metrics.json under `grid_5hz`. "
+            "The same figures on the 5 Hz grid are in metrics.json under `grid_5hz`. Every dev "
+            "figure is out of sample: single models are fitted on train, and the dev scores of "
+            "the fusions (`fusion_swf`, `fusion_mcwf`, and `fusion_chosen`, the rule `fuse` "
+            "picks) are cross-validated over dev groups (models/fuse/choice.json). "
             f"Best on dev: **{ev.best}**.\n\n" + ev.table)
 
 

@@ -30,7 +30,7 @@ def main(scores: Path, fused: Path, labels: Path, manifest: Path, metrics: Path,
     """Score every model and fusion on dev and test."""
     cfg = load_params("evaluate", params)
     fitted = find_scores(scores, pipeline_models(cfg.fit_models, cfg.fit_features))
-    files = {**fitted, **{f"fusion_{k}": v for k, v in find_scores(fused, ["swf", "mcwf"]).items()}}
+    files = {**fitted, **{f"fusion_{k}": v for k, v in find_scores(fused, ["swf", "mcwf", "chosen"]).items()}}
     models = {name: read_scores(path, cfg.task) for name, path in files.items()}
     lab = read_labels(labels, cfg.task)
     stacked = {s: stack_split(models, lab, s, cfg.task) for s in ("dev", "test")

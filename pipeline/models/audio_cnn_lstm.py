@@ -112,6 +112,9 @@ class AudioCNNLSTM(nn.Module):
     lstm_layers : int, default=2
         Number of LSTM layers.
 
+    Each window is standardised to zero mean and unit variance first, so the output does not
+    depend on the recording level.
+
     Shapes
     ------
     input : (B, 1, samples) or (B, samples) float; ``samples >= prod(pool_sizes)``
@@ -164,6 +167,9 @@ class AudioCNNLSTM(nn.Module):
                 f"windows of {x.shape[-1]} samples are shorter than the total pooling "
                 f"factor {self.min_samples}"
             )
+        # each window to zero mean, unit variance (the seed-003 audio model's input scaling):
+        # the level of separated vocals varies by orders of magnitude between recordings
+        x = (x - x.mean(dim=-1, keepdim=True)) / (x.std(dim=-1, keepdim=True) + 1e-5)
         h = self.features(x)                                # [B, C, T']
         out, _ = self.lstm(h.transpose(1, 2))               # [B, T', H]
         return self.head(self.drop(out[:, -1]))             # [B, K]

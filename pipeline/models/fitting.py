@@ -22,6 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import at_chance
 from pipeline.scores import grid_scores
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
         model.fit(X, y)
     classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
     scores: dict[str, dict] = {}
+    dev_windows: dict[str, np.ndarray] = {}
     for split in ("dev", "test"):
         ids = sorted(v for v, g in videos.items() if g["attrs"]["split"] == split)
         if not ids:
@@ -156,6 +158,8 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
             per_window = {v: (full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes)
                               if len(videos[v]["x"]) else np.zeros((0, n_classes), np.float32))
                           for v in ids}  # W = 0: a video without this feature's modality
+        if split == "dev":
+            dev_windows = per_window
         for vid in ids:
             g = videos[vid]
             ok = g["valid"]
@@ -163,10 +167,28 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
                                      prior)
             scores[vid] = {"p": p, "covered": covered}
     report = {"model": name, "train_windows": int(len(y)), "missing_classes": missing,
-              "class_counts": np.bincount(y, minlength=n_classes).tolist()}
+              "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+              "dev_at_chance": dev_at_chance(videos, dev_windows, n_classes)}
     if hasattr(model, "history_"):
         report["history"] = model.history_
     return model, scores, report
+
+
+def dev_at_chance(videos: dict[str, dict], per_window: dict[str, np.ndarray],
+                  n_classes: int) -> str | None:
+    """Why the model is at chance on its dev windows (:func:`pipeline.metrics.at_chance`),
+    or None; None as well when dev has no labelled valid window."""
+    ys, preds = [], []
+    for vid, p in per_window.items():
+        ok = videos[vid]["valid"] & (videos[vid]["y"] >= 0)
+        ys.append(videos[vid]["y"][ok])
+        preds.append(p[ok].argmax(axis=1))
+    if not ys or sum(len(y) for y in ys) == 0:
+        return None
+    reason = at_chance(np.concatenate(ys), np.concatenate(preds), n_classes)
+    if reason:
+        log.warning("dev windows: the model is at chance (%s)", reason)
+    return reason
 
 
 def make_regressor(name: str, cfg: Any):

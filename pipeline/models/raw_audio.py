@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import at_chance
 from pipeline.features.windows import window_labels, window_va
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
 from pipeline.models.fitting import full_proba
@@ -88,7 +89,9 @@ def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, 
         scores[vid] = {"p": grid, "covered": covered}
     report = {"model": "cnn_lstm_raw", "train_windows": int((y >= 0).sum()), "class_counts": counts.tolist(),
               "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
-              "history": getattr(model, "history_", [])}
+              "history": getattr(model, "history_", []),
+              "dev_at_chance": (at_chance(yd[yd >= 0], model.predict(Xd[yd >= 0]), n_classes)
+                                if (yd >= 0).any() else None)}
     return model, scores, report
 
 

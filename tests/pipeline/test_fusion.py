@@ -463,7 +463,7 @@ def test_fuse_stage_writes_weights_choice_and_out_of_fold_dev_scores(tmp_path):
         sc = {v: {"p": _softmax_scores(rng, truth[v], strength or 2.0, k),
                   "covered": np.ones(n, bool)} for v in vids}
         write_scores(tmp_path / "fit" / name / "scores.h5", sc, split, 5.0, classes=classes)
-    params["fuse"].update(models=["svm_fer", "kelm_fer", "svm_mfcc"], n_draws=200)
+    params["fuse"].update(models=["svm_fer", "kelm_fer", "svm_mfcc"], n_draws=200, cv_group="speaker")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     main(["--scores", str(tmp_path / "fit"), "--labels", str(tmp_path / "labels.h5"),
           "--dst", str(tmp_path / "fuse"), "--params", str(tmp_path / "params.yaml")])

@@ -68,9 +68,11 @@ def test_ccc_search_is_exact_constrained_and_finds_the_good_model():
 def test_va_report():
     y = np.array([[0.1, 0.2], [0.3, 0.1], [np.nan, np.nan], [-0.5, 0.4]])
     P = np.stack([np.nan_to_num(y), -np.nan_to_num(y)])
-    out = report.evaluate_split_va(P, y, ["same", "flipped"])
+    from pipeline.protocol import Units
+
+    out = report.evaluate_split_va(P, y, Units(y, P, "frames"), ["same", "flipped"])
     assert out["same"]["ccc_mean"] == pytest.approx(1.0) and out["flipped"]["ccc_valence"] < 0
-    assert out["same"]["n_frames"] == 3
+    assert out["same"]["n_scored"] == 3 and out["same"]["grid_5hz"]["ccc_mean"] == pytest.approx(1)
     table = report.markdown_table_va({"dev": out}).splitlines()
     assert table[2].startswith("| same | 1.000")
 

@@ -177,7 +177,8 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
                "--dst", str(tmp_path / "fuse"), *p])
     rep = tmp_path / "reports"
     evaluate.main(["--scores", str(fitted), "--fused", str(tmp_path / "fuse"),
-                   "--labels", str(labels), "--metrics", str(rep / "metrics.json"),
+                   "--labels", str(labels), "--manifest", str(tmp_path / "manifest.csv"),
+                   "--metrics", str(rep / "metrics.json"),
                    "--summary", str(rep / "summary.md"), "--plots", str(rep / "plots"),
                    "--figures", str(rep / "figures"), *p])
     metrics = json.loads((rep / "metrics.json").read_text())

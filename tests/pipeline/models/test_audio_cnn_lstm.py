@@ -139,3 +139,11 @@ def test_classifier_on_cuda():
     clf = AudioCNNLSTMClassifier(epochs=2, device="cuda", random_state=0, **TINY).fit(X, y)
     assert next(clf.module_.parameters()).is_cuda
     assert clf.predict_proba(X).shape == (8, 2)
+
+
+def test_output_does_not_depend_on_the_recording_level():
+    torch.manual_seed(0)
+    net = AudioCNNLSTM(3).eval()
+    x = torch.randn(2, 1, 4096) * 0.01
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x * 300.0), rtol=1e-4, atol=1e-4)
