@@ -12,6 +12,7 @@ to ``dvc exp run`` unchanged, and a later ``-S`` wins, e.g.::
 Mappings listed in ``REPLACE`` (name -> item tables that DVC's foreach iterates) replace
 the whole mapping of params.yaml; every other mapping is merged key by key.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ from typing import Any
 
 import yaml
 
-REPLACE = {"window_stats.features", "embed_faces.backbones", "embed_audio.backbones",
-           "make_demo.split_counts", "build_manifest.split_fractions"}
+REPLACE = {
+    "window_stats.features",
+    "embed_faces.backbones",
+    "embed_audio.backbones",
+    "make_demo.split_counts",
+    "build_manifest.split_fractions",
+}
 
 
 def hydra_value(value: Any) -> str:

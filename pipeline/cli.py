@@ -5,6 +5,7 @@ required ``--option`` (underscores become dashes), parameters with defaults are 
 A :class:`~pipeline.errors.PipelineError` ends the stage with a one-line message naming the
 problem and exit status 1; any other exception keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,9 @@ def stage_cli(fn: Callable[..., None]) -> Callable[[list[str] | None], None]:
 
     @functools.wraps(fn)
     def main(argv: list[str] | None = None) -> None:
-        parser = argparse.ArgumentParser(prog=fn.__module__, description=(fn.__doc__ or "").strip())
+        parser = argparse.ArgumentParser(
+            prog=fn.__module__, description=(fn.__doc__ or "").strip()
+        )
         hints = typing.get_type_hints(fn)
         for name, p in sig.parameters.items():
             flag = "--" + name.replace("_", "-")

@@ -1,4 +1,5 @@
 """Exceptions that stages turn into a clear one-line error and a non-zero exit."""
+
 from __future__ import annotations
 
 from pathlib import Path

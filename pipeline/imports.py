@@ -6,6 +6,7 @@ and ``tests/test_dvc_yaml.py`` checks that each of those files is among the stag
 The walk reads source with :mod:`ast` (nothing is imported) and follows ``import pipeline.x``
 and ``from pipeline.x import y`` at any depth, including imports inside functions.
 """
+
 from __future__ import annotations
 
 import ast
@@ -44,8 +45,9 @@ def direct_imports(file: Path, root: Path = PACKAGE_ROOT) -> set[Path]:
     return found
 
 
-def pipeline_files(files: list[Path], root: Path = PACKAGE_ROOT,
-                   leaves: frozenset[Path] = frozenset()) -> list[Path]:
+def pipeline_files(
+    files: list[Path], root: Path = PACKAGE_ROOT, leaves: frozenset[Path] = frozenset()
+) -> list[Path]:
     """``files`` plus every pipeline source file they import, transitively; sorted.
 
     The imports of a file in ``leaves`` are not followed (the file itself is listed).

@@ -13,6 +13,7 @@
 :func:`cpm_batch` scores many prediction vectors at once from bincount-based counts
 (used by the fusion weight search) and agrees with it to 1e-9.
 """
+
 from __future__ import annotations
 
 import logging
@@ -243,8 +244,10 @@ def at_chance(
     chance = 1.0 / present.size
     se = float(np.sqrt(np.sum(chance * (1 - chance) / n_c)) / present.size)
     if uar <= chance + z * se:
-        return (f"UAR {uar:.3f} within the chance band (1/{present.size} + {z:g} x {se:.3f}, "
-                f"{yt.size} frames)")
+        return (
+            f"UAR {uar:.3f} within the chance band (1/{present.size} + {z:g} x {se:.3f}, "
+            f"{yt.size} frames)"
+        )
     return None
 
 

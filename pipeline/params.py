@@ -13,6 +13,7 @@ required. Every problem becomes one :class:`~pipeline.errors.ParamsError` line n
 file and the dotted param, e.g. ``params.yaml: fit.kelm.C: must be > 0 (got -1)`` or
 ``params.yaml: make_demo.n_video: unknown key (did you mean 'n_videos'?)``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,8 +24,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from pipeline.errors import ParamsError
@@ -147,8 +156,9 @@ class MakeDemoSection(Section):
     def _counts_add_up(self) -> MakeDemoSection:
         total = sum(self.split_counts.values())
         if total != self.n_videos:
-            raise _error("split_counts", f"counts must add up to n_videos = {self.n_videos} "
-                                         f"(got {total})")
+            raise _error(
+                "split_counts", f"counts must add up to n_videos = {self.n_videos} (got {total})"
+            )
         return self
 
 
@@ -206,8 +216,10 @@ class SeparateVocalsSection(Section):
     @model_validator(mode="after")
     def _overlap_fits(self) -> SeparateVocalsSection:
         if not self.overlap_s < self.chunk_s / 2:
-            raise _error("overlap_s", f"must be < chunk_s / 2 = {self.chunk_s / 2:g} "
-                                      f"(got {self.overlap_s:g})")
+            raise _error(
+                "overlap_s",
+                f"must be < chunk_s / 2 = {self.chunk_s / 2:g} (got {self.overlap_s:g})",
+            )
         return self
 
 
@@ -382,21 +394,31 @@ class ParamsFile(Section):
         classes = [c.lower() for c in self.base.classes]
         stray = sorted(k for k in self.finetune_faces.thinning if k.lower() not in classes)
         if stray:
-            raise _error("finetune_faces.thinning", f"keys {stray} not in base.classes "
-                                                    f"{list(self.base.classes)}")
+            raise _error(
+                "finetune_faces.thinning",
+                f"keys {stray} not in base.classes {list(self.base.classes)}",
+            )
         missing = [f for f in self.fit.features if f not in self.window_stats.features]
         if missing:
-            raise _error("fit.features", f"{missing} not in window_stats.features "
-                                         f"{list(self.window_stats.features)} (dvc foreach)")
+            raise _error(
+                "fit.features",
+                f"{missing} not in window_stats.features "
+                f"{list(self.window_stats.features)} (dvc foreach)",
+            )
         if self.base.task == "va" and self.fuse.entropy_gate is not None:
-            raise _error("fuse.entropy_gate", "must be null for base.task va (the gate needs "
-                                              "class probabilities)")
+            raise _error(
+                "fuse.entropy_gate",
+                "must be null for base.task va (the gate needs class probabilities)",
+            )
         if self.fuse.models != ("all",):
             produced = pipeline_models(self.fit.models, self.fit.features)
             unknown = sorted(set(self.fuse.models) - set(produced))
             if unknown or len(self.fuse.models) < 2:
-                raise _error("fuse.models", f"must be [all] or >= 2 of the pipeline's models "
-                                            f"{produced} (got {list(self.fuse.models)})")
+                raise _error(
+                    "fuse.models",
+                    f"must be [all] or >= 2 of the pipeline's models "
+                    f"{produced} (got {list(self.fuse.models)})",
+                )
         return self
 
 
@@ -471,11 +493,18 @@ class FinetuneFacesParams(FinetuneFacesSection):
 
         steps = {name.lower(): step for name, step in self.thinning.items()}
         return FineTuneConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, class_weight_r=self.class_weight_r,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            class_weight_r=self.class_weight_r,
             thinning=tuple(steps.get(c.lower(), 1) for c in self.classes),
-            rotation_deg=self.rotation_deg, flip=self.flip, brightness=self.brightness,
-            hidden=self.hidden, dropout=self.dropout)
+            rotation_deg=self.rotation_deg,
+            flip=self.flip,
+            brightness=self.brightness,
+            hidden=self.hidden,
+            dropout=self.dropout,
+        )
 
 
 class EmbedAudioParams(EmbedAudioSection):
@@ -567,8 +596,10 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "separate_vocals": (SeparateVocalsParams, ("n_jobs",)),
     "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),
     "embed_faces": (EmbedFacesParams, ("device", "n_jobs")),
-    "finetune_faces": (FinetuneFacesParams,
-                       ("seed", "classes", "label_rate_hz", "device", "task")),
+    "finetune_faces": (
+        FinetuneFacesParams,
+        ("seed", "classes", "label_rate_hz", "device", "task"),
+    ),
     "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
     "window_stats": (WindowStatsParams, ("label_rate_hz", "classes")),
     # the `fit` matrix stage loads fit.<model> for its model
@@ -663,11 +694,20 @@ def _validate(cls: type[Section], data: dict[str, Any], path: str | Path) -> Any
 
 # Requirement phrases for pydantic's error types ("must be <phrase> (got <input>)").
 _MUST_BE = {
-    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
-    "string_type": "a string", "tuple_type": "a list", "list_type": "a list",
-    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
-    "greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
-    "less_than_equal": "<= {le}", "literal_error": "{expected}",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "greater_than": "> {gt}",
+    "greater_than_equal": ">= {ge}",
+    "less_than": "< {lt}",
+    "less_than_equal": "<= {le}",
+    "literal_error": "{expected}",
     "string_too_short": "a non-empty string",
 }
 
@@ -704,8 +744,9 @@ def describe(err: ValidationError, root: type[BaseModel] = ParamsFile, limit: in
             lines.setdefault(path, str(ctx["error"]) + got)
         elif kind == "too_short":
             n = ctx["min_length"]
-            lines.setdefault(path, ("must not be empty" if n == 1
-                                    else f"must have at least {n} values") + got)
+            lines.setdefault(
+                path, ("must not be empty" if n == 1 else f"must have at least {n} values") + got
+            )
         elif kind == "too_long":
             lines.setdefault(path, f"must have at most {ctx['max_length']} values" + got)
         elif e["loc"] and e["loc"][-1] == "[key]":  # a name that is not allowed as a key
@@ -715,8 +756,10 @@ def describe(err: ValidationError, root: type[BaseModel] = ParamsFile, limit: in
             lines.setdefault(path, got)
         else:
             lines.setdefault(path, e["msg"] + got)
-    out = [f"{p}: must be {' or '.join(musts[p])}{text}" if p in musts else f"{p}: {text}"
-           for p, text in lines.items()]
+    out = [
+        f"{p}: must be {' or '.join(musts[p])}{text}" if p in musts else f"{p}: {text}"
+        for p, text in lines.items()
+    ]
     more = f"; and {len(out) - limit} more" if len(out) > limit else ""
     return "; ".join(out[:limit]) + more
 

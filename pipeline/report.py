@@ -1,4 +1,5 @@
 """Evaluation reports: nested metrics, DVC plot data, PNG figures and a Markdown table."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,12 @@ log = logging.getLogger(__name__)
 def _expr_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
     m = classification_metrics(y, pred, len(classes))
     return {
-        "cpm": round(float(m["cpm"]), 6), "accuracy": round(float(m["accuracy"]), 6),
+        "cpm": round(float(m["cpm"]), 6),
+        "accuracy": round(float(m["accuracy"]), 6),
         "macro_f1": round(float(m["macro_f1"]), 6),
         "macro_f1_all": round(float(m["macro_f1_all"]), 6),
-        "weighted_f1": round(float(m["weighted_f1"]), 6), "uar": round(float(m["uar"]), 6),
+        "weighted_f1": round(float(m["weighted_f1"]), 6),
+        "uar": round(float(m["uar"]), 6),
         "n_scored": int(m["n_scored"]),
         "per_class_f1": {c: round(float(f), 6) for c, f in zip(classes, m["per_class_f1"])},
         "confusion": np.asarray(m["confusion"]).tolist(),
@@ -32,12 +35,14 @@ def _expr_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
 
 
 def _va_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
-    return ({k: round(float(v), 6) for k, v in va_metrics(y, pred).items()}
-            | {"n_scored": int(np.isfinite(y).all(axis=1).sum())})
+    return {k: round(float(v), 6) for k, v in va_metrics(y, pred).items()} | {
+        "n_scored": int(np.isfinite(y).all(axis=1).sum())
+    }
 
 
-def evaluate_split(P: np.ndarray, y: np.ndarray, units: Units, names: list[str],
-                   classes: list[str]) -> dict[str, dict]:
+def evaluate_split(
+    P: np.ndarray, y: np.ndarray, units: Units, names: list[str], classes: list[str]
+) -> dict[str, dict]:
     """Metrics of each model: official units (headline) and the 5 Hz grid (``grid_5hz``).
 
     Parameters
@@ -51,35 +56,49 @@ def evaluate_split(P: np.ndarray, y: np.ndarray, units: Units, names: list[str],
     out = {}
     for i, name in enumerate(names):
         grid = _expr_metrics(y, P[i].argmax(axis=1), classes)
-        out[name] = _expr_metrics(units.y, units.pred[i], classes) | {"grid_5hz": {
-            k: grid[k] for k in ("cpm", "accuracy", "macro_f1", "uar", "n_scored")}}
+        out[name] = _expr_metrics(units.y, units.pred[i], classes) | {
+            "grid_5hz": {k: grid[k] for k in ("cpm", "accuracy", "macro_f1", "uar", "n_scored")}
+        }
     return out
 
 
-def evaluate_split_va(P: np.ndarray, y: np.ndarray, units: Units,
-                      names: list[str]) -> dict[str, dict]:
+def evaluate_split_va(
+    P: np.ndarray, y: np.ndarray, units: Units, names: list[str]
+) -> dict[str, dict]:
     """CCC of valence, arousal and their mean for each model: official units (headline) and
     the 5 Hz grid (``grid_5hz``); ``P`` [L, N, 2], ``y`` [N, 2], NaN masked."""
-    return {name: _va_metrics(units.y, units.pred[i]) | {"grid_5hz": _va_metrics(y, P[i])}
-            for i, name in enumerate(names)}
+    return {
+        name: _va_metrics(units.y, units.pred[i]) | {"grid_5hz": _va_metrics(y, P[i])}
+        for i, name in enumerate(names)
+    }
 
 
 def markdown_table_va(metrics: dict[str, dict[str, dict]]) -> str:
     """A table of CCC per model (rows sorted by dev mean CCC)."""
     splits = [s for s in ("dev", "test") if s in metrics]
     names = sorted(metrics["dev"], key=lambda n: -metrics["dev"][n]["ccc_mean"])
-    rows = ["| model | " + " | ".join(f"{s} CCC valence | {s} CCC arousal | {s} CCC mean" for s in splits) + " |",
-            "|---|" + "---|" * (3 * len(splits))]
+    rows = [
+        "| model | "
+        + " | ".join(f"{s} CCC valence | {s} CCC arousal | {s} CCC mean" for s in splits)
+        + " |",
+        "|---|" + "---|" * (3 * len(splits)),
+    ]
     for n in names:
         cells = []
         for s in splits:
             m = metrics[s].get(n)
-            cells += [f"{m['ccc_valence']:.3f}", f"{m['ccc_arousal']:.3f}", f"{m['ccc_mean']:.3f}"] if m else ["-"] * 3
+            cells += (
+                [f"{m['ccc_valence']:.3f}", f"{m['ccc_arousal']:.3f}", f"{m['ccc_mean']:.3f}"]
+                if m
+                else ["-"] * 3
+            )
         rows.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
-def plot_timeline_va(path: Path, t: np.ndarray, y: np.ndarray, preds: dict[str, np.ndarray], title: str) -> None:
+def plot_timeline_va(
+    path: Path, t: np.ndarray, y: np.ndarray, preds: dict[str, np.ndarray], title: str
+) -> None:
     """Valence and arousal labels and predictions of a few models over one video."""
     fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True)
     for d, (ax, name) in enumerate(zip(axes, ("valence", "arousal"))):
@@ -106,15 +125,27 @@ def markdown_table(metrics: dict[str, dict[str, dict]]) -> str:
     """A table of CPM, accuracy, F1 and UAR per model (rows sorted by dev CPM)."""
     splits = [s for s in ("dev", "test") if s in metrics]
     names = sorted(metrics["dev"], key=lambda n: -metrics["dev"][n]["cpm"])
-    head = "| model | " + " | ".join(f"{s} CPM | {s} acc | {s} macro F1 | {s} UAR" for s in splits) + " |"
+    head = (
+        "| model | "
+        + " | ".join(f"{s} CPM | {s} acc | {s} macro F1 | {s} UAR" for s in splits)
+        + " |"
+    )
     sep = "|---|" + "---|" * (4 * len(splits))
     rows = [head, sep]
     for n in names:
         cells = []
         for s in splits:
             m = metrics[s].get(n)
-            cells += ([f"{m['cpm']:.3f}", f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", f"{m['uar']:.3f}"]
-                      if m else ["-"] * 4)
+            cells += (
+                [
+                    f"{m['cpm']:.3f}",
+                    f"{m['accuracy']:.3f}",
+                    f"{m['macro_f1']:.3f}",
+                    f"{m['uar']:.3f}",
+                ]
+                if m
+                else ["-"] * 4
+            )
         rows.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -129,8 +160,15 @@ def plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], title:
     ax.set_yticks(range(len(classes)), classes)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title)
@@ -140,14 +178,20 @@ def plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], title:
     plt.close(fig)
 
 
-def plot_per_class_f1(path: Path, metrics: dict[str, dict], classes: list[str], title: str) -> None:
+def plot_per_class_f1(
+    path: Path, metrics: dict[str, dict], classes: list[str], title: str
+) -> None:
     """Grouped bars: per-class F1 of every model (one group per class)."""
     names = sorted(metrics, key=lambda n: -metrics[n]["cpm"])
     width = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(classes)), 4))
     for i, n in enumerate(names):
-        ax.bar(np.arange(len(classes)) + i * width, [metrics[n]["per_class_f1"][c] for c in classes],
-               width, label=n)
+        ax.bar(
+            np.arange(len(classes)) + i * width,
+            [metrics[n]["per_class_f1"][c] for c in classes],
+            width,
+            label=n,
+        )
     ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes)
     ax.set_ylabel("F1")
     ax.set_ylim(0, 1)
@@ -158,8 +202,14 @@ def plot_per_class_f1(path: Path, metrics: dict[str, dict], classes: list[str], 
     plt.close(fig)
 
 
-def plot_timeline(path: Path, t: np.ndarray, y: np.ndarray, probs: dict[str, np.ndarray], classes: list[str],
-                  title: str) -> None:
+def plot_timeline(
+    path: Path,
+    t: np.ndarray,
+    y: np.ndarray,
+    probs: dict[str, np.ndarray],
+    classes: list[str],
+    title: str,
+) -> None:
     """Labels and the predicted class of a few models over one video's 5 Hz grid."""
     fig, ax = plt.subplots(figsize=(10, 3.2))
     ax.step(t, np.where(y >= 0, y, np.nan), where="mid", color="black", lw=2.5, label="label")
@@ -187,13 +237,20 @@ class Evaluation:
     measure: str  # what the headline numbers count
 
 
-UNIT_WORDS = {"frames": "per frame at each video's own frame rate (5 Hz scores mapped back)",
-              "clips": "per clip (one prediction per clip: the mean of its 5 Hz scores)",
-              "frames+clips": "per frame for videos with per-frame labels, per clip for clips"}
+UNIT_WORDS = {
+    "frames": "per frame at each video's own frame rate (5 Hz scores mapped back)",
+    "clips": "per clip (one prediction per clip: the mean of its 5 Hz scores)",
+    "frames+clips": "per frame for videos with per-frame labels, per clip for clips",
+}
 
 
-def evaluate_all(stacked: dict[str, tuple], units: dict[str, Units], names: list[str], task: str,
-                 classes: list[str]) -> Evaluation:
+def evaluate_all(
+    stacked: dict[str, tuple],
+    units: dict[str, Units],
+    names: list[str],
+    task: str,
+    classes: list[str],
+) -> Evaluation:
     """Score every model on every split.
 
     ``stacked`` comes from :func:`pipeline.scores.stack_split`, ``units`` from
@@ -205,8 +262,9 @@ def evaluate_all(stacked: dict[str, tuple], units: dict[str, Units], names: list
         key, table = "ccc_mean", markdown_table_va(out)
         measure = f"CCC (concordance correlation) of valence and arousal, {kind}"
     else:
-        out = {s: evaluate_split(P, y, units[s], names, classes)
-               for s, (P, y, _) in stacked.items()}
+        out = {
+            s: evaluate_split(P, y, units[s], names, classes) for s, (P, y, _) in stacked.items()
+        }
         key, table = "cpm", markdown_table(out)
         measure = f"CPM = 0.67 macro F1 + 0.33 accuracy, {kind}"
     best = max(names, key=lambda n: out["dev"][n][key])
@@ -221,12 +279,14 @@ def evaluate_all(stacked: dict[str, tuple], units: dict[str, Units], names: list
 
 def summary_markdown(ev: Evaluation) -> str:
     """The report's Markdown summary: measure, best model, table."""
-    return (f"# Results ({', '.join(ev.metrics)})\n\n{ev.measure}; unannotated frames masked. "
-            "The same figures on the 5 Hz grid are in metrics.json under `grid_5hz`. Every dev "
-            "figure is out of sample: single models are fitted on train, and the dev scores of "
-            "the fusions (`fusion_swf`, `fusion_mcwf`, and `fusion_chosen`, the rule `fuse` "
-            "picks) are cross-validated over dev groups (models/fuse/choice.json). "
-            f"Best on dev: **{ev.best}**.\n\n" + ev.table)
+    return (
+        f"# Results ({', '.join(ev.metrics)})\n\n{ev.measure}; unannotated frames masked. "
+        "The same figures on the 5 Hz grid are in metrics.json under `grid_5hz`. Every dev "
+        "figure is out of sample: single models are fitted on train, and the dev scores of "
+        "the fusions (`fusion_swf`, `fusion_mcwf`, and `fusion_chosen`, the rule `fuse` "
+        "picks) are cross-validated over dev groups (models/fuse/choice.json). "
+        f"Best on dev: **{ev.best}**.\n\n" + ev.table
+    )
 
 
 def write_plot_data(folder: Path, ev: Evaluation, classes: list[str]) -> None:
@@ -239,15 +299,23 @@ def write_plot_data(folder: Path, ev: Evaluation, classes: list[str]) -> None:
         (folder / f"confusion_{split}.json").write_text(json.dumps(rows))
 
 
-def write_figures(folder: Path, ev: Evaluation, classes: list[str], rate_hz: float, timeline_videos: int) -> None:
+def write_figures(
+    folder: Path, ev: Evaluation, classes: list[str], rate_hz: float, timeline_videos: int
+) -> None:
     """Confusion matrices and per-class F1 (expr), and score timelines of the top 3 models."""
     from pipeline.labels.resample import grid_times
 
     if ev.key == "cpm":
         for split, m in ev.metrics.items():
-            plot_confusion(folder / f"confusion_{split}_{ev.best}.png", m[ev.best]["confusion"], classes,
-                           f"{ev.best} ({split})")
-            plot_per_class_f1(folder / f"per_class_f1_{split}.png", m, classes, f"per-class F1 ({split})")
+            plot_confusion(
+                folder / f"confusion_{split}_{ev.best}.png",
+                m[ev.best]["confusion"],
+                classes,
+                f"{ev.best} ({split})",
+            )
+            plot_per_class_f1(
+                folder / f"per_class_f1_{split}.png", m, classes, f"per-class F1 ({split})"
+            )
     split = list(ev.stacked)[-1]
     P, y, index = ev.stacked[split]
     top = sorted(ev.names, key=lambda n: -ev.metrics["dev"][n][ev.key])[:3]
@@ -256,7 +324,9 @@ def write_figures(folder: Path, ev: Evaluation, classes: list[str], rate_hz: flo
         t, sl = grid_times(n, rate_hz), slice(start, start + n)
         preds = {m: P[ev.names.index(m)][sl] for m in top}
         if ev.key == "cpm":
-            plot_timeline(folder / f"timeline_{vid}.png", t, y[sl], preds, classes, f"{vid} ({split})")
+            plot_timeline(
+                folder / f"timeline_{vid}.png", t, y[sl], preds, classes, f"{vid} ({split})"
+            )
         else:
             plot_timeline_va(folder / f"timeline_{vid}.png", t, y[sl], preds, f"{vid} ({split})")
         start += n

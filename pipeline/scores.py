@@ -7,6 +7,7 @@ and the payload is the training prior or mean); group attribute ``split``.
 
 :func:`payload` names the array for a task: ``p`` / ``y`` for expr, ``va`` for va.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,10 @@ def payload(task: str) -> tuple[str, str]:
 
 def read_scores(path: str | Path, task: str = "expr") -> dict[str, dict[str, np.ndarray]]:
     """``{video_id: {"p" or "va", "covered", "split"}}`` of one scores file."""
-    return {vid: {**g, "split": read_group_attrs(path, vid)["split"]}
-            for vid, g in iter_groups(path, [payload(task)[0], "covered"])}
+    return {
+        vid: {**g, "split": read_group_attrs(path, vid)["split"]}
+        for vid, g in iter_groups(path, [payload(task)[0], "covered"])
+    }
 
 
 RAW_AUDIO_MODEL = "cnn_lstm_raw"  # the fit_raw_audio stage's model folder
@@ -65,8 +68,9 @@ def read_labels(path: str | Path, task: str = "expr") -> dict[str, dict]:
     return out
 
 
-def stack_split(scores: dict[str, dict[str, dict]], labels: dict[str, dict], split: str,
-                task: str = "expr") -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+def stack_split(
+    scores: dict[str, dict[str, dict]], labels: dict[str, dict], split: str, task: str = "expr"
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
     """Align several models' scores with the labels of one split.
 
     Returns
@@ -92,7 +96,9 @@ def stack_split(scores: dict[str, dict[str, dict]], labels: dict[str, dict], spl
             if vid not in sc:
                 raise PipelineError(f"model {name}: no scores for {split} video {vid!r}")
             if len(sc[vid][key]) != n:
-                raise PipelineError(f"model {name}: {len(sc[vid][key])} score rows for {vid!r}, labels have {n}")
+                raise PipelineError(
+                    f"model {name}: {len(sc[vid][key])} score rows for {vid!r}, labels have {n}"
+                )
             ps[i].append(sc[vid][key])
     P = np.stack([np.concatenate(p) for p in ps]).astype(np.float32)
     y = np.concatenate([labels[v][lab_key] for v in vids])
@@ -162,8 +168,9 @@ def classes_of(path: str | Path) -> list[str]:
     return list(read_attrs(path)["classes"])
 
 
-def grid_scores(window_values: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int,
-                fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def grid_scores(
+    window_values: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Average window predictions [W, K] back onto ``n`` grid bins (as the paper does).
 
     Bins no window covers take ``fallback`` (the training prior or mean) and are not
@@ -177,8 +184,13 @@ def grid_scores(window_values: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     return grid.astype(np.float32), covered
 
 
-def write_scores(dst: str | Path, scores: dict[str, dict[str, np.ndarray]], splits: dict[str, str],
-                 rate_hz: float, **file_attrs) -> None:
+def write_scores(
+    dst: str | Path,
+    scores: dict[str, dict[str, np.ndarray]],
+    splits: dict[str, str],
+    rate_hz: float,
+    **file_attrs,
+) -> None:
     """Write ``{video_id: {"p" or "va", "covered"}}`` as a scores file (module docstring)."""
     from pipeline.io.h5 import open_writer
     from pipeline.labels.resample import grid_times

@@ -5,6 +5,7 @@ Reads  params.yaml: base.seed, base.task, base.classes, base.n_jobs, build_manif
 Writes data/interim/manifest.csv, data/interim/manifest_report.json (warnings, errors, and
        the count of usable rows per modality)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,23 +24,35 @@ def main(src: Path, dst: Path, report: Path, params: Path = Path("params.yaml"))
     rep = mf.Report()
     try:
         items = mf.adapter_items(cfg.adapter, src, cfg, rep)
-        rows = mf.build_manifest(items, task=cfg.task, classes=cfg.classes,
-                                 max_label_mismatch_s=cfg.max_label_mismatch_s,
-                                 n_jobs=cfg.n_jobs, report=rep)
+        rows = mf.build_manifest(
+            items,
+            task=cfg.task,
+            classes=cfg.classes,
+            max_label_mismatch_s=cfg.max_label_mismatch_s,
+            n_jobs=cfg.n_jobs,
+            report=rep,
+        )
         if cfg.strict and rep.warnings:
             raise PipelineError(f"strict: {len(rep.warnings)} warnings, e.g. {rep.warnings[0]}")
     except PipelineError as err:
         if not rep.errors:  # a dataset-level stop: list it too (per-file ones already are)
-            rep.errors.append({"file": getattr(err, "path", "(dataset)"),
-                               "problem": getattr(err, "problem", str(err))})
+            rep.errors.append(
+                {
+                    "file": getattr(err, "path", "(dataset)"),
+                    "problem": getattr(err, "problem", str(err)),
+                }
+            )
         raise
     finally:
-        write_json(report, {"warnings": rep.warnings, "errors": rep.errors,
-                            "modalities": rep.modalities})
+        write_json(
+            report, {"warnings": rep.warnings, "errors": rep.errors, "modalities": rep.modalities}
+        )
     with atomic_path(dst) as tmp:
         mf.write_manifest(tmp, rows)
     splits = {s: sum(r.split == s for r in rows) for s in mf.SPLITS}
-    mf.log.info("manifest: %d videos %s, %d warnings -> %s", len(rows), splits, len(rep.warnings), dst)
+    mf.log.info(
+        "manifest: %d videos %s, %d warnings -> %s", len(rows), splits, len(rep.warnings), dst
+    )
 
 
 if __name__ == "__main__":

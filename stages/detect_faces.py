@@ -5,6 +5,7 @@ Writes data/interim/faces/<video_id>.h5 (t, frame_index, faces, boxes, landmarks
        valid; per-video reuse), data/interim/faces_report.json (frames and found rate; rows
        without a video stream: "skipped" with the reason)
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -25,15 +26,28 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
     """Detect and align faces for every video in the manifest."""
     cfg = load_params("detect_faces", params)
     face_cfg = cfg.face_config()
-    jobs = [VideoJob(r.video_id, (Path(r.media_path),), dst / f"{r.video_id}.h5",
-                     {"fps": r.fps, "skip": no_stream(r, "video")})
-            for r in read_manifest(manifest)]
+    jobs = [
+        VideoJob(
+            r.video_id,
+            (Path(r.media_path),),
+            dst / f"{r.video_id}.h5",
+            {"fps": r.fps, "skip": no_stream(r, "video")},
+        )
+        for r in read_manifest(manifest)
+    ]
     device = "cpu" if cfg.detector == "dlib" else tensorflow_device()  # mtcnn runs on TF
     packages = ["av", "dlib-bin", "mtcnn", "numpy", "opencv-python-headless", "tensorflow"]
-    run_and_report(jobs, partial(faces.detect_faces_job, cfg=face_cfg), report_path=report,
-                   out_dir=dst, params=asdict(face_cfg),
-                   code=code_digest([faces, align, detectors, track, media]),
-                   n_jobs=cfg.n_jobs, desc="detect_faces", runtime=runtime(packages, device))
+    run_and_report(
+        jobs,
+        partial(faces.detect_faces_job, cfg=face_cfg),
+        report_path=report,
+        out_dir=dst,
+        params=asdict(face_cfg),
+        code=code_digest([faces, align, detectors, track, media]),
+        n_jobs=cfg.n_jobs,
+        desc="detect_faces",
+        runtime=runtime(packages, device),
+    )
 
 
 if __name__ == "__main__":

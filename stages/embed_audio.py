@@ -1,10 +1,12 @@
 """Stage `embed_audio` (foreach backbone): audio embeddings of every video's speech.
 
 Reads  data/interim/manifest.csv, data/interim/<source>/<video_id>.h5 (source = vocals, or
-       audio for the ablation without separation); params base.device, base.label_rate_hz, embed_audio
+       audio for the ablation without separation); params base.device, base.label_rate_hz,
+       embed_audio
 Writes features/audio/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
        (videos without an audio track: an empty group with attribute `skipped`)
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -20,8 +22,14 @@ from pipeline.io.per_video import build_grouped_file, code_digest, runtime
 from pipeline.params import load_params
 
 
-def _embed(vid: str, src: Path, backbone, durations: dict[str, float], grid_rate: float,
-           skip: dict[str, str]):
+def _embed(
+    vid: str,
+    src: Path,
+    backbone,
+    durations: dict[str, float],
+    grid_rate: float,
+    skip: dict[str, str],
+):
     if skip.get(vid):
         return skipped_group(backbone.dim, skip[vid])
     wave = read_group(src, vid, ["wave"])["wave"]
@@ -30,14 +38,20 @@ def _embed(vid: str, src: Path, backbone, durations: dict[str, float], grid_rate
 
 
 @stage_cli
-def main(backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
+def main(
+    backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = Path("params.yaml")
+) -> None:
     """Embed the (separated) audio of every video with one backbone."""
     cfg = load_params("embed_audio", params)
     entry = cfg.backbones.get(backbone)
     device = resolve_device(cfg.device)
     model = audio_features.load_audio_backbone(
-        backbone, weights=entry.weights if entry else None,
-        device=device, rate_hz=cfg.label_rate_hz, batch_size=cfg.batch_size)
+        backbone,
+        weights=entry.weights if entry else None,
+        device=device,
+        rate_hz=cfg.label_rate_hz,
+        batch_size=cfg.batch_size,
+    )
     rt = runtime(["librosa", "numpy", "torch"], device)
     rows = read_manifest(manifest)
     durations = {r.video_id: (r.n_frames / r.fps if r.has_video else r.duration_s) for r in rows}
@@ -46,17 +60,33 @@ def main(backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = P
     items = [(v, manifest if skip[v] else audio / f"{v}.h5") for v in sorted(skip)]
     missing = [vid for vid, src in items if not src.is_file()]
     if missing:
-        raise PipelineError(f"{audio}: no audio file for {len(missing)} videos with an audio "
-                            f"track, e.g. {missing[0]!r}; re-run the stage that writes {audio}")
-    build_grouped_file(dst, items, partial(_embed, backbone=model, durations=durations,
-                                           grid_rate=cfg.label_rate_hz, skip=skip),
-                       params={"backbone": backbone, "weights_sha256": model.weights_sha256,
-                               "source": cfg.source, "grid_rate_hz": cfg.label_rate_hz,
-                               "runtime": rt},
-                       code=code_digest([audio_features, cnn14]), desc=f"embed_audio[{backbone}]",
-                       stage="embed_audio", model=backbone, weights=model.weights,
-                       weights_sha256=model.weights_sha256, dim=model.dim, source=cfg.source,
-                       runtime=rt)
+        raise PipelineError(
+            f"{audio}: no audio file for {len(missing)} videos with an audio "
+            f"track, e.g. {missing[0]!r}; re-run the stage that writes {audio}"
+        )
+    build_grouped_file(
+        dst,
+        items,
+        partial(
+            _embed, backbone=model, durations=durations, grid_rate=cfg.label_rate_hz, skip=skip
+        ),
+        params={
+            "backbone": backbone,
+            "weights_sha256": model.weights_sha256,
+            "source": cfg.source,
+            "grid_rate_hz": cfg.label_rate_hz,
+            "runtime": rt,
+        },
+        code=code_digest([audio_features, cnn14]),
+        desc=f"embed_audio[{backbone}]",
+        stage="embed_audio",
+        model=backbone,
+        weights=model.weights,
+        weights_sha256=model.weights_sha256,
+        dim=model.dim,
+        source=cfg.source,
+        runtime=rt,
+    )
 
 
 if __name__ == "__main__":

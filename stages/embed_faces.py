@@ -6,6 +6,7 @@ Writes features/faces/<backbone>.h5: per video t [T] s, x [T, D] float32, valid 
        (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256.
        Videos without a video stream: an empty group with attribute `skipped`.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -33,34 +34,56 @@ def _embed(vid: str, src: Path, backbone, batch_size: int, workers: int, skip: d
 
 
 @stage_cli
-def main(backbone: str, manifest: Path, faces: Path, pretrained: Path, dst: Path,
-         params: Path = Path("params.yaml")) -> None:
+def main(
+    backbone: str,
+    manifest: Path,
+    faces: Path,
+    pretrained: Path,
+    dst: Path,
+    params: Path = Path("params.yaml"),
+) -> None:
     """Embed the faces of every video with one backbone."""
     cfg = load_params("embed_faces", params)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.n_jobs if cfg.n_jobs > 0 else torch.get_num_threads())
     entry = cfg.backbones.get(backbone)
     weights = entry.weights if entry else None
-    model = face_backbones.load_face_backbone(backbone, pretrained_dir=pretrained, weights=weights,
-                                              device=device, batch_size=cfg.batch_size)
+    model = face_backbones.load_face_backbone(
+        backbone,
+        pretrained_dir=pretrained,
+        weights=weights,
+        device=device,
+        batch_size=cfg.batch_size,
+    )
     rows = read_manifest(manifest)
     skip = {r.video_id: no_stream(r, "video") for r in rows}
     # rows without video have no faces file; their (empty) group is keyed on the manifest
     items = [(v, manifest if skip[v] else faces / f"{v}.h5") for v in sorted(skip)]
     missing = [vid for vid, src in items if not src.is_file()]
     if missing:
-        raise PipelineError(f"{faces}: no faces file for {len(missing)} videos with a video "
-                            f"stream, e.g. {missing[0]!r}; re-run detect_faces")
+        raise PipelineError(
+            f"{faces}: no faces file for {len(missing)} videos with a video "
+            f"stream, e.g. {missing[0]!r}; re-run detect_faces"
+        )
     fps = next((read_attrs(src)["fps"] for vid, src in items if not skip[vid]), 0.0)
     workers = 2 if device == "cuda" else 0
     embed = partial(_embed, backbone=model, batch_size=cfg.batch_size, workers=workers, skip=skip)
     rt = runtime(["dlib-bin", "numpy", "opencv-python-headless", "torch"], device)
-    build_grouped_file(dst, items, embed,
-                       params={"backbone": backbone, "weights_sha256": model.weights_sha256,
-                               "runtime": rt},
-                       code=code_digest([face_backbones, fer_xception, resnet50_vggface2]), desc=f"embed_faces[{backbone}]",
-                       stage="embed_faces", model=backbone, weights=model.weights,
-                       weights_sha256=model.weights_sha256, dim=model.dim, fps=fps, runtime=rt)
+    build_grouped_file(
+        dst,
+        items,
+        embed,
+        params={"backbone": backbone, "weights_sha256": model.weights_sha256, "runtime": rt},
+        code=code_digest([face_backbones, fer_xception, resnet50_vggface2]),
+        desc=f"embed_faces[{backbone}]",
+        stage="embed_faces",
+        model=backbone,
+        weights=model.weights,
+        weights_sha256=model.weights_sha256,
+        dim=model.dim,
+        fps=fps,
+        runtime=rt,
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Writes reports/metrics.json (split -> model -> metrics, per frame or per clip, w
        reports/plots/confusion_<split>.json (DVC plots data, best model by dev CPM; expr),
        reports/figures/*.png (confusion matrices, per-class F1, score timelines)
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,22 +26,46 @@ log = logging.getLogger("stages.evaluate")
 
 
 @stage_cli
-def main(scores: Path, fused: Path, labels: Path, manifest: Path, metrics: Path, summary: Path,
-         plots: Path, figures: Path, params: Path = Path("params.yaml")) -> None:
+def main(
+    scores: Path,
+    fused: Path,
+    labels: Path,
+    manifest: Path,
+    metrics: Path,
+    summary: Path,
+    plots: Path,
+    figures: Path,
+    params: Path = Path("params.yaml"),
+) -> None:
     """Score every model and fusion on dev and test."""
     cfg = load_params("evaluate", params)
     fitted = find_scores(scores, pipeline_models(cfg.fit_models, cfg.fit_features))
-    files = {**fitted, **{f"fusion_{k}": v for k, v in find_scores(fused, ["swf", "mcwf", "chosen"]).items()}}
+    files = {
+        **fitted,
+        **{f"fusion_{k}": v for k, v in find_scores(fused, ["swf", "mcwf", "chosen"]).items()},
+    }
     models = {name: read_scores(path, cfg.task) for name, path in files.items()}
     lab = read_labels(labels, cfg.task)
-    stacked = {s: stack_split(models, lab, s, cfg.task) for s in ("dev", "test")
-               if any(g["split"] == s for g in lab.values())}
+    stacked = {
+        s: stack_split(models, lab, s, cfg.task)
+        for s in ("dev", "test")
+        if any(g["split"] == s for g in lab.values())
+    }
     rows = {r.video_id: r for r in read_manifest(manifest)}
-    units = {s: split_units(rows, P, index, task=cfg.task, classes=cfg.classes,
-                            rate_hz=cfg.label_rate_hz) for s, (P, _, index) in stacked.items()}
+    units = {
+        s: split_units(
+            rows, P, index, task=cfg.task, classes=cfg.classes, rate_hz=cfg.label_rate_hz
+        )
+        for s, (P, _, index) in stacked.items()
+    }
     ev = report.evaluate_all(stacked, units, list(models), cfg.task, list(cfg.classes))
-    write_json(metrics, {s: {n: {k: v for k, v in m.items() if k != "confusion"} for n, m in per.items()}
-                         for s, per in ev.metrics.items()})
+    write_json(
+        metrics,
+        {
+            s: {n: {k: v for k, v in m.items() if k != "confusion"} for n, m in per.items()}
+            for s, per in ev.metrics.items()
+        },
+    )
     write_text(summary, report.summary_markdown(ev))
     with atomic_path(plots) as tmp:
         tmp.mkdir()
@@ -48,8 +73,14 @@ def main(scores: Path, fused: Path, labels: Path, manifest: Path, metrics: Path,
     with atomic_path(figures) as tmp:
         tmp.mkdir()
         report.write_figures(tmp, ev, list(cfg.classes), cfg.label_rate_hz, cfg.timeline_videos)
-    log.info("evaluate: %d models and fusions; best on dev %s (%s %.3f)\n%s", len(models), ev.best, ev.key,
-             ev.metrics["dev"][ev.best][ev.key], ev.table)
+    log.info(
+        "evaluate: %d models and fusions; best on dev %s (%s %.3f)\n%s",
+        len(models),
+        ev.best,
+        ev.key,
+        ev.metrics["dev"][ev.best][ev.key],
+        ev.table,
+    )
 
 
 if __name__ == "__main__":

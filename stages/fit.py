@@ -7,6 +7,7 @@ Writes models/fit/<model>_<feature>/model.joblib (the fitted estimator),
        or va [n, 2] for base.task va, and covered [n]),
        report.json (training windows, class counts, classes missing from training)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,10 +23,14 @@ from pipeline.scores import write_scores
 
 
 @stage_cli
-def main(model: str, feature: str, windows: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
+def main(
+    model: str, feature: str, windows: Path, dst: Path, params: Path = Path("params.yaml")
+) -> None:
     """Fit one classifier on one feature's windows and write its 5 Hz scores."""
     cfg = load_params(f"fit.{model}", params)
-    videos = {vid: {**g, "attrs": read_group_attrs(windows, vid)} for vid, g in iter_groups(windows)}
+    videos = {
+        vid: {**g, "attrs": read_group_attrs(windows, vid)} for vid, g in iter_groups(windows)
+    }
     if cfg.task == "va":
         est, scores, report = fit_and_score_va(model, cfg, videos)
     else:
@@ -34,9 +39,18 @@ def main(model: str, feature: str, windows: Path, dst: Path, params: Path = Path
         tmp.mkdir()
         joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "feature": feature})
-        write_scores(tmp / "scores.h5", scores, {v: g["attrs"]["split"] for v, g in videos.items()},
-                     cfg.label_rate_hz, stage="fit", model=f"{model}_{feature}", feature=feature,
-                     classes=list(cfg.classes), task=cfg.task, params_digest=params_digest(vars(cfg)))
+        write_scores(
+            tmp / "scores.h5",
+            scores,
+            {v: g["attrs"]["split"] for v, g in videos.items()},
+            cfg.label_rate_hz,
+            stage="fit",
+            model=f"{model}_{feature}",
+            feature=feature,
+            classes=list(cfg.classes),
+            task=cfg.task,
+            params_digest=params_digest(vars(cfg)),
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/lab
        params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_raw_audio
 Writes models/fit/cnn_lstm_raw/{model.joblib (model.pt for va), scores.h5, report.json}
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,13 +29,24 @@ def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml"
     videos = {}
     for vid, g in iter_groups(labels, [key]):
         f = audio / f"{vid}.h5"
-        wave, rate = (read_group(f, vid, ["wave"])["wave"], int(read_attrs(f)["rate_hz"])) if f.exists() else (None, 0)
-        videos[vid] = {"wave": wave, "rate_hz": rate, key: g[key], "split": read_group_attrs(labels, vid)["split"]}
+        wave, rate = (
+            (read_group(f, vid, ["wave"])["wave"], int(read_attrs(f)["rate_hz"]))
+            if f.exists()
+            else (None, 0)
+        )
+        videos[vid] = {
+            "wave": wave,
+            "rate_hz": rate,
+            key: g[key],
+            "split": read_group_attrs(labels, vid)["split"],
+        }
     device = resolve_device(cfg.device)
     if cfg.task == "va":
         est, scores, report = fit_raw_audio_va(videos, cfg, cfg.seed, cfg.label_rate_hz, device)
     else:
-        est, scores, report = fit_raw_audio(videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device)
+        est, scores, report = fit_raw_audio(
+            videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device
+        )
     with atomic_path(dst) as tmp:
         tmp.mkdir()
         if cfg.task == "va":  # a bare torch module: reproducible torch.save bytes
@@ -42,9 +54,18 @@ def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml"
         else:
             joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "source": cfg.source})
-        write_scores(tmp / "scores.h5", scores, {v: g["split"] for v, g in videos.items()}, cfg.label_rate_hz,
-                     stage="fit_raw_audio", model="cnn_lstm_raw", feature="raw_audio", classes=list(cfg.classes),
-                     task=cfg.task, params_digest=params_digest(vars(cfg)))
+        write_scores(
+            tmp / "scores.h5",
+            scores,
+            {v: g["split"] for v, g in videos.items()},
+            cfg.label_rate_hz,
+            stage="fit_raw_audio",
+            model="cnn_lstm_raw",
+            feature="raw_audio",
+            classes=list(cfg.classes),
+            task=cfg.task,
+            params_digest=params_digest(vars(cfg)),
+        )
 
 
 if __name__ == "__main__":

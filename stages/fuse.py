@@ -8,6 +8,7 @@ Reads  models/fit/<model>/scores.h5 (the models of the fit matrix and the raw-au
 Writes models/fuse/<swf|mcwf|chosen>/scores.h5 (the fit format; dev rows hold held-out
        cross-validated scores), models/fuse/<swf|mcwf>/weights.json, models/fuse/choice.json
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,11 +34,19 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
     names = produced if cfg.models == ("all",) else list(cfg.models)
     per_model = {m: sc.read_scores(p, cfg.task) for m, p in sc.find_scores(scores, names).items()}
     lab = sc.read_labels(labels, cfg.task)
-    stacked = {s: sc.stack_split(per_model, lab, s, cfg.task) for s in ("dev", "test")
-               if any(g["split"] == s for g in lab.values())}
+    stacked = {
+        s: sc.stack_split(per_model, lab, s, cfg.task)
+        for s in ("dev", "test")
+        if any(g["split"] == s for g in lab.values())
+    }
     groups = frame_groups(stacked["dev"][2], lab, cfg.cv_group)
-    dev, fused = fuse_splits({s: (P, index) for s, (P, _, index) in stacked.items()},
-                             stacked["dev"][1], groups, names, cfg.fusion_config())
+    dev, fused = fuse_splits(
+        {s: (P, index) for s, (P, _, index) in stacked.items()},
+        stacked["dev"][1],
+        groups,
+        names,
+        cfg.fusion_config(),
+    )
     records = fusion_records(dev, cfg.fusion_config(), list(cfg.classes))
     key = sc.payload(cfg.task)[0]
     with atomic_path(dst) as tmp:
@@ -45,15 +54,28 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
             (tmp / name).mkdir(parents=True)
             if name in records:
                 write_json(tmp / name / "weights.json", records[name])
-            arrays = {v: {key: p, "covered": np.ones(len(p), bool)} for v, (_, p) in
-                      per_video.items()}
-            sc.write_scores(tmp / name / "scores.h5", arrays,
-                            {v: split for v, (split, _) in per_video.items()},
-                            cfg.label_rate_hz, stage="fuse", model=name, classes=list(cfg.classes),
-                            task=cfg.task, params_digest=params_digest(vars(cfg)))
+            arrays = {
+                v: {key: p, "covered": np.ones(len(p), bool)} for v, (_, p) in per_video.items()
+            }
+            sc.write_scores(
+                tmp / name / "scores.h5",
+                arrays,
+                {v: split for v, (split, _) in per_video.items()},
+                cfg.label_rate_hz,
+                stage="fuse",
+                model=name,
+                classes=list(cfg.classes),
+                task=cfg.task,
+                params_digest=params_digest(vars(cfg)),
+            )
         write_json(tmp / "choice.json", records["choice"])
-    log.info("fuse: wrote %s (%s chosen, dev %s %s cross-validated)", dst, dev.chosen,
-             records["choice"]["dev_score_name"], records["choice"]["dev_score_cv"])
+    log.info(
+        "fuse: wrote %s (%s chosen, dev %s %s cross-validated)",
+        dst,
+        dev.chosen,
+        records["choice"]["dev_score_name"],
+        records["choice"]["dev_score_cv"],
+    )
 
 
 if __name__ == "__main__":

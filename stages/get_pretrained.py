@@ -3,6 +3,7 @@
 Reads  params.yaml: get_pretrained.models
 Writes models/pretrained/<model>/...  (e.g. spleeter_2stems/, fer_xception/)
 """
+
 from __future__ import annotations
 
 import tempfile

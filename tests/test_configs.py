@@ -1,4 +1,5 @@
 """Dataset settings files: their overrides are valid params and become the right `-S` options."""
+
 import importlib.util
 from pathlib import Path
 
@@ -25,12 +26,22 @@ def _apply(params: dict, settings: dict, prefix: str = "") -> None:
 
 
 def test_overrides_flatten_merge_and_replace():
-    got = run.overrides({"fit": {"kelm": {"C": 3}, "features": ["a", "b"]},
-                         "window_stats": {"features": {"x": "audio/x"}},
-                         "build_manifest": {"root": "../d", "dev_speakers": ["03"], "csv_file": None}})
-    assert got == ["fit.kelm.C=3", 'fit.features=["a", "b"]', "~window_stats.features",
-                   '+window_stats.features={x: "audio/x"}', 'build_manifest.root="../d"',
-                   'build_manifest.dev_speakers=["03"]', "build_manifest.csv_file=null"]
+    got = run.overrides(
+        {
+            "fit": {"kelm": {"C": 3}, "features": ["a", "b"]},
+            "window_stats": {"features": {"x": "audio/x"}},
+            "build_manifest": {"root": "../d", "dev_speakers": ["03"], "csv_file": None},
+        }
+    )
+    assert got == [
+        "fit.kelm.C=3",
+        'fit.features=["a", "b"]',
+        "~window_stats.features",
+        '+window_stats.features={x: "audio/x"}',
+        'build_manifest.root="../d"',
+        'build_manifest.dev_speakers=["03"]',
+        "build_manifest.csv_file=null",
+    ]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

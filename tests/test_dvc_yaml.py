@@ -1,4 +1,5 @@
 """Static checks that dvc.yaml, params.yaml and the stage scripts agree."""
+
 import re
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def _variants(name):
                 node = node[part]
             values = node
         if any(f"${{item.{axis}}}" in p for p in params):
-            out = [(f"{name}.{v}", [p.replace(f"${{item.{axis}}}", v) for p in params]) for v in values]
+            out = [
+                (f"{name}.{v}", [p.replace(f"${{item.{axis}}}", v) for p in params])
+                for v in values
+            ]
     return out
 
 
@@ -46,7 +50,9 @@ def test_every_stage_has_a_script_and_params_schema():
         script = f"stages/{name}.py"
         assert (ROOT / script).exists(), f"{name}: missing {script}"
         assert script in body["deps"], f"{name}: {script} is not a dep"
-        assert f"python -m stages.{name} " in body["cmd"] + " ", f"{name}: cmd does not run its script"
+        assert f"python -m stages.{name} " in body["cmd"] + " ", (
+            f"{name}: cmd does not run its script"
+        )
         for key, _ in _variants(name):
             assert key in STAGES, f"{name}: no params schema {key!r} in pipeline.params.STAGES"
 
@@ -92,7 +98,12 @@ def test_the_import_walk_follows_imports_transitively_and_inside_functions(tmp_p
     (pkg / "c.py").write_text("from pipeline.sub.b import f\nimport numpy\n")
     (pkg / "unused.py").write_text("")
     names = {p.relative_to(tmp_path).as_posix() for p in pipeline_files([pkg / "a.py"], tmp_path)}
-    assert names == {"pipeline/a.py", "pipeline/sub/b.py", "pipeline/sub/helper.py", "pipeline/c.py"}
+    assert names == {
+        "pipeline/a.py",
+        "pipeline/sub/b.py",
+        "pipeline/sub/helper.py",
+        "pipeline/c.py",
+    }
 
 
 def test_every_out_is_ignored_by_git_not_committed():
@@ -101,4 +112,6 @@ def test_every_out_is_ignored_by_git_not_committed():
             path = out if isinstance(out, str) else next(iter(out))
             assert "${" in path or not (ROOT / path).is_symlink()
             top = path.split("/")[0]
-            assert top in {"data", "features", "models", "reports"}, f"{name}: out {path} outside the layout"
+            assert top in {"data", "features", "models", "reports"}, (
+                f"{name}: out {path} outside the layout"
+            )

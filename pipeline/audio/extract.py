@@ -1,4 +1,5 @@
 """Audio track -> mono waveform at the pipeline's audio rate (16 kHz by default)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,6 +44,12 @@ def extract_audio_job(job, digest: str, rate_hz: int) -> None:
         raise Skip(job.info["skip"])
     wave, orig = extract_audio(job.inputs[0], rate_hz)
     entry = {"seconds": round(len(wave) / rate_hz, 3), "orig_rate_hz": orig}
-    with open_writer(job.out, stage="extract_audio", params_digest=digest, rate_hz=rate_hz,
-                     report=entry, runtime=job.info.get("runtime")) as w:
+    with open_writer(
+        job.out,
+        stage="extract_audio",
+        params_digest=digest,
+        rate_hz=rate_hz,
+        report=entry,
+        runtime=job.info.get("runtime"),
+    ) as w:
         w.add(job.video_id, attrs={"orig_rate_hz": orig}, wave=wave)

@@ -6,6 +6,7 @@ cross-fades hide the seams), and returns the vocals as 16 kHz mono. The model is
 per process. The checkpoint is verified file by file before Spleeter is imported: an empty
 model folder would otherwise make Spleeter run with untrained weights.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,9 @@ def crossfade_chunks(n: int, chunk: int, overlap: int) -> list[tuple[int, int, n
         if i > 0:
             w[:overlap] = np.linspace(0, 1, overlap + 2, dtype=np.float32)[1:-1]
         if i < len(starts) - 1 and e - s > overlap:
-            w[-overlap:] = np.minimum(w[-overlap:], np.linspace(1, 0, overlap + 2, dtype=np.float32)[1:-1])
+            w[-overlap:] = np.minimum(
+                w[-overlap:], np.linspace(1, 0, overlap + 2, dtype=np.float32)[1:-1]
+            )
         out.append((s, e, w))
     return out
 
@@ -62,7 +65,9 @@ class VocalSeparator:
         model_dir = Path(model_dir).resolve()
         verify_checkpoint("spleeter_2stems", model_dir)
         if model_dir.name != "2stems":
-            raise PipelineError(f"{model_dir}: the Spleeter checkpoint folder must be named '2stems'")
+            raise PipelineError(
+                f"{model_dir}: the Spleeter checkpoint folder must be named '2stems'"
+            )
         # MODEL_PATH is read when spleeter is imported; set it first (and on the class, in
         # case another part of this process imported spleeter already).
         os.environ["MODEL_PATH"] = str(model_dir.parent)
@@ -82,8 +87,12 @@ class VocalSeparator:
         """Separate the vocals of ``wave`` [S] (mono, ``rate_hz``) -> [S] at ``rate_hz``."""
         if wave.size == 0:
             return wave.astype(np.float32)
-        x = librosa.resample(wave.astype(np.float32), orig_sr=rate_hz, target_sr=SPLEETER_RATE_HZ,
-                             res_type="soxr_hq")
+        x = librosa.resample(
+            wave.astype(np.float32),
+            orig_sr=rate_hz,
+            target_sr=SPLEETER_RATE_HZ,
+            res_type="soxr_hq",
+        )
         chunk = int(self.chunk_s * SPLEETER_RATE_HZ)
         overlap = min(int(self.overlap_s * SPLEETER_RATE_HZ), chunk // 2)
         out = np.zeros_like(x)
@@ -108,8 +117,9 @@ def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(s**2) / max(np.sum((s - e) ** 2), 1e-20)))
 
 
-def separate_vocals_job(job, digest: str, method: str, model_dir: str, chunk_s: float,
-                        overlap_s: float) -> None:
+def separate_vocals_job(
+    job, digest: str, method: str, model_dir: str, chunk_s: float, overlap_s: float
+) -> None:
     """Per-video worker of ``separate_vocals``: audio HDF5 -> vocals HDF5 (``wave`` [S]).
 
     ``method='none'`` copies the audio unchanged (the ablation without separation). The
@@ -124,10 +134,21 @@ def separate_vocals_job(job, digest: str, method: str, model_dir: str, chunk_s: 
     elif method == "none":
         vocals = wave
     else:
-        raise PipelineError(f"separate_vocals.method: unknown {method!r}; use 'spleeter' or 'none'")
+        raise PipelineError(
+            f"separate_vocals.method: unknown {method!r}; use 'spleeter' or 'none'"
+        )
     rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-12)  # noqa: E731
-    entry = {"seconds": round(len(wave) / rate, 3),
-             "vocals_to_input_db": round(20 * np.log10(rms(vocals) / rms(wave)), 2)}
-    with open_writer(job.out, stage="separate_vocals", params_digest=digest, rate_hz=rate,
-                     method=method, report=entry, runtime=job.info.get("runtime")) as w:
+    entry = {
+        "seconds": round(len(wave) / rate, 3),
+        "vocals_to_input_db": round(20 * np.log10(rms(vocals) / rms(wave)), 2),
+    }
+    with open_writer(
+        job.out,
+        stage="separate_vocals",
+        params_digest=digest,
+        rate_hz=rate,
+        method=method,
+        report=entry,
+        runtime=job.info.get("runtime"),
+    ) as w:
         w.add(job.video_id, wave=vocals.astype(np.float32))

@@ -17,6 +17,7 @@ Label files: a header line of class names, then one class index per video frame 
 unannotated). Scores on this demo show that the pipeline works, not how it generalises:
 every clip is the same actor and sentence.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,14 +44,26 @@ SOURCE = {
     "(Cao et al., IEEE Trans. Affective Computing 2014)",
 }
 # CREMA-D emotion codes -> class names, in the Aff-Wild2 order the label header uses.
-CREMA_CLASSES = {"NEU": "neutral", "ANG": "anger", "DIS": "disgust", "FEA": "fear",
-                 "HAP": "happiness", "SAD": "sadness"}
+CREMA_CLASSES = {
+    "NEU": "neutral",
+    "ANG": "anger",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happiness",
+    "SAD": "sadness",
+}
 SPLIT_DIRS = {"train": "Train_Set", "dev": "Validation_Set", "test": "Test_Set"}
 # Valence/arousal of each emotion: its approximate position on Russell's circumplex. The
 # demo's VA labels are derived from the categorical ones through this table (plus a small
 # seeded offset per clip), so they exercise the VA path; they are not human VA ratings.
-CIRCUMPLEX = {"neutral": (0.0, 0.0), "anger": (-0.5, 0.7), "disgust": (-0.6, 0.3), "fear": (-0.6, 0.6),
-              "happiness": (0.8, 0.5), "sadness": (-0.6, -0.4)}
+CIRCUMPLEX = {
+    "neutral": (0.0, 0.0),
+    "anger": (-0.5, 0.7),
+    "disgust": (-0.6, 0.3),
+    "fear": (-0.6, 0.6),
+    "happiness": (0.8, 0.5),
+    "sadness": (-0.6, -0.4),
+}
 
 
 @dataclass
@@ -114,22 +127,33 @@ def plan_video(rng: np.random.Generator, clips: list[SourceClip], cfg) -> list[S
             segments.append(Segment(t, dur, -1))
         else:
             k = int(rng.integers(len(clips)))
-            segments.append(Segment(
-                t, clips[k].duration_s, k,
-                brightness=float(rng.uniform(*cfg.brightness)),
-                scale=float(rng.uniform(*cfg.scale)),
-                shift=(int(rng.integers(-cfg.shift_px, cfg.shift_px + 1)),
-                       int(rng.integers(-cfg.shift_px, cfg.shift_px + 1))),
-                gain=float(10 ** (rng.uniform(*cfg.gain_db) / 20)),
-            ))
+            segments.append(
+                Segment(
+                    t,
+                    clips[k].duration_s,
+                    k,
+                    brightness=float(rng.uniform(*cfg.brightness)),
+                    scale=float(rng.uniform(*cfg.scale)),
+                    shift=(
+                        int(rng.integers(-cfg.shift_px, cfg.shift_px + 1)),
+                        int(rng.integers(-cfg.shift_px, cfg.shift_px + 1)),
+                    ),
+                    gain=float(10 ** (rng.uniform(*cfg.gain_db) / 20)),
+                )
+            )
         t += segments[-1].duration_s
     return segments
 
 
 def _vary(frame: np.ndarray, seg: Segment) -> np.ndarray:
     h, w = frame.shape[:2]
-    m = np.array([[seg.scale, 0, (1 - seg.scale) * w / 2 + seg.shift[0]],
-                  [0, seg.scale, (1 - seg.scale) * h / 2 + seg.shift[1]]], np.float32)
+    m = np.array(
+        [
+            [seg.scale, 0, (1 - seg.scale) * w / 2 + seg.shift[0]],
+            [0, seg.scale, (1 - seg.scale) * h / 2 + seg.shift[1]],
+        ],
+        np.float32,
+    )
     out = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.clip(out.astype(np.float32) * seg.brightness, 0, 255).astype(np.uint8)
 
@@ -155,8 +179,15 @@ def _background(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
     return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
 
 
-def render_video(dst_video: Path, segments: list[Segment], clips: list[SourceClip], fps: float,
-                 rng: np.random.Generator, snr_db: float, audio_rate_hz: int) -> np.ndarray:
+def render_video(
+    dst_video: Path,
+    segments: list[Segment],
+    clips: list[SourceClip],
+    fps: float,
+    rng: np.random.Generator,
+    snr_db: float,
+    audio_rate_hz: int,
+) -> np.ndarray:
     """Encode one demo video (MPEG-4 video, AAC audio) and return its per-frame labels.
 
     Returns
@@ -174,7 +205,7 @@ def render_video(dst_video: Path, segments: list[Segment], clips: list[SourceCli
             a = clips[seg.clip].audio * seg.gain
             i0 = int(round(seg.start_s * audio_rate_hz))
             a = a[: len(speech) - i0]
-            speech[i0:i0 + len(a)] += a
+            speech[i0 : i0 + len(a)] += a
     voiced = speech[np.abs(speech) > 1e-4]
     rms = float(np.sqrt(np.mean(voiced**2))) if voiced.size else 0.05
     mix = speech + _background(rng, len(speech), audio_rate_hz) * rms * 10 ** (-snr_db / 20)
@@ -182,8 +213,13 @@ def render_video(dst_video: Path, segments: list[Segment], clips: list[SourceCli
 
     grey = np.full((h, w, 3), 96, np.uint8)
     seg_of = segment_index(segments, n_frames, fps)
-    labels = np.array([names.index(clips[segments[k].clip].label) if segments[k].clip >= 0 else -1
-                       for k in seg_of], np.int16)
+    labels = np.array(
+        [
+            names.index(clips[segments[k].clip].label) if segments[k].clip >= 0 else -1
+            for k in seg_of
+        ],
+        np.int16,
+    )
 
     def frames():
         for i, k in enumerate(seg_of):
@@ -192,7 +228,12 @@ def render_video(dst_video: Path, segments: list[Segment], clips: list[SourceCli
                 yield grey
             else:
                 clip = clips[seg.clip]
-                yield _vary(clip.frames[min(int((i / fps - seg.start_s) * clip.fps), len(clip.frames) - 1)], seg)
+                yield _vary(
+                    clip.frames[
+                        min(int((i / fps - seg.start_s) * clip.fps), len(clip.frames) - 1)
+                    ],
+                    seg,
+                )
 
     encode_mp4(dst_video, frames(), (w, h), fps, mix, audio_rate_hz)
     return labels
@@ -204,8 +245,13 @@ def segment_index(segments: list[Segment], n_frames: int, fps: float) -> np.ndar
     return np.searchsorted(starts, np.arange(n_frames) / fps, side="right") - 1
 
 
-def va_labels(segments: list[Segment], clips: list[SourceClip], n_frames: int, fps: float,
-              rng: np.random.Generator) -> np.ndarray:
+def va_labels(
+    segments: list[Segment],
+    clips: list[SourceClip],
+    n_frames: int,
+    fps: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Per-frame (valence, arousal) from each clip's emotion (:data:`CIRCUMPLEX`) plus a
     seeded offset of up to +-0.15 per segment; gaps are -5 (unannotated). (n_frames, 2)."""
     offsets = rng.uniform(-0.15, 0.15, (len(segments), 2))
@@ -244,7 +290,9 @@ def make_demo(dst: str | Path, workdir: str | Path, cfg) -> dict:
     """
     dst = Path(dst)
     clips = [load_clip(p, cfg.audio_rate_hz) for p in fetch_source_clips(workdir)]
-    log.info("loaded %d CREMA-D clips (%.1f s in all)", len(clips), sum(c.duration_s for c in clips))
+    log.info(
+        "loaded %d CREMA-D clips (%.1f s in all)", len(clips), sum(c.duration_s for c in clips)
+    )
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(cfg.n_videos)
     split_of, k = {}, 0
@@ -260,14 +308,23 @@ def make_demo(dst: str | Path, workdir: str | Path, cfg) -> dict:
         fps = float(vrng.choice(cfg.fps_choices))
         segments = plan_video(vrng, clips, cfg)
         snr = float(vrng.uniform(*cfg.background_snr_db))
-        labels = render_video(dst / "videos" / f"{vid}.mp4", segments, clips, fps, vrng, snr,
-                              cfg.audio_rate_hz)
-        write_label_file(dst / "annotations" / "EXPR_Set" / SPLIT_DIRS[split_of[i]] / f"{vid}.txt",
-                         labels)
-        write_va_file(dst / "annotations" / "VA_Set" / SPLIT_DIRS[split_of[i]] / f"{vid}.txt",
-                      va_labels(segments, clips, len(labels), fps, vrng))
-        summary["videos"][vid] = {"split": split_of[i], "fps": fps, "frames": int(len(labels)),
-                                  "segments": len(segments), "snr_db": round(snr, 2)}
+        labels = render_video(
+            dst / "videos" / f"{vid}.mp4", segments, clips, fps, vrng, snr, cfg.audio_rate_hz
+        )
+        write_label_file(
+            dst / "annotations" / "EXPR_Set" / SPLIT_DIRS[split_of[i]] / f"{vid}.txt", labels
+        )
+        write_va_file(
+            dst / "annotations" / "VA_Set" / SPLIT_DIRS[split_of[i]] / f"{vid}.txt",
+            va_labels(segments, clips, len(labels), fps, vrng),
+        )
+        summary["videos"][vid] = {
+            "split": split_of[i],
+            "fps": fps,
+            "frames": int(len(labels)),
+            "segments": len(segments),
+            "snr_db": round(snr, 2),
+        }
     write_json(dst / "SOURCE.json", summary)
     log.info("demo: %d videos written to %s", cfg.n_videos, dst)
     return summary

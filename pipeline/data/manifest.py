@@ -21,6 +21,7 @@ speaker-independent); label files shorter or longer than the video within the to
 also has video, audio-only files (modality ``audio``: face features give them no windows);
 an empty ``test`` split (evaluation then reports dev only).
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,10 +44,23 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 AFFWILD2_SPLITS = {"Train_Set": "train", "Validation_Set": "dev", "Test_Set": "test"}
 AFFWILD2_TASK_DIRS = {"expr": "EXPR_Set", "va": "VA_Set"}
-EMODB_CODES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness",
-               "T": "sadness", "N": "neutral"}
-CREMA_CODES = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happiness",
-               "NEU": "neutral", "SAD": "sadness"}
+EMODB_CODES = {
+    "W": "anger",
+    "L": "boredom",
+    "E": "disgust",
+    "A": "fear",
+    "F": "happiness",
+    "T": "sadness",
+    "N": "neutral",
+}
+CREMA_CODES = {
+    "ANG": "anger",
+    "DIS": "disgust",
+    "FEA": "fear",
+    "HAP": "happiness",
+    "NEU": "neutral",
+    "SAD": "sadness",
+}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm")
 MAX_ID_CHARS = 200  # ids name files (<id>.h5): stay well below 255-byte file names
 
@@ -118,7 +132,11 @@ def affwild2_items(root: Path, task: str, report: Report) -> list[Item]:
     label file are skipped with a warning. The demo dataset is written in this layout.
     """
     ann = root / "annotations" / AFFWILD2_TASK_DIRS[task]
-    videos = {p.stem: p for p in sorted((root / "videos").glob("*")) if p.suffix.lower() in VIDEO_SUFFIXES}
+    videos = {
+        p.stem: p
+        for p in sorted((root / "videos").glob("*"))
+        if p.suffix.lower() in VIDEO_SUFFIXES
+    }
     items, labelled = [], set()
     for split_dir, split in AFFWILD2_SPLITS.items():
         for lf in sorted((ann / split_dir).glob("*.txt")):
@@ -141,8 +159,14 @@ def demo_items(root: Path, task: str, report: Report) -> list[Item]:
     return [replace(i, speaker="1001") for i in affwild2_items(root, task, report)]
 
 
-def crema_d_items(root: Path, media: str, classes: tuple[str, ...], fractions: dict[str, float],
-                  seed: int, report: Report) -> list[Item]:
+def crema_d_items(
+    root: Path,
+    media: str,
+    classes: tuple[str, ...],
+    fractions: dict[str, float],
+    seed: int,
+    report: Report,
+) -> list[Item]:
     """Official CREMA-D layout: ``VideoFlash/*.flv`` or ``AudioWAV/*.wav`` (else ``AudioMP3``).
 
     Names follow ``ActorID_Sentence_Emotion_Level``; the emotion is a clip-level label.
@@ -152,9 +176,13 @@ def crema_d_items(root: Path, media: str, classes: tuple[str, ...], fractions: d
     if media == "video":
         files = sorted((root / "VideoFlash").glob("*.flv"))
     else:
-        files = sorted((root / "AudioWAV").glob("*.wav")) or sorted((root / "AudioMP3").glob("*.mp3"))
+        files = sorted((root / "AudioWAV").glob("*.wav")) or sorted(
+            (root / "AudioMP3").glob("*.mp3")
+        )
     if not files:
-        raise PipelineError(f"{root}: no CREMA-D {media} files (expected VideoFlash/ or AudioWAV/, AudioMP3/)")
+        raise PipelineError(
+            f"{root}: no CREMA-D {media} files (expected VideoFlash/ or AudioWAV/, AudioMP3/)"
+        )
     wanted = [c.lower() for c in classes]
     parsed = []
     for f in files:
@@ -171,8 +199,13 @@ def crema_d_items(root: Path, media: str, classes: tuple[str, ...], fractions: d
     return [Item(f.stem, str(f), split_of[spk], spk, clip_label=label) for f, spk, label in parsed]
 
 
-def emodb_items(root: Path, classes: tuple[str, ...], dev_speakers: tuple[str, ...],
-                test_speakers: tuple[str, ...], report: Report) -> list[Item]:
+def emodb_items(
+    root: Path,
+    classes: tuple[str, ...],
+    dev_speakers: tuple[str, ...],
+    test_speakers: tuple[str, ...],
+    report: Report,
+) -> list[Item]:
     """Berlin EmoDB: ``root/wav/*.wav`` (or ``root/*.wav``) named like ``03a01Fa.wav``.
 
     Characters 1-2 are the speaker, character 6 the emotion (W anger, L boredom, E disgust,
@@ -186,8 +219,9 @@ def emodb_items(root: Path, classes: tuple[str, ...], dev_speakers: tuple[str, .
         raise PipelineError(f"{root}: no EmoDB wav files (expected wav/*.wav)")
     overlap = sorted(set(dev_speakers) & set(test_speakers))
     if overlap:
-        raise PipelineError(f"build_manifest: speakers {overlap} are in both dev_speakers and "
-                            "test_speakers")
+        raise PipelineError(
+            f"build_manifest: speakers {overlap} are in both dev_speakers and test_speakers"
+        )
     wanted = [c.lower() for c in classes]
     items = []
     for f in files:
@@ -200,7 +234,9 @@ def emodb_items(root: Path, classes: tuple[str, ...], dev_speakers: tuple[str, .
             report.warn(f, f"emotion {label!r} is not in base.classes", "skipped")
             continue
         speaker = f.stem[:2]
-        split = "dev" if speaker in dev_speakers else "test" if speaker in test_speakers else "train"
+        split = (
+            "dev" if speaker in dev_speakers else "test" if speaker in test_speakers else "train"
+        )
         items.append(Item(f.stem, str(f), split, speaker, clip_label=label))
     return items
 
@@ -213,8 +249,9 @@ def adapter_items(adapter: str, root: Path, cfg, report: Report) -> list[Item]:
     if adapter == "affwild2":
         return affwild2_items(root, cfg.task, report)
     if adapter == "crema_d":
-        return crema_d_items(root, cfg.crema_media, cfg.classes, cfg.split_fractions, cfg.seed,
-                             report)
+        return crema_d_items(
+            root, cfg.crema_media, cfg.classes, cfg.split_fractions, cfg.seed, report
+        )
     if adapter == "emodb":
         return emodb_items(root, cfg.classes, cfg.dev_speakers, cfg.test_speakers, report)
     return csv_items(root, root / cfg.csv_file, report)  # params require csv_file for csv
@@ -268,14 +305,24 @@ def csv_items(root: Path, table: Path, report: Report) -> list[Item]:
             continue
         media = root / rel_media
         vid = (r.get("video_id") or "").strip() or media.stem
-        items.append(Item(vid, str(media), split, (r.get("speaker") or "").strip() or vid,
-                          label_file=str(root / rel_label) if rel_label else "",
-                          clip_label=(r.get("label") or "").strip().lower(),
-                          source=str(table), line=n))
+        items.append(
+            Item(
+                vid,
+                str(media),
+                split,
+                (r.get("speaker") or "").strip() or vid,
+                label_file=str(root / rel_label) if rel_label else "",
+                clip_label=(r.get("label") or "").strip().lower(),
+                source=str(table),
+                line=n,
+            )
+        )
     if outside:
         more = f" (and {len(outside) - 1} more; see manifest_report.json)" if outside[1:] else ""
-        raise PipelineError(f"{table}: {outside[0]}{more}; paths must stay inside the dataset "
-                            "folder, the only one DVC tracks")
+        raise PipelineError(
+            f"{table}: {outside[0]}{more}; paths must stay inside the dataset "
+            "folder, the only one DVC tracks"
+        )
     return items
 
 
@@ -332,6 +379,7 @@ def check_ids(items: list[Item], report: Report) -> None:
     PipelineError
         At least one problem; all of them are in the report's errors.
     """
+
     def where(it: Item) -> str:
         src = it.source or it.media_path
         return f"{src} line {it.line}" if it.line else src
@@ -349,16 +397,25 @@ def check_ids(items: list[Item], report: Report) -> None:
         if other.video_id == it.video_id:
             problems.append((it, f"duplicate video id {it.video_id!r} (first: {where(other)})"))
         else:
-            problems.append((it, (f"video id {it.video_id!r} collides with {other.video_id!r} "
-                                  f"({where(other)}) on case-insensitive file systems")))
+            problems.append(
+                (
+                    it,
+                    (
+                        f"video id {it.video_id!r} collides with {other.video_id!r} "
+                        f"({where(other)}) on case-insensitive file systems"
+                    ),
+                )
+            )
     for it, problem in problems:
         at = f"line {it.line}: " if it.line else ""
         report.error(it.source or it.media_path, at + problem)
     if problems:
         it, problem = problems[0]
         more = f" (and {len(problems) - 1} more; see manifest_report.json)" if problems[1:] else ""
-        raise PipelineError(f"{where(it)}: {problem}{more}; video ids name files and HDF5 "
-                            "groups: safe names, unique ignoring case")
+        raise PipelineError(
+            f"{where(it)}: {problem}{more}; video ids name files and HDF5 "
+            "groups: safe names, unique ignoring case"
+        )
 
 
 def split_groups(groups: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
@@ -369,7 +426,9 @@ def split_groups(groups: list[str], fractions: dict[str, float], seed: int) -> d
     """
     order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
     total = sum(fractions.get(s, 0.0) for s in SPLITS)
-    counts = {s: int(round(fractions.get(s, 0.0) / total * len(groups))) if total else 0 for s in SPLITS}
+    counts = {
+        s: int(round(fractions.get(s, 0.0) / total * len(groups))) if total else 0 for s in SPLITS
+    }
     for s in SPLITS:
         if fractions.get(s, 0.0) > 0 and counts[s] == 0:
             counts[s] = 1
@@ -379,7 +438,7 @@ def split_groups(groups: list[str], fractions: dict[str, float], seed: int) -> d
     counts["train"] += len(groups) - sum(counts.values())
     out, k = {}, 0
     for s in SPLITS:
-        for g in order[k:k + counts[s]]:
+        for g in order[k : k + counts[s]]:
             out[g] = s
         k += counts[s]
     return out
@@ -408,8 +467,15 @@ def no_stream(row: ManifestRow, kind: str) -> str:
     raise ValueError(f"kind must be 'video' or 'audio', got {kind!r}")
 
 
-def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
-                   max_label_mismatch_s: float, n_jobs: int, report: Report) -> list[ManifestRow]:
+def build_manifest(
+    items: list[Item],
+    *,
+    task: str,
+    classes: tuple[str, ...],
+    max_label_mismatch_s: float,
+    n_jobs: int,
+    report: Report,
+) -> list[ManifestRow]:
     """Probe every item's media and check its labels; returns usable rows sorted by id.
 
     Raises
@@ -421,7 +487,9 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
     check_ids(items, report)
     items = sorted(items, key=lambda i: i.video_id)
     unique_media = sorted({i.media_path for i in items})
-    infos = dict(zip(unique_media, Parallel(n_jobs=n_jobs)(delayed(_probe)(m) for m in unique_media)))
+    infos = dict(
+        zip(unique_media, Parallel(n_jobs=n_jobs)(delayed(_probe)(m) for m in unique_media))
+    )
     wanted = [c.lower() for c in classes]
     rows = []
     for it in items:
@@ -448,44 +516,76 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
             if info.has_video:
                 diff_s = (label_frames - info.n_frames) / info.fps
                 if abs(diff_s) > max_label_mismatch_s:
-                    report.warn(it.label_file, f"{label_frames} label lines for {info.n_frames} video "
-                                f"frames ({diff_s:+.2f} s, tolerance {max_label_mismatch_s} s)", "skipped")
+                    report.warn(
+                        it.label_file,
+                        f"{label_frames} label lines for {info.n_frames} video "
+                        f"frames ({diff_s:+.2f} s, tolerance {max_label_mismatch_s} s)",
+                        "skipped",
+                    )
                     continue
                 if label_frames != info.n_frames:
                     what = "shorter" if label_frames < info.n_frames else "longer"
-                    report.warn(it.label_file, f"{what} than its video ({label_frames} vs "
-                                f"{info.n_frames} frames)", "kept: missing frames unannotated, extra lines ignored")
+                    report.warn(
+                        it.label_file,
+                        f"{what} than its video ({label_frames} vs {info.n_frames} frames)",
+                        "kept: missing frames unannotated, extra lines ignored",
+                    )
         elif it.clip_label:
             if task != "expr":
                 report.warn(it.media_path, "clip labels are categorical; task is va", "skipped")
                 continue
             if it.clip_label.lower() not in wanted:
-                report.warn(it.media_path, f"clip label {it.clip_label!r} is not in base.classes", "skipped")
+                report.warn(
+                    it.media_path,
+                    f"clip label {it.clip_label!r} is not in base.classes",
+                    "skipped",
+                )
                 continue
         else:
             report.warn(it.media_path, "no label", "skipped")
             continue
         if info.modality == "image":
-            report.warn(it.media_path, "still image (modality image): one frame, no audio track",
-                        "kept: audio features give it no windows")
+            report.warn(
+                it.media_path,
+                "still image (modality image): one frame, no audio track",
+                "kept: audio features give it no windows",
+            )
         elif not info.has_audio:
-            report.warn(it.media_path, "no audio track (modality video)",
-                        "kept: audio features give it no windows")
-        rows.append(ManifestRow(it.video_id, it.media_path, it.split, it.speaker, it.label_file,
-                                it.clip_label.lower(), label_frames=label_frames, **media))
+            report.warn(
+                it.media_path,
+                "no audio track (modality video)",
+                "kept: audio features give it no windows",
+            )
+        rows.append(
+            ManifestRow(
+                it.video_id,
+                it.media_path,
+                it.split,
+                it.speaker,
+                it.label_file,
+                it.clip_label.lower(),
+                label_frames=label_frames,
+                **media,
+            )
+        )
     if not rows:
         raise PipelineError("no usable video in the dataset; see manifest_report.json for why")
     report.modalities = dict(sorted(Counter(r.modality for r in rows).items()))
     if any(r.has_video for r in rows):
         for r in rows:
             if r.modality == "audio":
-                report.warn(r.media_path, "audio only: no video stream (modality audio) in a "
-                            "dataset with video", "kept: face features give it no windows")
+                report.warn(
+                    r.media_path,
+                    "audio only: no video stream (modality audio) in a dataset with video",
+                    "kept: face features give it no windows",
+                )
     per_split = Counter(r.split for r in rows)
     for split in ("train", "dev"):
         if per_split[split] == 0:
-            raise PipelineError(f"split {split!r} is empty: {split} videos are needed "
-                                f"({dict(per_split)} usable videos per split)")
+            raise PipelineError(
+                f"split {split!r} is empty: {split} videos are needed "
+                f"({dict(per_split)} usable videos per split)"
+            )
     if per_split["test"] == 0:
         report.warn("(dataset)", "split 'test' is empty", "kept: evaluation reports dev only")
     splits_of: dict[str, set[str]] = {}
@@ -493,10 +593,12 @@ def build_manifest(items: list[Item], *, task: str, classes: tuple[str, ...],
         splits_of.setdefault(r.speaker, set()).add(r.split)
     for speaker, splits in sorted(splits_of.items()):
         if len(splits) > 1:
-            report.warn(f"(speaker {speaker})",
-                        f"speaker {speaker!r} is in several splits {sorted(splits)}: dev and "
-                        "test scores are not speaker-independent",
-                        "kept (strict: true stops here)")
+            report.warn(
+                f"(speaker {speaker})",
+                f"speaker {speaker!r} is in several splits {sorted(splits)}: dev and "
+                "test scores are not speaker-independent",
+                "kept (strict: true stops here)",
+            )
     return rows
 
 
@@ -519,13 +621,23 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         No manifest, not one written by :func:`write_manifest`, or (hand-edited) an unsafe
         or colliding video id or an unknown modality; the message names the line.
     """
-    casts = {"duration_s": float, "fps": float, "n_frames": int, "width": int, "height": int,
-             "audio_rate_hz": int, "label_frames": int,
-             "has_video": lambda s: s == "True", "has_audio": lambda s: s == "True"}
+    casts = {
+        "duration_s": float,
+        "fps": float,
+        "n_frames": int,
+        "width": int,
+        "height": int,
+        "audio_rate_hz": int,
+        "label_frames": int,
+        "has_video": lambda s: s == "True",
+        "has_audio": lambda s: s == "True",
+    }
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = [ManifestRow(**{k: casts.get(k, str)(v) for k, v in r.items()})
-                    for r in csv.DictReader(fh)]
+            rows = [
+                ManifestRow(**{k: casts.get(k, str)(v) for k, v in r.items()})
+                for r in csv.DictReader(fh)
+            ]
     except FileNotFoundError:
         raise DataError(path, "manifest not found (run build_manifest)") from None
     except (TypeError, ValueError) as err:
@@ -534,12 +646,16 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     for n, r in enumerate(rows, start=2):
         why = id_problem(r.video_id)
         if why:
-            raise DataError(path, f"line {n}: unsafe video id {r.video_id!r}: {why} "
-                            "(re-run build_manifest)")
+            raise DataError(
+                path, f"line {n}: unsafe video id {r.video_id!r}: {why} (re-run build_manifest)"
+            )
         first = seen.setdefault(id_key(r.video_id), n)
         if first != n:
-            raise DataError(path, f"line {n}: video id {r.video_id!r} repeats line {first} "
-                            "(ids must be unique ignoring case)")
+            raise DataError(
+                path,
+                f"line {n}: video id {r.video_id!r} repeats line {first} "
+                "(ids must be unique ignoring case)",
+            )
         if r.modality not in MODALITIES:
             raise DataError(path, f"line {n}: modality {r.modality!r} is not one of {MODALITIES}")
     return rows

@@ -1,4 +1,5 @@
 """Probe and decode media with PyAV (bundled FFmpeg; no system ffmpeg needed)."""
+
 from __future__ import annotations
 
 import logging
@@ -133,9 +134,14 @@ def probe(path: str | Path) -> MediaInfo:
             raise DataError(path, f"audio track has no decodable sample{why}")
         audio_rate = aus.rate if aus is not None else 0
         container_s = float(c.duration / av.time_base) if c.duration else 0.0
-        image = (vs is not None and aus is None
-                 and (path.suffix.lower() in IMAGE_SUFFIXES
-                      or (n_frames == 1 and vs.codec_context.name in IMAGE_CODECS)))
+        image = (
+            vs is not None
+            and aus is None
+            and (
+                path.suffix.lower() in IMAGE_SUFFIXES
+                or (n_frames == 1 and vs.codec_context.name in IMAGE_CODECS)
+            )
+        )
     video_s = n_frames / fps if vs is not None else 0.0
     audio_s = n_samples / audio_rate if aus is not None else 0.0
     decoded_s = max(video_s, audio_s)
@@ -143,8 +149,10 @@ def probe(path: str | Path) -> MediaInfo:
     partly = ""
     if error or (container_s and decoded_s < MIN_DECODED_FRACTION * container_s):
         if vs is not None:
-            partly = (f"partly decodable: {n_frames} of ~{round(container_s * fps)} frames "
-                      f"({video_s:.2f} s of {container_s:.2f} s)")
+            partly = (
+                f"partly decodable: {n_frames} of ~{round(container_s * fps)} frames "
+                f"({video_s:.2f} s of {container_s:.2f} s)"
+            )
         else:
             partly = f"partly decodable: {audio_s:.2f} s of {container_s:.2f} s of audio"
         if error:
@@ -159,9 +167,16 @@ def probe(path: str | Path) -> MediaInfo:
     else:
         modality = "audio"
     return MediaInfo(
-        duration_s=round(duration, 6), has_video=vs is not None, fps=round(fps, 6),
-        n_frames=n_frames, width=width, height=height, has_audio=aus is not None,
-        audio_rate_hz=int(audio_rate), modality=modality, partly_decodable=partly,
+        duration_s=round(duration, 6),
+        has_video=vs is not None,
+        fps=round(fps, 6),
+        n_frames=n_frames,
+        width=width,
+        height=height,
+        has_audio=aus is not None,
+        audio_rate_hz=int(audio_rate),
+        modality=modality,
+        partly_decodable=partly,
     )
 
 
@@ -183,7 +198,11 @@ def iter_video_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, f
         try:
             for frame in c.decode(vs):
                 if index % every == 0:
-                    t = float(frame.time) if frame.time is not None else index / float(vs.average_rate)
+                    t = (
+                        float(frame.time)
+                        if frame.time is not None
+                        else index / float(vs.average_rate)
+                    )
                     rgb = frame.to_ndarray(format="rgb24")
                     turns = quarter_turns(frame.rotation)
                     yield index, t, np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
@@ -191,8 +210,12 @@ def iter_video_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, f
         except av.error.FFmpegError as err:
             if index == 0:
                 raise DataError(path, f"video decoding failed at frame 0 ({err})") from None
-            log.warning("%s: video decoding stopped at frame %d (%s); using the frames before it",
-                        path, index, err)
+            log.warning(
+                "%s: video decoding stopped at frame %d (%s); using the frames before it",
+                path,
+                index,
+                err,
+            )
 
 
 def read_audio(path: str | Path, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
@@ -229,8 +252,12 @@ def read_audio(path: str | Path, sample_rate_hz: int | None = None) -> tuple[np.
         except av.error.FFmpegError as err:
             if not chunks:
                 raise DataError(path, f"audio decoding failed ({err})") from None
-            log.warning("%s: audio decoding stopped after %.2f s (%s); using the part before it",
-                        path, sum(len(ch) for ch in chunks) / rate, err)
+            log.warning(
+                "%s: audio decoding stopped after %.2f s (%s); using the part before it",
+                path,
+                sum(len(ch) for ch in chunks) / rate,
+                err,
+            )
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().reshape(-1))
     wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
@@ -246,10 +273,18 @@ def as_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def encode_mp4(dst: str | Path, frames: Iterable[np.ndarray], size: tuple[int, int], fps: float,
-               audio: np.ndarray | None = None, audio_rate_hz: int = 16000,
-               bit_rate: int = 1_500_000, *, rotation_deg: int = 0,
-               faststart: bool = False) -> None:
+def encode_mp4(
+    dst: str | Path,
+    frames: Iterable[np.ndarray],
+    size: tuple[int, int],
+    fps: float,
+    audio: np.ndarray | None = None,
+    audio_rate_hz: int = 16000,
+    bit_rate: int = 1_500_000,
+    *,
+    rotation_deg: int = 0,
+    faststart: bool = False,
+) -> None:
     """Write RGB uint8 frames (MPEG-4 video) and optional mono audio (AAC) to an MP4 file.
 
     Parameters
@@ -273,7 +308,9 @@ def encode_mp4(dst: str | Path, frames: Iterable[np.ndarray], size: tuple[int, i
         vs.thread_count = 1
         if rotation_deg:
             vs.set_display_rotation(rotation_deg)
-        aus = out.add_stream("aac", rate=audio_rate_hz, layout="mono") if audio is not None else None
+        aus = (
+            out.add_stream("aac", rate=audio_rate_hz, layout="mono") if audio is not None else None
+        )
         for img in frames:
             for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(pkt)
@@ -282,7 +319,9 @@ def encode_mp4(dst: str | Path, frames: Iterable[np.ndarray], size: tuple[int, i
         if aus is not None:
             audio = np.asarray(audio, np.float32)
             for k in range(0, len(audio), 1024):
-                af = av.AudioFrame.from_ndarray(audio[None, k:k + 1024], format="flt", layout="mono")
+                af = av.AudioFrame.from_ndarray(
+                    audio[None, k : k + 1024], format="flt", layout="mono"
+                )
                 af.sample_rate, af.pts = audio_rate_hz, k
                 for pkt in aus.encode(af):
                     out.mux(pkt)

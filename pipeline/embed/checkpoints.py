@@ -1,4 +1,5 @@
 """Strict checking of checkpoints against a model: names, shapes, clear errors naming the file."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -15,8 +16,9 @@ def format_keys(keys: list[str], limit: int = 20) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def checked_state_dict(model: nn.Module, weights: Mapping[str, object], path: Path,
-                       what: str) -> dict[str, torch.Tensor]:
+def checked_state_dict(
+    model: nn.Module, weights: Mapping[str, object], path: Path, what: str
+) -> dict[str, torch.Tensor]:
     """Validate ``weights`` (tensors or numpy arrays) against ``model``; return a state dict.
 
     ``model`` may live on the meta device (only names, shapes and dtypes are used).
@@ -33,11 +35,18 @@ def checked_state_dict(model: nn.Module, weights: Mapping[str, object], path: Pa
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in weights if k not in expected]
-    not_array = [k for k in weights
-                 if k in expected and not isinstance(weights[k], (np.ndarray, torch.Tensor))]
-    bad_shape = [f"{k}: file {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
-                 for k in weights
-                 if k in expected and k not in not_array and tuple(weights[k].shape) != tuple(expected[k].shape)]
+    not_array = [
+        k
+        for k in weights
+        if k in expected and not isinstance(weights[k], (np.ndarray, torch.Tensor))
+    ]
+    bad_shape = [
+        f"{k}: file {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in weights
+        if k in expected
+        and k not in not_array
+        and tuple(weights[k].shape) != tuple(expected[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys ({len(missing)}): {format_keys(missing)}")
@@ -48,7 +57,9 @@ def checked_state_dict(model: nn.Module, weights: Mapping[str, object], path: Pa
     if bad_shape:
         problems.append(f"shape mismatches ({len(bad_shape)}): {format_keys(bad_shape)}")
     if problems:
-        raise ValueError(f"{path}: not a {what} checkpoint in the official format; " + "; ".join(problems))
+        raise ValueError(
+            f"{path}: not a {what} checkpoint in the official format; " + "; ".join(problems)
+        )
     state = {}
     for k, ref in expected.items():
         if k not in weights:

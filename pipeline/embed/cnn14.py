@@ -32,6 +32,7 @@ The weights are published on Zenodo (record 3987831, "PANNs: Large-Scale Pretrai
 Audio Neural Networks for Audio Pattern Recognition"), linked from the README of
 ``qiuqiangkong/audioset_tagging_cnn``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -624,4 +625,3 @@ def embed_cnn14(
             out[lo : lo + len(batch)] = model(batch)["embedding"].float().cpu().numpy()
     log.debug("cnn14: %d windows embedded (%.2f s of audio)", len(windows), len(wave) / sr)
     return out, centres_s
-

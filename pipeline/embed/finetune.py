@@ -8,6 +8,7 @@ The 1024-d layer becomes another face embedding and the softmax a frame-level mo
 For ``base.task: va`` the head regresses valence and arousal instead (two tanh outputs,
 trained on 1 - CCC; no class weights or thinning).
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,15 +31,23 @@ log = logging.getLogger(__name__)
 class FineTuneNet(nn.Module):
     """Backbone embedding -> Dropout -> Linear(hidden) -> ReLU -> Dropout -> Linear(K)."""
 
-    def __init__(self, backbone: MiniXception, n_classes: int, hidden: int = 1024, dropout: float = 0.5,
-                 task: str = "expr"):
+    def __init__(
+        self,
+        backbone: MiniXception,
+        n_classes: int,
+        hidden: int = 1024,
+        dropout: float = 0.5,
+        task: str = "expr",
+    ):
         super().__init__()
         self.task = task  # "expr": softmax over n_classes; "va": tanh over 2 outputs
         # Trained in the default contiguous format: channels-last weights with contiguous
         # activations crash torch 2.13's oneDNN AVX-512 backward (see load_fer_xception).
         self.backbone = backbone.to(memory_format=torch.contiguous_format)
         self.hidden_dim = hidden
-        self.head1 = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.embedding_dim, hidden), nn.ReLU())
+        self.head1 = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(backbone.embedding_dim, hidden), nn.ReLU()
+        )
         self.head2 = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,15 +56,21 @@ class FineTuneNet(nn.Module):
         return h, self.head2(h)
 
     @torch.no_grad()
-    def embed(self, faces: np.ndarray, batch_size: int = 128, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-        """uint8 RGB faces (B, H, W, 3) -> (hidden (B, 1024), probs (B, K) or valence/arousal (B, 2))."""
+    def embed(
+        self, faces: np.ndarray, batch_size: int = 128, device: str = "cpu"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB faces (B, H, W, 3) -> (hidden (B, 1024), probs (B, K) or VA (B, 2))."""
         self.eval()
         hs, ps = [], []
         for s in range(0, len(faces), batch_size):
-            x = torch.from_numpy(preprocess_faces(faces[s:s + batch_size]))[:, None].to(device)
+            x = torch.from_numpy(preprocess_faces(faces[s : s + batch_size]))[:, None].to(device)
             h, logits = self(x)
             hs.append(h.cpu().numpy())
-            ps.append((torch.tanh(logits) if self.task == "va" else torch.softmax(logits, 1)).cpu().numpy())
+            ps.append(
+                (torch.tanh(logits) if self.task == "va" else torch.softmax(logits, 1))
+                .cpu()
+                .numpy()
+            )
         k = self.head2[1].out_features
         if not hs:
             return np.zeros((0, self.hidden_dim), np.float32), np.zeros((0, k), np.float32)
@@ -86,7 +101,7 @@ def thin_per_class(y: np.ndarray, every: tuple[int, ...]) -> np.ndarray:
     for k in range(int(y.max()) + 1 if y.size else 0):
         idx = np.flatnonzero(y == k)
         step = every[k] if k < len(every) else 1
-        keep.append(idx[::max(1, step)])
+        keep.append(idx[:: max(1, step)])
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 
@@ -100,21 +115,36 @@ def augment(faces: np.ndarray, rng: np.random.Generator, cfg: FineTuneConfig) ->
         g = cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT)
         if cfg.flip and rng.random() < 0.5:
             g = g[:, ::-1]
-        out[i] = np.clip(g.astype(np.float32) * rng.uniform(*cfg.brightness), 0, 255).astype(np.uint8)
+        out[i] = np.clip(g.astype(np.float32) * rng.uniform(*cfg.brightness), 0, 255).astype(
+            np.uint8
+        )
     return out
 
 
-def _dev_loss(model: FineTuneNet, faces: np.ndarray, y: np.ndarray, loss_fn, bs: int, device: str) -> float:
+def _dev_loss(
+    model: FineTuneNet, faces: np.ndarray, y: np.ndarray, loss_fn, bs: int, device: str
+) -> float:
     model.eval()
     with torch.no_grad():
-        out = torch.cat([model(torch.from_numpy(preprocess_faces(faces[s:s + bs]))[:, None].to(device))[1]
-                         for s in range(0, len(y), bs)])
+        out = torch.cat(
+            [
+                model(torch.from_numpy(preprocess_faces(faces[s : s + bs]))[:, None].to(device))[1]
+                for s in range(0, len(y), bs)
+            ]
+        )
     return float(loss_fn(out, torch.from_numpy(y).to(device)))
 
 
-def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: tuple[np.ndarray, np.ndarray],
-             n_classes: int, cfg: FineTuneConfig, seed: int, device: str = "cpu",
-             task: str = "expr") -> tuple[FineTuneNet, list[dict]]:
+def finetune(
+    backbone: MiniXception,
+    train: tuple[np.ndarray, np.ndarray],
+    dev: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+    cfg: FineTuneConfig,
+    seed: int,
+    device: str = "cpu",
+    task: str = "expr",
+) -> tuple[FineTuneNet, list[dict]]:
     """Train the head and backbone; returns the best-dev-loss model and the history.
 
     Parameters
@@ -131,17 +161,25 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
 
         def loss_fn(logits, target):
             return ccc_loss(torch.tanh(logits), target)
+
         log.info("finetune (va): %d training faces, %d dev faces", len(y), len(dev[1]))
     else:
         n_out = n_classes
         keep = thin_per_class(y, cfg.thinning)
         faces, y = faces[keep], y[keep]
-        weights = torch.tensor(log_class_weights(y, n_classes, cfg.class_weight_r), dtype=torch.float32).to(device)
+        weights = torch.tensor(
+            log_class_weights(y, n_classes, cfg.class_weight_r), dtype=torch.float32
+        ).to(device)
 
         def loss_fn(logits, target):
             return nn.functional.cross_entropy(logits, target.long(), weight=weights)
-        log.info("finetune: %d training faces after thinning (class counts %s), %d dev faces",
-                 len(y), np.bincount(y, minlength=n_classes).tolist(), len(dev[1]))
+
+        log.info(
+            "finetune: %d training faces after thinning (class counts %s), %d dev faces",
+            len(y),
+            np.bincount(y, minlength=n_classes).tolist(),
+            len(dev[1]),
+        )
     model = FineTuneNet(copy.deepcopy(backbone), n_out, cfg.hidden, cfg.dropout, task).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_loss, history = copy.deepcopy(model.state_dict()), np.inf, []
@@ -150,8 +188,10 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
         order = rng.permutation(len(y))
         run = 0.0
         for s in range(0, len(order), cfg.batch_size):
-            sel = order[s:s + cfg.batch_size]
-            x = torch.from_numpy(preprocess_faces(augment(faces[sel], rng, cfg)))[:, None].to(device)
+            sel = order[s : s + cfg.batch_size]
+            x = torch.from_numpy(preprocess_faces(augment(faces[sel], rng, cfg)))[:, None].to(
+                device
+            )
             if len(sel) < 2 and task == "va":  # CCC needs two samples
                 continue
             loss = loss_fn(model(x)[1], torch.from_numpy(y[sel]).to(device))
@@ -161,7 +201,12 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
             run += loss.item() * len(sel)
         dev_loss = _dev_loss(model, dev[0], dev[1], loss_fn, cfg.batch_size, device)
         history.append({"epoch": epoch, "train_loss": run / max(len(y), 1), "dev_loss": dev_loss})
-        log.info("finetune epoch %d: train loss %.4f, dev loss %.4f", epoch, history[-1]["train_loss"], dev_loss)
+        log.info(
+            "finetune epoch %d: train loss %.4f, dev loss %.4f",
+            epoch,
+            history[-1]["train_loss"],
+            dev_loss,
+        )
         if dev_loss < best_loss:
             best_loss, best = dev_loss, copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
@@ -171,8 +216,16 @@ def finetune(backbone: MiniXception, train: tuple[np.ndarray, np.ndarray], dev: 
 
 def save_finetuned(path, model: FineTuneNet, classes: tuple[str, ...]) -> None:
     """Save state dict and the metadata needed to rebuild the model."""
-    save_torch({"state_dict": model.state_dict(), "classes": list(classes), "hidden": model.hidden_dim,
-                "backbone": "fer_xception", "task": model.task}, path)
+    save_torch(
+        {
+            "state_dict": model.state_dict(),
+            "classes": list(classes),
+            "hidden": model.hidden_dim,
+            "backbone": "fer_xception",
+            "task": model.task,
+        },
+        path,
+    )
 
 
 def load_finetuned(path, device: str = "cpu") -> FineTuneNet:
@@ -185,8 +238,14 @@ def load_finetuned(path, device: str = "cpu") -> FineTuneNet:
     return model.eval()
 
 
-def labelled_faces(faces_file, video_id: str, labels_5hz: dict[str, np.ndarray], rate_hz: float,
-                   size_px: int = 96, task: str = "expr") -> tuple[np.ndarray, np.ndarray]:
+def labelled_faces(
+    faces_file,
+    video_id: str,
+    labels_5hz: dict[str, np.ndarray],
+    rate_hz: float,
+    size_px: int = 96,
+    task: str = "expr",
+) -> tuple[np.ndarray, np.ndarray]:
     """Valid face crops of one video with the 5 Hz label of the bin each frame falls in.
 
     Crops are resized to ``size_px`` (augmentation and the 64x64 input need no more), and
@@ -205,13 +264,22 @@ def labelled_faces(faces_file, video_id: str, labels_5hz: dict[str, np.ndarray],
     labelled = np.isfinite(y).all(axis=1) if task == "va" else y >= 0
     y = y.astype(np.float32) if task == "va" else y.astype(np.int64)
     keep = g["valid"] & labelled
-    crops = np.stack([cv2.resize(f, (size_px, size_px), interpolation=cv2.INTER_AREA)
-                      for f in g["faces"][keep]]) if keep.any() else np.zeros((0, size_px, size_px, 3), np.uint8)
+    crops = (
+        np.stack(
+            [
+                cv2.resize(f, (size_px, size_px), interpolation=cv2.INTER_AREA)
+                for f in g["faces"][keep]
+            ]
+        )
+        if keep.any()
+        else np.zeros((0, size_px, size_px, 3), np.uint8)
+    )
     return crops, y[keep]
 
 
-def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, split: str,
-                task: str = "expr") -> tuple[np.ndarray, np.ndarray]:
+def split_faces(
+    rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, split: str, task: str = "expr"
+) -> tuple[np.ndarray, np.ndarray]:
     """All labelled valid crops of one split: (faces uint8 [n, 96, 96, 3], labels [n]).
 
     Raises
@@ -221,8 +289,13 @@ def split_faces(rows, faces_dir, labels_5hz: dict[str, dict], rate_hz: float, sp
     """
     from pipeline.errors import PipelineError
 
-    parts = [labelled_faces(faces_dir / f"{r.video_id}.h5", r.video_id, labels_5hz[r.video_id], rate_hz,
-                            task=task) for r in rows if r.split == split]
+    parts = [
+        labelled_faces(
+            faces_dir / f"{r.video_id}.h5", r.video_id, labels_5hz[r.video_id], rate_hz, task=task
+        )
+        for r in rows
+        if r.split == split
+    ]
     if not parts or sum(len(p[1]) for p in parts) == 0:
         raise PipelineError(f"finetune_faces: no labelled faces in the {split} split")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -234,10 +307,19 @@ def video_folds(video_ids: list[str], k: int, seed: int) -> dict[str, int]:
     return {str(v): i % k for i, v in enumerate(order)}
 
 
-def finetune_out_of_fold(backbone: MiniXception, rows, faces_dir, labels_5hz: dict[str, dict],
-                         rate_hz: float, n_classes: int, cfg: FineTuneConfig, seed: int,
-                         k: int, device: str = "cpu",
-                         task: str = "expr") -> tuple[FineTuneNet, list[dict], dict[str, FineTuneNet]]:
+def finetune_out_of_fold(
+    backbone: MiniXception,
+    rows,
+    faces_dir,
+    labels_5hz: dict[str, dict],
+    rate_hz: float,
+    n_classes: int,
+    cfg: FineTuneConfig,
+    seed: int,
+    k: int,
+    device: str = "cpu",
+    task: str = "expr",
+) -> tuple[FineTuneNet, list[dict], dict[str, FineTuneNet]]:
     """The fine-tuned model, plus out-of-fold models for the train videos.
 
     Features of the videos a model was trained on are memorised ones: a classifier fitted on
@@ -255,29 +337,52 @@ def finetune_out_of_fold(backbone: MiniXception, rows, faces_dir, labels_5hz: di
     """
     dev = split_faces(rows, faces_dir, labels_5hz, rate_hz, "dev", task)
     train_rows = [r for r in rows if r.split == "train"]
-    net, history = finetune(backbone, split_faces(train_rows, faces_dir, labels_5hz, rate_hz,
-                                                  "train", task), dev, n_classes, cfg, seed,
-                            device, task)
+    net, history = finetune(
+        backbone,
+        split_faces(train_rows, faces_dir, labels_5hz, rate_hz, "train", task),
+        dev,
+        n_classes,
+        cfg,
+        seed,
+        device,
+        task,
+    )
     embedder: dict[str, FineTuneNet] = {}
     if k:
         if len(train_rows) < k:
             from pipeline.errors import ParamsError
 
-            raise ParamsError(f"finetune_faces.oof_folds: {k} folds for {len(train_rows)} "
-                              "train videos; use fewer folds or 0")
+            raise ParamsError(
+                f"finetune_faces.oof_folds: {k} folds for {len(train_rows)} "
+                "train videos; use fewer folds or 0"
+            )
         fold_of = video_folds([r.video_id for r in train_rows], k, seed)
         for j in range(k):
             log.info("finetune: out-of-fold model %d of %d", j + 1, k)
             rest = [r for r in train_rows if fold_of[r.video_id] != j]
-            fold_net, _ = finetune(backbone, split_faces(rest, faces_dir, labels_5hz, rate_hz,
-                                                         "train", task), dev, n_classes, cfg,
-                                   seed, device, task)
+            fold_net, _ = finetune(
+                backbone,
+                split_faces(rest, faces_dir, labels_5hz, rate_hz, "train", task),
+                dev,
+                n_classes,
+                cfg,
+                seed,
+                device,
+                task,
+            )
             embedder |= {r.video_id: fold_net for r in train_rows if fold_of[r.video_id] == j}
     return net, history, embedder
 
 
-def embed_videos(net: FineTuneNet, rows, faces_dir, writer, n_classes: int, device: str = "cpu",
-                 embedder: dict[str, FineTuneNet] | None = None) -> None:
+def embed_videos(
+    net: FineTuneNet,
+    rows,
+    faces_dir,
+    writer,
+    n_classes: int,
+    device: str = "cpu",
+    embedder: dict[str, FineTuneNet] | None = None,
+) -> None:
     """Write ``t, x`` (hidden layer), ``p`` (softmax, or valence/arousal for va) and ``valid``.
 
     ``embedder`` maps video ids to the model that embeds them (out-of-fold train videos);

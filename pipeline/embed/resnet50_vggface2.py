@@ -30,6 +30,7 @@ Weights: the Caffe models are described on the VGGFace2 page of the Oxford Visua
 Geometry Group (robots.ox.ac.uk, "VGGFace2 dataset"); the ``.pkl`` conversions are linked
 from the README of ``cydonia999/VGGFace2-pytorch`` ("Pretrained models": resnet50_ft).
 """
+
 from __future__ import annotations
 
 import logging

@@ -7,14 +7,23 @@ mean of the valid embedding frames that fall in it and is invalid when none does
 mean and standard deviation (2 x D). A window with fewer than ``min_valid_frac`` of its bins
 valid is kept but flagged ``valid=False``; fitting skips it and the stage counts it.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.features.windows import window_bounds, window_centres, window_labels, window_stats, window_va
+from pipeline.features.windows import (
+    window_bounds,
+    window_centres,
+    window_labels,
+    window_stats,
+    window_va,
+)
 
 
-def to_grid(t: np.ndarray, x: np.ndarray, valid: np.ndarray, n: int, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+def to_grid(
+    t: np.ndarray, x: np.ndarray, valid: np.ndarray, n: int, rate_hz: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Bin-average valid rows of ``x`` [T, D] at times ``t`` [T] onto ``n`` grid bins.
 
     Returns
@@ -40,8 +49,14 @@ def no_windows(dim: int, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     ``dim`` is the embedding width D (``x`` is [0, 2D]); ``labels`` decides ``y`` or ``va``.
     """
     none = np.zeros(0, np.int32)
-    out = {"t": np.zeros(0), "x": np.zeros((0, 2 * dim), np.float32), "start": none,
-           "end": none, "n_valid": none, "valid": np.zeros(0, bool)}
+    out = {
+        "t": np.zeros(0),
+        "x": np.zeros((0, 2 * dim), np.float32),
+        "start": none,
+        "end": none,
+        "n_valid": none,
+        "valid": np.zeros(0, bool),
+    }
     if "y" in labels:
         out["y"] = np.zeros(0, np.int8)
     else:
@@ -49,8 +64,16 @@ def no_windows(dim: int, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     return out
 
 
-def summarise_video(emb: dict[str, np.ndarray], labels: dict[str, np.ndarray], rate_hz: float, *,
-                    window_s: float, overlap: float, min_valid_frac: float, n_classes: int) -> dict[str, np.ndarray]:
+def summarise_video(
+    emb: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    rate_hz: float,
+    *,
+    window_s: float,
+    overlap: float,
+    min_valid_frac: float,
+    n_classes: int,
+) -> dict[str, np.ndarray]:
     """Window features and labels of one video.
 
     Parameters
@@ -68,9 +91,14 @@ def summarise_video(emb: dict[str, np.ndarray], labels: dict[str, np.ndarray], r
     starts, ends = window_bounds(n, rate_hz, window_s, overlap)
     feats, n_valid = window_stats(xg, vg, starts, ends)
     need = np.maximum(1, np.ceil(min_valid_frac * (ends - starts))).astype(int)
-    out = {"t": window_centres(labels["t"], starts, ends), "x": np.nan_to_num(feats).astype(np.float32),
-           "start": starts.astype(np.int32), "end": ends.astype(np.int32),
-           "n_valid": n_valid.astype(np.int32), "valid": n_valid >= need}
+    out = {
+        "t": window_centres(labels["t"], starts, ends),
+        "x": np.nan_to_num(feats).astype(np.float32),
+        "start": starts.astype(np.int32),
+        "end": ends.astype(np.int32),
+        "n_valid": n_valid.astype(np.int32),
+        "valid": n_valid >= need,
+    }
     if "y" in labels:
         out["y"] = window_labels(labels["y"], starts, ends, n_classes).astype(np.int8)
     else:

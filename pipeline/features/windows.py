@@ -18,6 +18,7 @@ All window reductions are vectorised (prefix sums over the frame axis, or sparse
 incidence products for the wide embedding statistics) with no Python loop per
 window; :func:`window_stats_loop` is the reference for tests and benchmarks only.
 """
+
 from __future__ import annotations
 
 import logging

@@ -10,6 +10,7 @@ filesystem, the temporary goes beside the output.
 
 Temporaries of processes that no longer run (a ``kill -9``) are removed by the next write.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,7 +64,7 @@ def scratch_dir(dst: Path) -> Path:
 def remove_stale(scratch: Path) -> None:
     """Remove temporaries in ``scratch`` whose writing process no longer runs."""
     for entry in scratch.glob(f"{_PREFIX}*-*"):
-        pid = entry.name[len(_PREFIX):].split("-", 1)[0]
+        pid = entry.name[len(_PREFIX) :].split("-", 1)[0]
         if entry.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 

@@ -15,6 +15,7 @@ Contract (see README, "Data contracts"):
   has an empty group (``t`` [0], ``x`` [0, D], ``valid`` [0]) with group attribute
   ``skipped`` saying why (:func:`skipped_group`); ``window_stats`` gives it no windows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,9 @@ def _write_arrays(group: h5py.Group, arrays: Mapping[str, np.ndarray]) -> None:
     for name in sorted(arrays):
         data = np.asarray(arrays[name])
         if data.nbytes >= _COMPRESS_MIN_BYTES and data.ndim >= 1:
-            chunks = (min(len(data), max(1, (1 << 20) // max(1, data[0].nbytes))),) + data.shape[1:]
+            chunks = (min(len(data), max(1, (1 << 20) // max(1, data[0].nbytes))),) + data.shape[
+                1:
+            ]
             group.create_dataset(name, data=data, chunks=chunks, compression="lzf")
         else:
             group.create_dataset(name, data=data)
@@ -70,10 +73,15 @@ class H5Writer:
         self._path = path
         self._last: str | None = None
 
-    def add(self, video_id: str, attrs: Mapping[str, Any] | None = None, **arrays: np.ndarray) -> None:
+    def add(
+        self, video_id: str, attrs: Mapping[str, Any] | None = None, **arrays: np.ndarray
+    ) -> None:
         """Add group ``video_id`` holding ``arrays`` (and optional group attributes)."""
         if self._last is not None and video_id <= self._last:
-            raise ValueError(f"{self._path}: groups must be added in sorted order ({video_id!r} after {self._last!r})")
+            raise ValueError(
+                f"{self._path}: groups must be added in sorted order "
+                f"({video_id!r} after {self._last!r})"
+            )
         self._last = video_id
         group = self._f.create_group(video_id)
         for key in sorted(attrs or {}):
@@ -117,7 +125,9 @@ def skipped_group(dim: int, reason: str) -> tuple[dict[str, np.ndarray], dict[st
     return arrays, {SKIPPED: reason}
 
 
-def write_h5(dst: str | Path, groups: Mapping[str, Mapping[str, np.ndarray]], **file_attrs: Any) -> None:
+def write_h5(
+    dst: str | Path, groups: Mapping[str, Mapping[str, np.ndarray]], **file_attrs: Any
+) -> None:
     """Atomically write ``{video_id: {name: array}}`` to ``dst`` in sorted id order."""
     with open_writer(dst, **file_attrs) as w:
         for vid in sorted(groups):
@@ -150,7 +160,9 @@ def video_ids(path: str | Path) -> list[str]:
         return sorted(f.keys())
 
 
-def read_group(path: str | Path, video_id: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
+def read_group(
+    path: str | Path, video_id: str, names: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """Arrays of one video group (all, or only ``names``)."""
     with _open(path) as f:
         if video_id not in f:
@@ -163,7 +175,9 @@ def read_group(path: str | Path, video_id: str, names: list[str] | None = None) 
         return {k: g[k][()] for k in keys}
 
 
-def iter_groups(path: str | Path, names: list[str] | None = None) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+def iter_groups(
+    path: str | Path, names: list[str] | None = None
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Yield ``(video_id, arrays)`` for every group in sorted order, one at a time."""
     with _open(path) as f:
         for vid in sorted(f.keys()):

@@ -19,6 +19,7 @@ the same report, byte for byte, as a clean run; only the log tells which videos 
 ``AVEMO_RECOMPUTE=1 dvc repro -f -s detect_faces`` really recomputes (``-f`` alone re-runs the
 stage, which then reuses every fresh video).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -100,14 +101,17 @@ def runtime(packages: Sequence[str], device: str = "cpu") -> dict[str, Any]:
         import torch
 
         name = f"cuda ({torch.cuda.get_device_name(0)})"
-    return {"device": name,
-            "versions": {p: importlib.metadata.version(p) for p in sorted(packages)}}
+    return {
+        "device": name,
+        "versions": {p: importlib.metadata.version(p) for p in sorted(packages)},
+    }
 
 
 def job_digest(job: VideoJob, params: dict[str, Any], code: str) -> str:
     """Digest of a job: params, input file contents, code version."""
-    return params_digest({"params": params, "code": code,
-                          "inputs": [sha256_file(p) for p in job.inputs]})
+    return params_digest(
+        {"params": params, "code": code, "inputs": [sha256_file(p) for p in job.inputs]}
+    )
 
 
 def recompute_requested() -> bool:
@@ -136,9 +140,17 @@ def _run_one(work: Callable[[VideoJob, str], None], job: VideoJob, digest: str) 
         return Outcome("failed", {"error": f"{type(err).__name__}: {err}"})
 
 
-def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], None], *,
-                  out_dir: Path, params: dict[str, Any], code: str, n_jobs: int,
-                  desc: str, runtime: dict[str, Any] | None = None) -> dict[str, Outcome]:
+def run_per_video(
+    jobs: Sequence[VideoJob],
+    work: Callable[[VideoJob, str], None],
+    *,
+    out_dir: Path,
+    params: dict[str, Any],
+    code: str,
+    n_jobs: int,
+    desc: str,
+    runtime: dict[str, Any] | None = None,
+) -> dict[str, Outcome]:
     """Run ``work(job, digest)`` for every job not already fresh; return outcomes by id.
 
     ``work`` must write ``job.out`` atomically with ``params_digest=digest`` and its report
@@ -163,15 +175,20 @@ def run_per_video(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], None
     digests = [job_digest(j, params, code) for j in jobs]
     start = time.perf_counter()
     results = Parallel(n_jobs=n_jobs, verbose=0)(
-        delayed(_run_one)(work, j, d) for j, d in zip(jobs, digests))
+        delayed(_run_one)(work, j, d) for j, d in zip(jobs, digests)
+    )
     outcomes = {j.video_id: o for j, o in zip(jobs, results)}
-    counts = {s: sum(o.status == s for o in results) for s in ("done", "reused", "skipped", "failed")}
+    counts = {
+        s: sum(o.status == s for o in results) for s in ("done", "reused", "skipped", "failed")
+    }
     log.info("%s: %d videos in %.1f s: %s", desc, len(jobs), time.perf_counter() - start, counts)
     failed = {v: o.detail["error"] for v, o in outcomes.items() if o.status == "failed"}
     if failed:
         first = next(iter(failed.items()))
-        raise FailedVideos(f"{desc}: {len(failed)} of {len(jobs)} videos failed, e.g. {first[0]}: {first[1]}",
-                           outcomes)
+        raise FailedVideos(
+            f"{desc}: {len(failed)} of {len(jobs)} videos failed, e.g. {first[0]}: {first[1]}",
+            outcomes,
+        )
     return outcomes
 
 
@@ -191,13 +208,20 @@ def report(outcomes: dict[str, Outcome]) -> dict[str, Any]:
     """
     status = {v: "done" if o.status == "reused" else o.status for v, o in outcomes.items()}
     return {
-        "counts": {s: sum(st == s for st in status.values()) for s in ("done", "skipped", "failed")},
+        "counts": {
+            s: sum(st == s for st in status.values()) for s in ("done", "skipped", "failed")
+        },
         "videos": {v: {"status": status[v], **o.detail} for v, o in sorted(outcomes.items())},
     }
 
 
-def run_and_report(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], None], *,
-                   report_path: Path, **kw: Any) -> dict[str, Outcome]:
+def run_and_report(
+    jobs: Sequence[VideoJob],
+    work: Callable[[VideoJob, str], None],
+    *,
+    report_path: Path,
+    **kw: Any,
+) -> dict[str, Outcome]:
     """:func:`run_per_video`, then write the per-video report (also when videos failed)."""
     try:
         outcomes = run_per_video(jobs, work, **kw)
@@ -208,9 +232,16 @@ def run_and_report(jobs: Sequence[VideoJob], work: Callable[[VideoJob, str], Non
     return outcomes
 
 
-def build_grouped_file(dst: Path, items: Sequence[tuple[str, Path]],
-                       compute: Callable[[str, Path], tuple[dict[str, Any], dict[str, Any]]], *,
-                       params: dict[str, Any], code: str, desc: str, **file_attrs: Any) -> dict[str, str]:
+def build_grouped_file(
+    dst: Path,
+    items: Sequence[tuple[str, Path]],
+    compute: Callable[[str, Path], tuple[dict[str, Any], dict[str, Any]]],
+    *,
+    params: dict[str, Any],
+    code: str,
+    desc: str,
+    **file_attrs: Any,
+) -> dict[str, str]:
     """Write one contract file with a group per video, reusing unchanged groups of the old file.
 
     ``items`` are ``(video_id, input_file)``; ``compute(video_id, input_file)`` returns
@@ -228,8 +259,9 @@ def build_grouped_file(dst: Path, items: Sequence[tuple[str, Path]],
     status: dict[str, str] = {}
     start = time.perf_counter()
     try:
-        with open_writer(dst, params_digest=params_digest({"params": params, "code": code}),
-                         **file_attrs) as w:
+        with open_writer(
+            dst, params_digest=params_digest({"params": params, "code": code}), **file_attrs
+        ) as w:
             for vid, src in tqdm(sorted(items), desc=desc, unit="video", mininterval=5):
                 digest = params_digest({"params": params, "code": code, "input": sha256_file(src)})
                 g = old.get(vid) if old is not None and not recompute_requested() else None
@@ -246,5 +278,12 @@ def build_grouped_file(dst: Path, items: Sequence[tuple[str, Path]],
         if old is not None:
             old.close()
     counts = {s: sum(v == s for v in status.values()) for s in ("done", "reused")}
-    log.info("%s: %d videos in %.1f s %s -> %s", desc, len(status), time.perf_counter() - start, counts, dst)
+    log.info(
+        "%s: %d videos in %.1f s %s -> %s",
+        desc,
+        len(status),
+        time.perf_counter() - start,
+        counts,
+        dst,
+    )
     return status

@@ -8,6 +8,7 @@ Both are read as UTF-8 with or without a byte-order mark, with LF or CRLF line e
 line after the header is one frame, so a blank line inside the file is an error (dropping it
 would shift every later label by a frame); blank lines at the end are ignored.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -95,8 +96,11 @@ def _lines(path: str | Path) -> list[str]:
         lines.pop()
     blank = next((i for i, ln in enumerate(lines, start=1) if not ln), 0)
     if blank:
-        raise DataError(path, f"line {blank}: blank line inside the file (one line per frame; "
-                        "only blank lines at the end are allowed)")
+        raise DataError(
+            path,
+            f"line {blank}: blank line inside the file (one line per frame; "
+            "only blank lines at the end are allowed)",
+        )
     if len(lines) < 2:
         raise DataError(path, "label file has a header but no frame labels")
     return lines

@@ -12,6 +12,7 @@ bins. Frame ``i`` of a video at ``fps`` frames per second lies at ``i / fps``.
 - Clip-level labels (CREMA-D, AFEW) become constant per-frame labels.
 - :func:`grid_to_frames` maps 5 Hz values (predictions) back to any frame rate.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,14 @@ def _bin_index(frame_t: np.ndarray, rate_hz: float, n: int) -> np.ndarray:
     return np.clip(np.floor(frame_t * rate_hz + 1e-9).astype(np.int64), 0, n - 1)
 
 
-def frames_to_grid_categorical(labels: np.ndarray, frame_t: np.ndarray, n: int, rate_hz: float,
-                               n_classes: int, min_frames: int = 1) -> np.ndarray:
+def frames_to_grid_categorical(
+    labels: np.ndarray,
+    frame_t: np.ndarray,
+    n: int,
+    rate_hz: float,
+    n_classes: int,
+    min_frames: int = 1,
+) -> np.ndarray:
     """Most frequent valid label per bin.
 
     Parameters
@@ -68,8 +75,9 @@ def frames_to_grid_categorical(labels: np.ndarray, frame_t: np.ndarray, n: int, 
     return out
 
 
-def frames_to_grid_continuous(values: np.ndarray, frame_t: np.ndarray, n: int, rate_hz: float,
-                              min_frames: int = 1) -> np.ndarray:
+def frames_to_grid_continuous(
+    values: np.ndarray, frame_t: np.ndarray, n: int, rate_hz: float, min_frames: int = 1
+) -> np.ndarray:
     """Mean of valid rows per bin: ``values`` (F, D) float with NaN = invalid -> (n, D) float32.
 
     Bins with fewer than ``min_frames`` valid rows are NaN.
@@ -83,7 +91,9 @@ def frames_to_grid_continuous(values: np.ndarray, frame_t: np.ndarray, n: int, r
     return (sums / cnt).astype(np.float32)
 
 
-def grid_to_frames(values: np.ndarray, rate_hz: float, frame_t: np.ndarray, method: str = "hold") -> np.ndarray:
+def grid_to_frames(
+    values: np.ndarray, rate_hz: float, frame_t: np.ndarray, method: str = "hold"
+) -> np.ndarray:
     """Map grid values (``values`` [n, ...] at bin centres) to frame times ``frame_t`` [F].
 
     ``hold``: each frame takes the value of the bin it falls in (right for class labels and
@@ -101,8 +111,9 @@ def grid_to_frames(values: np.ndarray, rate_hz: float, frame_t: np.ndarray, meth
     return out.reshape((len(frame_t),) + values.shape[1:]).astype(values.dtype)
 
 
-def frame_labels(row, *, task: str, classes: tuple[str, ...],
-                 rate_hz: float) -> tuple[np.ndarray, np.ndarray] | None:
+def frame_labels(
+    row, *, task: str, classes: tuple[str, ...], rate_hz: float
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The per-frame labels of one manifest row and their times, or None for a clip label.
 
     Returns ``(labels, frame_t)``: labels (F,) int (-1 unannotated) for ``task='expr'`` or
@@ -116,15 +127,19 @@ def frame_labels(row, *, task: str, classes: tuple[str, ...],
         return None
     fps = row.fps if row.has_video else 0.0
     n_frames = row.n_frames if row.has_video else 0
-    labels = (read_expr_labels(row.label_file, classes) if task == "expr"
-              else read_va_labels(row.label_file))
+    labels = (
+        read_expr_labels(row.label_file, classes)
+        if task == "expr"
+        else read_va_labels(row.label_file)
+    )
     if not n_frames:
         n_frames, fps = len(labels), rate_hz
     return fit_to_frames(labels, n_frames), np.arange(n_frames) / fps
 
 
-def video_labels_5hz(row, *, task: str, classes: tuple[str, ...], rate_hz: float,
-                     min_frames: int = 1) -> dict[str, np.ndarray]:
+def video_labels_5hz(
+    row, *, task: str, classes: tuple[str, ...], rate_hz: float, min_frames: int = 1
+) -> dict[str, np.ndarray]:
     """The 5 Hz labels of one manifest row (per-frame file or clip label).
 
     Returns ``{"t": [n] s, "y": [n] int8}`` for ``task='expr'`` or ``{"t", "va": [n, 2]}``

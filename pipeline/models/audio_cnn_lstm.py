@@ -13,6 +13,7 @@ Window predictions are mapped back to the 5 Hz label grid elsewhere
 (``pipeline.features.windows``); ``starts_s`` of :func:`raw_audio_windows` gives each
 window's position.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
-from pipeline.models.persist import TorchPickleMixin
-
 from pipeline.models.class_weights import MASK_LABEL
 from pipeline.models.lstm import (
     fit_torch_classifier,
@@ -38,6 +37,7 @@ from pipeline.models.lstm import (
     seed_from_random_state,
     split_validation,
 )
+from pipeline.models.persist import TorchPickleMixin
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,15 @@ class AudioCNNLSTM(nn.Module):
     ):
         super().__init__()
         channels, pool_sizes = tuple(channels), tuple(pool_sizes)
-        self.init_kwargs = dict(n_classes=n_classes, channels=channels, kernel_size=kernel_size,
-                                pool_sizes=pool_sizes, dropout=dropout, lstm_hidden=lstm_hidden,
-                                lstm_layers=lstm_layers)  # to rebuild from a state dict (persist)
+        self.init_kwargs = dict(
+            n_classes=n_classes,
+            channels=channels,
+            kernel_size=kernel_size,
+            pool_sizes=pool_sizes,
+            dropout=dropout,
+            lstm_hidden=lstm_hidden,
+            lstm_layers=lstm_layers,
+        )  # to rebuild from a state dict (persist)
         if len(channels) != len(pool_sizes):
             raise ValueError("channels and pool_sizes must have the same length")
         if len(channels) < 3:
@@ -153,7 +159,10 @@ class AudioCNNLSTM(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.min_samples = int(np.prod(pool_sizes))
         self.lstm = nn.LSTM(
-            c_in, lstm_hidden, num_layers=lstm_layers, batch_first=True,
+            c_in,
+            lstm_hidden,
+            num_layers=lstm_layers,
+            batch_first=True,
             dropout=dropout if lstm_layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(dropout)
@@ -161,7 +170,7 @@ class AudioCNNLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
-            x = x.unsqueeze(1)                              # [B, samples] -> [B, 1, samples]
+            x = x.unsqueeze(1)  # [B, samples] -> [B, 1, samples]
         if x.shape[-1] < self.min_samples:
             raise ValueError(
                 f"windows of {x.shape[-1]} samples are shorter than the total pooling "
@@ -170,9 +179,9 @@ class AudioCNNLSTM(nn.Module):
         # each window to zero mean, unit variance (the seed-003 audio model's input scaling):
         # the level of separated vocals varies by orders of magnitude between recordings
         x = (x - x.mean(dim=-1, keepdim=True)) / (x.std(dim=-1, keepdim=True) + 1e-5)
-        h = self.features(x)                                # [B, C, T']
-        out, _ = self.lstm(h.transpose(1, 2))               # [B, T', H]
-        return self.head(self.drop(out[:, -1]))             # [B, K]
+        h = self.features(x)  # [B, C, T']
+        out, _ = self.lstm(h.transpose(1, 2))  # [B, T', H]
+        return self.head(self.drop(out[:, -1]))  # [B, K]
 
 
 class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
@@ -310,8 +319,13 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=fork_rng_devices(device)):
             torch.manual_seed(seed)
             module = AudioCNNLSTM(
-                len(self.classes_), self.channels, self.kernel_size, self.pool_sizes,
-                self.dropout, self.lstm_hidden, self.lstm_layers,
+                len(self.classes_),
+                self.channels,
+                self.kernel_size,
+                self.pool_sizes,
+                self.dropout,
+                self.lstm_hidden,
+                self.lstm_layers,
             )
             if X.shape[1] < module.min_samples:
                 raise ValueError(
@@ -324,15 +338,26 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
                 torch.tensor(y_tr),
                 torch.tensor(Xv[:, None, :]) if len(Xv) else None,
                 torch.tensor(yv) if len(Xv) else None,
-                epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                patience=self.patience, tol=self.tol, class_weights=cw, device=device,
+                epochs=self.epochs,
+                lr=self.lr,
+                batch_size=self.batch_size,
+                patience=self.patience,
+                tol=self.tol,
+                class_weights=cw,
+                device=device,
                 generator=torch.Generator().manual_seed(seed),
-                weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+                weight_decay=self.weight_decay,
+                grad_clip=self.grad_clip,
             )
         self.module_ = module
         self.n_epochs_ = len(self.history_)
-        log.info("AudioCNNLSTM fitted on %d windows of %d samples: %d epochs (best %d)",
-                 len(X_tr), X.shape[1], self.n_epochs_, self.best_epoch_)
+        log.info(
+            "AudioCNNLSTM fitted on %d windows of %d samples: %d epochs (best %d)",
+            len(X_tr),
+            X.shape[1],
+            self.n_epochs_,
+            self.best_epoch_,
+        )
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -349,7 +374,9 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         logits = predict_logits(
-            self.module_, torch.tensor(X[:, None, :]), batch_size=self.batch_size,
+            self.module_,
+            torch.tensor(X[:, None, :]),
+            batch_size=self.batch_size,
             device=self.device,
         )
         return torch.softmax(logits.double(), dim=-1).numpy()

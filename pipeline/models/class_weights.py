@@ -11,6 +11,7 @@ that grows only logarithmically with their rarity.
 
 Labels of ``-1`` are "no label" (as in ABAW) and are ignored when counting.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,8 +82,9 @@ def log_class_weights(
     mask = y != MASK_LABEL
     labelled, sw = y[mask], sw[mask]
     if labelled.size == 0 or not sw.sum() > 0:
-        raise ValueError("y holds no labelled sample (all labels are -1, y is empty, or all "
-                         "weights are 0)")
+        raise ValueError(
+            "y holds no labelled sample (all labels are -1, y is empty, or all weights are 0)"
+        )
     if labelled.min() < 0 or labelled.max() >= n_classes:
         raise ValueError(
             f"labels must be in [0, {n_classes}) or -1; got range "

@@ -12,6 +12,7 @@ out of early stopping. For the SVM, whose
 probability calibration needs a few samples per class, classes with fewer than 2 training
 windows are treated the same way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,9 @@ from pipeline.scores import grid_scores
 log = logging.getLogger(__name__)
 
 
-def training_windows(videos: dict[str, dict],
-                     split: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_windows(
+    videos: dict[str, dict], split: str = "train"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Valid, labelled windows of ``split``: (X [N, F] float32, y [N] int64, video ids [N])."""
     xs, ys, groups = [], [], []
     for vid, g in sorted(videos.items()):
@@ -40,12 +42,15 @@ def training_windows(videos: dict[str, dict],
         ys.append(g["y"][ok].astype(np.int64))
         groups.append(np.full(int(ok.sum()), vid, dtype=object))
     if not xs or sum(len(y) for y in ys) == 0:
-        raise PipelineError(f"no valid labelled windows in the {split!r} split "
-                            "(empty split, or no face/audio?)")
+        raise PipelineError(
+            f"no valid labelled windows in the {split!r} split (empty split, or no face/audio?)"
+        )
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
 
 
-def sequences(videos: dict[str, dict], split: str, seq_len: int) -> tuple[np.ndarray, np.ndarray, list]:
+def sequences(
+    videos: dict[str, dict], split: str, seq_len: int
+) -> tuple[np.ndarray, np.ndarray, list]:
     """Cut each video's window sequence into chunks of ``seq_len`` (zero/-1 padded).
 
     Returns (X [N, S, F], y [N, S] with -1 for invalid/unlabelled/padding, index list of
@@ -60,15 +65,16 @@ def sequences(videos: dict[str, dict], split: str, seq_len: int) -> tuple[np.nda
             n = min(seq_len, len(y) - s)
             x = np.zeros((seq_len, g["x"].shape[1]), np.float32)
             yy = np.full(seq_len, -1, np.int64)
-            x[:n], yy[:n] = g["x"][s:s + n], y[s:s + n]
+            x[:n], yy[:n] = g["x"][s : s + n], y[s : s + n]
             xs.append(x)
             ys.append(yy)
             index.append((vid, s, n))
     return np.stack(xs), np.stack(ys), index
 
 
-def make_model(name: str, cfg: Any, y: np.ndarray, n_classes: int, seed: int,
-               groups: np.ndarray | None = None):
+def make_model(
+    name: str, cfg: Any, y: np.ndarray, n_classes: int, seed: int, groups: np.ndarray | None = None
+):
     """The unfitted estimator ``name`` (svm | kelm | lstm) with the stage's params.
 
     ``groups`` (video id per training window) keeps the SVM's calibration folds apart by
@@ -78,23 +84,49 @@ def make_model(name: str, cfg: Any, y: np.ndarray, n_classes: int, seed: int,
     if name == "svm":
         from pipeline.models.svm import calibration_folds, make_svm
 
-        return make_svm(C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, degree=cfg.degree,
-                        class_weight_r=cfg.class_weight_r, y=y, n_classes=n_classes,
-                        random_state=seed, calibration_cv=calibration_folds(y, groups))
+        return make_svm(
+            C=cfg.C,
+            kernel=cfg.kernel,
+            gamma=cfg.gamma,
+            degree=cfg.degree,
+            class_weight_r=cfg.class_weight_r,
+            y=y,
+            n_classes=n_classes,
+            random_state=seed,
+            calibration_cv=calibration_folds(y, groups),
+        )
     if name == "kelm":
         from pipeline.models.kelm import KELMClassifier
 
-        return make_pipeline(StandardScaler(), KELMClassifier(
-            C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, class_weight=cfg.class_weight,
-            class_weight_r=cfg.class_weight_r, approximation=cfg.approximation,
-            n_components=cfg.n_components, max_train=cfg.max_train, random_state=seed))
+        return make_pipeline(
+            StandardScaler(),
+            KELMClassifier(
+                C=cfg.C,
+                kernel=cfg.kernel,
+                gamma=cfg.gamma,
+                class_weight=cfg.class_weight,
+                class_weight_r=cfg.class_weight_r,
+                approximation=cfg.approximation,
+                n_components=cfg.n_components,
+                max_train=cfg.max_train,
+                random_state=seed,
+            ),
+        )
     if name == "lstm":
         from pipeline.models.lstm import LSTMSequenceClassifier
 
-        return LSTMSequenceClassifier(hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
-                                      epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                                      patience=cfg.patience, class_weight="log",
-                                      class_weight_r=cfg.class_weight_r, random_state=seed)
+        return LSTMSequenceClassifier(
+            hidden=cfg.hidden,
+            layers=cfg.layers,
+            dropout=cfg.dropout,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            patience=cfg.patience,
+            class_weight="log",
+            class_weight_r=cfg.class_weight_r,
+            random_state=seed,
+        )
     raise PipelineError(f"unknown classifier {name!r}")
 
 
@@ -105,8 +137,9 @@ def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.nda
     return out
 
 
-def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
-                  seed: int) -> tuple[Any, dict[str, dict], dict]:
+def fit_and_score(
+    name: str, cfg: Any, videos: dict[str, dict], n_classes: int, seed: int
+) -> tuple[Any, dict[str, dict], dict]:
     """Fit ``name`` on the train split and score every dev/test video on the 5 Hz grid.
 
     Parameters
@@ -129,7 +162,11 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
         X, y, groups = X[keep], y[keep], groups[keep]
         missing = sorted(set(missing) | set(rare))
     if missing:
-        log.warning("%s: classes %s have no (or too few) training windows; their scores are 0", name, missing)
+        log.warning(
+            "%s: classes %s have no (or too few) training windows; their scores are 0",
+            name,
+            missing,
+        )
     if len(np.unique(y)) < 2:
         raise PipelineError(f"{name}: the training windows hold fewer than two classes")
     prior = np.bincount(y, minlength=n_classes).astype(np.float32) / len(y)
@@ -153,29 +190,40 @@ def fit_and_score(name: str, cfg: Any, videos: dict[str, dict], n_classes: int,
             pq = full_proba(model.predict_proba(Xq), classes, n_classes)
             per_window = {v: np.zeros((len(videos[v]["y"]), n_classes), np.float32) for v in ids}
             for (vid, s, n), p in zip(index, pq):
-                per_window[vid][s:s + n] = p[:n]
+                per_window[vid][s : s + n] = p[:n]
         else:
-            per_window = {v: (full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes)
-                              if len(videos[v]["x"]) else np.zeros((0, n_classes), np.float32))
-                          for v in ids}  # W = 0: a video without this feature's modality
+            per_window = {
+                v: (
+                    full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes)
+                    if len(videos[v]["x"])
+                    else np.zeros((0, n_classes), np.float32)
+                )
+                for v in ids
+            }  # W = 0: a video without this feature's modality
         if split == "dev":
             dev_windows = per_window
         for vid in ids:
             g = videos[vid]
             ok = g["valid"]
-            p, covered = grid_scores(per_window[vid][ok], g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]),
-                                     prior)
+            p, covered = grid_scores(
+                per_window[vid][ok], g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]), prior
+            )
             scores[vid] = {"p": p, "covered": covered}
-    report = {"model": name, "train_windows": int(len(y)), "missing_classes": missing,
-              "class_counts": np.bincount(y, minlength=n_classes).tolist(),
-              "dev_at_chance": dev_at_chance(videos, dev_windows, n_classes)}
+    report = {
+        "model": name,
+        "train_windows": int(len(y)),
+        "missing_classes": missing,
+        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+        "dev_at_chance": dev_at_chance(videos, dev_windows, n_classes),
+    }
     if hasattr(model, "history_"):
         report["history"] = model.history_
     return model, scores, report
 
 
-def dev_at_chance(videos: dict[str, dict], per_window: dict[str, np.ndarray],
-                  n_classes: int) -> str | None:
+def dev_at_chance(
+    videos: dict[str, dict], per_window: dict[str, np.ndarray], n_classes: int
+) -> str | None:
     """Why the model is at chance on its dev windows (:func:`pipeline.metrics.at_chance`),
     or None; None as well when dev has no labelled valid window."""
     ys, preds = [], []
@@ -201,19 +249,31 @@ def make_regressor(name: str, cfg: Any):
         from sklearn.multioutput import MultiOutputRegressor
         from sklearn.svm import SVR
 
-        return make_pipeline(StandardScaler(), MultiOutputRegressor(
-            SVR(C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, degree=cfg.degree)))
+        return make_pipeline(
+            StandardScaler(),
+            MultiOutputRegressor(
+                SVR(C=cfg.C, kernel=cfg.kernel, gamma=cfg.gamma, degree=cfg.degree)
+            ),
+        )
     if name == "kelm":
         from sklearn.kernel_ridge import KernelRidge
 
         if cfg.approximation is not None:
             raise PipelineError("fit.kelm.approximation: not available for task va")
-        gamma = None if cfg.gamma in ("scale", "auto") else cfg.gamma  # KernelRidge: None = 1 / n_features
-        return make_pipeline(StandardScaler(), KernelRidge(alpha=1.0 / cfg.C, kernel=cfg.kernel, gamma=gamma))
-    raise PipelineError(f"{name}: task va supports the svm and kelm models (LSTM regression is not implemented)")
+        gamma = (
+            None if cfg.gamma in ("scale", "auto") else cfg.gamma
+        )  # KernelRidge: None = 1 / n_features
+        return make_pipeline(
+            StandardScaler(), KernelRidge(alpha=1.0 / cfg.C, kernel=cfg.kernel, gamma=gamma)
+        )
+    raise PipelineError(
+        f"{name}: task va supports the svm and kelm models (LSTM regression is not implemented)"
+    )
 
 
-def fit_and_score_va(name: str, cfg: Any, videos: dict[str, dict]) -> tuple[Any, dict[str, dict], dict]:
+def fit_and_score_va(
+    name: str, cfg: Any, videos: dict[str, dict]
+) -> tuple[Any, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_and_score`: scores hold ``va`` [n, 2] in [-1, 1].
 
     Training windows are valid windows whose mean valence and arousal are defined; bins no
@@ -236,6 +296,8 @@ def fit_and_score_va(name: str, cfg: Any, videos: dict[str, dict]) -> tuple[Any,
             continue
         ok = g["valid"]
         pred = np.clip(model.predict(g["x"][ok]), -1, 1) if ok.any() else np.zeros((0, 2))
-        va, covered = grid_scores(pred, g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]), mean)
+        va, covered = grid_scores(
+            pred, g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]), mean
+        )
         scores[vid] = {"va": va, "covered": covered}
     return model, scores, {"model": name, "task": "va", "train_windows": int(len(Y))}

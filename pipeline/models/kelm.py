@@ -30,6 +30,7 @@ options exist: ``max_train`` (a seeded random subset of the training samples) an
 ``n_components >= n`` the Nystroem map reproduces the kernel on the training set and
 both solutions coincide up to rounding.
 """
+
 from __future__ import annotations
 
 import logging
@@ -222,15 +223,17 @@ class KELMClassifier(ClassifierMixin, BaseEstimator):
         if cw is None:
             return np.ones(n_classes)
         if isinstance(cw, dict):
-            return np.array([float(cw.get(c.item() if hasattr(c, "item") else c, 1.0))
-                             for c in self.classes_])
+            return np.array(
+                [float(cw.get(c.item() if hasattr(c, "item") else c, 1.0)) for c in self.classes_]
+            )
         counts = np.bincount(y_idx, weights=sample_weight, minlength=n_classes)
         if cw == "balanced":
             with np.errstate(divide="ignore"):
                 w = counts.sum() / (n_classes * counts)
-            return np.where(counts > 0, w, 0.0)         # weightless class: no sample to weigh
-        return log_class_weights(y_idx, n_classes, self.class_weight_r,
-                                 sample_weight=sample_weight)
+            return np.where(counts > 0, w, 0.0)  # weightless class: no sample to weigh
+        return log_class_weights(
+            y_idx, n_classes, self.class_weight_r, sample_weight=sample_weight
+        )
 
     # ---------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None) -> KELMClassifier:
@@ -273,7 +276,7 @@ class KELMClassifier(ClassifierMixin, BaseEstimator):
             keep = np.sort(rng.choice(keep, size=int(self.max_train), replace=False))
             log.info("KELM: fitting on a random subset of %d / %d samples", keep.size, len(y_idx))
         if keep.size == X.shape[0] and self.approximation == "nystroem":
-            X_fit, w_fit = X, w                   # not stored: no need for a private copy
+            X_fit, w_fit = X, w  # not stored: no need for a private copy
         else:
             X_fit, w_fit = X[keep], w[keep]
         T = np.full((keep.size, len(self.classes_)), -1.0)
@@ -287,8 +290,12 @@ class KELMClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_exact(self, X_fit, T: np.ndarray, w: np.ndarray) -> None:
         n = X_fit.shape[0]
-        log.debug("KELM exact: n=%d, kernel=%s, %.1f MiB kernel matrix", n, self.kernel,
-                  n * n * 8 / 2**20)
+        log.debug(
+            "KELM exact: n=%d, kernel=%s, %.1f MiB kernel matrix",
+            n,
+            self.kernel,
+            n * n * 8 / 2**20,
+        )
         A = self._kernel_into(np.empty((n, n), dtype=np.float64), X_fit, X_fit)
         A[np.diag_indices(n)] += 1.0 / (self.C * w)
         self.dual_coef_ = _spd_solve(A, T)
@@ -375,7 +382,7 @@ class KELMClassifier(ClassifierMixin, BaseEstimator):
         -------
         (n,) array of labels from ``classes_``.
         """
-        scores = self._scores(X)                       # checks fitted state first
+        scores = self._scores(X)  # checks fitted state first
         return self.classes_[np.argmax(scores, axis=1)]
 
 
@@ -387,7 +394,7 @@ def _spd_solve(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     least-squares solve, with a logged warning, if rounding makes ``A`` numerically
     indefinite (huge C with a rank-deficient kernel).
     """
-    M = A.T                                           # F-contiguous view, equal to A
+    M = A.T  # F-contiguous view, equal to A
     try:
         factor = scipy.linalg.cho_factor(M, lower=True, overwrite_a=True, check_finite=False)
         return scipy.linalg.cho_solve(factor, B, check_finite=False)

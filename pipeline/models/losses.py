@@ -1,4 +1,5 @@
 """Training losses shared by the torch models."""
+
 from __future__ import annotations
 
 import torch

@@ -18,6 +18,7 @@ torch RNG of the caller is left untouched.
 :func:`fit_torch_classifier` is the training loop itself; the end-to-end audio model in
 :mod:`pipeline.models.audio_cnn_lstm` reuses it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,9 +34,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
-from pipeline.models.persist import TorchPickleMixin
-
 from pipeline.models.class_weights import MASK_LABEL, log_class_weights
+from pipeline.models.persist import TorchPickleMixin
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,8 @@ def fit_torch_classifier(
     """
     module.to(device)
     weight = (
-        None if class_weights is None
+        None
+        if class_weights is None
         else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
     )
     opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
@@ -233,7 +234,7 @@ def fit_torch_classifier(
             idx = order[i : i + batch_size]
             xb, yb = X[idx].to(device), y[idx].to(device)
             if not bool((yb != MASK_LABEL).any()):
-                continue                                    # nothing labelled in this batch
+                continue  # nothing labelled in this batch
             loss_sum, dn = _masked_ce_sum(module(xb), yb, weight)
             loss = loss_sum / dn
             opt.zero_grad(set_to_none=True)
@@ -258,8 +259,12 @@ def fit_torch_classifier(
         else:
             wait += 1
             if patience is not None and wait >= patience:
-                log.info("early stopping at epoch %d (best epoch %d, val_loss %.5f)",
-                         epoch, best_epoch, best_loss)
+                log.info(
+                    "early stopping at epoch %d (best epoch %d, val_loss %.5f)",
+                    epoch,
+                    best_epoch,
+                    best_loss,
+                )
                 break
     if best_state is not None:
         module.load_state_dict(best_state)
@@ -309,23 +314,33 @@ class _LSTMNet(nn.Module):
         scale: np.ndarray,
     ):
         super().__init__()
-        self.init_kwargs = dict(n_features=n_features, n_classes=n_classes, hidden=hidden, layers=layers,
-                                dropout=dropout, seq2seq=seq2seq, mean=np.asarray(mean).copy(),
-                                scale=np.asarray(scale).copy())  # to rebuild from a state dict (persist)
+        self.init_kwargs = dict(
+            n_features=n_features,
+            n_classes=n_classes,
+            hidden=hidden,
+            layers=layers,
+            dropout=dropout,
+            seq2seq=seq2seq,
+            mean=np.asarray(mean).copy(),
+            scale=np.asarray(scale).copy(),
+        )  # to rebuild from a state dict (persist)
         self.seq2seq = seq2seq
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
         self.lstm = nn.LSTM(
-            n_features, hidden, num_layers=layers, batch_first=True,
+            n_features,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, S, D]
-        out, _ = self.lstm((x - self.mean) / self.scale)   # [B, S, H]
+        out, _ = self.lstm((x - self.mean) / self.scale)  # [B, S, H]
         if not self.seq2seq:
-            out = out[:, -1]                               # [B, H]
+            out = out[:, -1]  # [B, H]
         return self.head(self.drop(out))
 
 
@@ -494,7 +509,7 @@ class LSTMSequenceClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
             if y.shape != X3.shape[:2]:
                 raise ValueError(f"per-step y must have shape {X3.shape[:2]}, got {y.shape}")
             return y
-        y = column_or_1d(y, warn=True)                 # 2-D X has no time axis: [N, 1] -> [N]
+        y = column_or_1d(y, warn=True)  # 2-D X has no time axis: [N, 1] -> [N]
         if y.shape[0] != X3.shape[0]:
             raise ValueError(f"X has {X3.shape[0]} samples but y has {y.shape[0]}")
         return y
@@ -553,8 +568,14 @@ class LSTMSequenceClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=fork_rng_devices(device)):
             torch.manual_seed(seed)
             module = _LSTMNet(
-                X3.shape[2], len(self.classes_), self.hidden, self.layers, self.dropout,
-                self.seq2seq_, mean, scale,
+                X3.shape[2],
+                len(self.classes_),
+                self.hidden,
+                self.layers,
+                self.dropout,
+                self.seq2seq_,
+                mean,
+                scale,
             )
             gen = torch.Generator().manual_seed(seed)
             self.history_, self.best_epoch_ = fit_torch_classifier(
@@ -563,16 +584,27 @@ class LSTMSequenceClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
                 torch.tensor(y_tr),
                 torch.tensor(Xv) if len(Xv) else None,
                 torch.tensor(yv) if len(Xv) else None,
-                epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                patience=self.patience, tol=self.tol, class_weights=cw, device=device,
-                generator=gen, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+                epochs=self.epochs,
+                lr=self.lr,
+                batch_size=self.batch_size,
+                patience=self.patience,
+                tol=self.tol,
+                class_weights=cw,
+                device=device,
+                generator=gen,
+                weight_decay=self.weight_decay,
+                grad_clip=self.grad_clip,
             )
         self.module_ = module
         self.n_epochs_ = len(self.history_)
         log.info(
-            "LSTM fitted: %d sequences x %d steps x %d features, %d classes, %d epochs "
-            "(best %d)", X_tr.shape[0], X3.shape[1], X3.shape[2], len(self.classes_),
-            self.n_epochs_, self.best_epoch_,
+            "LSTM fitted: %d sequences x %d steps x %d features, %d classes, %d epochs (best %d)",
+            X_tr.shape[0],
+            X3.shape[1],
+            X3.shape[2],
+            len(self.classes_),
+            self.n_epochs_,
+            self.best_epoch_,
         )
         return self
 
@@ -593,7 +625,9 @@ class LSTMSequenceClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         X_was_3d = _ndim(X) == 3
         X3 = self._validate_X(X, reset=False)
         logits = predict_logits(
-            self.module_, torch.tensor(X3), batch_size=max(256, self.batch_size),
+            self.module_,
+            torch.tensor(X3),
+            batch_size=max(256, self.batch_size),
             device=self.device,
         )
         proba = torch.softmax(logits.double(), dim=-1).numpy()
@@ -611,7 +645,12 @@ class LSTMSequenceClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         pred = self.predict(X)
         y = np.asarray(y).reshape(pred.shape)
         mask = self._labelled(y)
-        w = None if sample_weight is None else np.broadcast_to(
-            np.asarray(sample_weight, dtype=float).reshape(
-                (-1,) + (1,) * (pred.ndim - 1)), pred.shape)[mask]
+        w = (
+            None
+            if sample_weight is None
+            else np.broadcast_to(
+                np.asarray(sample_weight, dtype=float).reshape((-1,) + (1,) * (pred.ndim - 1)),
+                pred.shape,
+            )[mask]
+        )
         return float(np.average(pred[mask] == y[mask], weights=w))

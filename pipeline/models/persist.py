@@ -8,6 +8,7 @@ stable: ``torch.save`` of a *state dict* written through memory (storages keyed 
 root folder ``archive``). Modules are therefore stored as class + constructor arguments
 (``init_kwargs``, recorded by the module) + state dict.
 """
+
 from __future__ import annotations
 
 import io
@@ -55,8 +56,12 @@ class TorchPickleMixin:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        state = {k: module_from_bytes(v[1]) if isinstance(v, tuple) and len(v) == 2 and v[0] == "__torch_module__"
-                 else v for k, v in state.items()}
+        state = {
+            k: module_from_bytes(v[1])
+            if isinstance(v, tuple) and len(v) == 2 and v[0] == "__torch_module__"
+            else v
+            for k, v in state.items()
+        }
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
         else:

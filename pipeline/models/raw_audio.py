@@ -8,6 +8,7 @@ Each video's (separated) 16 kHz audio is cut into windows of ``window_s`` second
 frequent valid 5 Hz label it covers. Training uses the train split, early stopping the dev
 split; dev/test window probabilities are averaged back onto the grid like every other model.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.metrics import at_chance
 from pipeline.features.windows import window_labels, window_va
+from pipeline.metrics import at_chance
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
 from pipeline.models.fitting import full_proba
 from pipeline.models.losses import ccc_loss
@@ -27,8 +28,15 @@ from pipeline.scores import grid_scores
 log = logging.getLogger(__name__)
 
 
-def labelled_windows(wave: np.ndarray, sr: int, y_grid: np.ndarray, rate_hz: float, window_s: float,
-                     overlap: float, n_classes: int) -> dict[str, np.ndarray]:
+def labelled_windows(
+    wave: np.ndarray,
+    sr: int,
+    y_grid: np.ndarray,
+    rate_hz: float,
+    window_s: float,
+    overlap: float,
+    n_classes: int,
+) -> dict[str, np.ndarray]:
     """Windows of one video with their grid span and label.
 
     Returns ``x`` [W, samples] float32, ``y`` [W] int (-1 if no labelled bin), ``start`` and
@@ -46,8 +54,14 @@ def _spans(wave: np.ndarray, sr: int, window_s: float, overlap: float, rate_hz: 
     return x, start, end
 
 
-def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, rate_hz: float,
-                  device: str = "cpu") -> tuple[AudioCNNLSTMClassifier, dict[str, dict], dict]:
+def fit_raw_audio(
+    videos: dict[str, dict],
+    cfg: Any,
+    n_classes: int,
+    seed: int,
+    rate_hz: float,
+    device: str = "cpu",
+) -> tuple[AudioCNNLSTMClassifier, dict[str, dict], dict]:
     """Fit on train windows (early stopping on dev) and score dev/test videos on the grid.
 
     Parameters
@@ -55,23 +69,39 @@ def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, 
     videos : ``{video_id: {"wave" [S] or None, "rate_hz", "y" [n] grid labels, "split"}}``;
         videos without audio (``wave`` None) get the training prior and ``covered=False``.
     """
-    win = {v: labelled_windows(g["wave"], g["rate_hz"], g["y"], rate_hz, cfg.window_s, cfg.overlap, n_classes)
-           for v, g in videos.items() if g["wave"] is not None and len(g["wave"])}
+    win = {
+        v: labelled_windows(
+            g["wave"], g["rate_hz"], g["y"], rate_hz, cfg.window_s, cfg.overlap, n_classes
+        )
+        for v, g in videos.items()
+        if g["wave"] is not None and len(g["wave"])
+    }
 
     def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
         parts = [w for v, w in sorted(win.items()) if videos[v]["split"] == split]
         if not parts:
             return np.zeros((0, 1), np.float32), np.zeros(0, np.int64)
-        return np.concatenate([w["x"] for w in parts]), np.concatenate([w["y"] for w in parts]).astype(np.int64)
+        return np.concatenate([w["x"] for w in parts]), np.concatenate(
+            [w["y"] for w in parts]
+        ).astype(np.int64)
 
     X, y = stack("train")
     if (y >= 0).sum() == 0:
         raise PipelineError("fit_raw_audio: no labelled audio windows in the train split")
     Xd, yd = stack("dev")
-    yd = np.where(np.isin(yd, np.unique(y[y >= 0])), yd, -1)  # classes unseen in training: not scored
-    model = AudioCNNLSTMClassifier(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, patience=cfg.patience,
-                                   class_weight="log", class_weight_r=cfg.class_weight_r, device=device,
-                                   random_state=seed)
+    yd = np.where(
+        np.isin(yd, np.unique(y[y >= 0])), yd, -1
+    )  # classes unseen in training: not scored
+    model = AudioCNNLSTMClassifier(
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        patience=cfg.patience,
+        class_weight="log",
+        class_weight_r=cfg.class_weight_r,
+        device=device,
+        random_state=seed,
+    )
     model.fit(X, y, Xd if len(yd) else None, yd if len(yd) else None)
     counts = np.bincount(y[y >= 0], minlength=n_classes)
     prior = (counts / counts.sum()).astype(np.float32)
@@ -87,16 +117,30 @@ def fit_raw_audio(videos: dict[str, dict], cfg: Any, n_classes: int, seed: int, 
         p = full_proba(model.predict_proba(w["x"]), model.classes_, n_classes)
         grid, covered = grid_scores(p, w["start"], w["end"], n, prior)
         scores[vid] = {"p": grid, "covered": covered}
-    report = {"model": "cnn_lstm_raw", "train_windows": int((y >= 0).sum()), "class_counts": counts.tolist(),
-              "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
-              "history": getattr(model, "history_", []),
-              "dev_at_chance": (at_chance(yd[yd >= 0], model.predict(Xd[yd >= 0]), n_classes)
-                                if (yd >= 0).any() else None)}
+    report = {
+        "model": "cnn_lstm_raw",
+        "train_windows": int((y >= 0).sum()),
+        "class_counts": counts.tolist(),
+        "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
+        "history": getattr(model, "history_", []),
+        "dev_at_chance": (
+            at_chance(yd[yd >= 0], model.predict(Xd[yd >= 0]), n_classes)
+            if (yd >= 0).any()
+            else None
+        ),
+    }
     return model, scores, report
 
 
-def train_va_regressor(X: np.ndarray, Y: np.ndarray, Xd: np.ndarray, Yd: np.ndarray, cfg: Any, seed: int,
-                       device: str = "cpu") -> tuple[AudioCNNLSTM, list[dict]]:
+def train_va_regressor(
+    X: np.ndarray,
+    Y: np.ndarray,
+    Xd: np.ndarray,
+    Yd: np.ndarray,
+    cfg: Any,
+    seed: int,
+    device: str = "cpu",
+) -> tuple[AudioCNNLSTM, list[dict]]:
     """Adam on 1 - CCC, best epoch by dev CCC (training CCC without a dev set).
 
     ``X`` [N, samples] windows, ``Y`` [N, 2] mean valence/arousal per window.
@@ -112,7 +156,7 @@ def train_va_regressor(X: np.ndarray, Y: np.ndarray, Xd: np.ndarray, Yd: np.ndar
         order = torch.randperm(len(Xt), generator=gen)
         total = 0.0
         for s in range(0, len(order), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
+            idx = order[s : s + cfg.batch_size]
             if len(idx) < 2:  # CCC needs at least two samples
                 continue
             loss = ccc_loss(torch.tanh(net(Xt[idx].to(device))), Yt[idx].to(device))
@@ -134,24 +178,35 @@ def train_va_regressor(X: np.ndarray, Y: np.ndarray, Xd: np.ndarray, Yd: np.ndar
     return net.eval(), history
 
 
-def predict_va(net: AudioCNNLSTM, X: np.ndarray, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+def predict_va(
+    net: AudioCNNLSTM, X: np.ndarray, device: str = "cpu", batch_size: int = 64
+) -> np.ndarray:
     """Valence/arousal in [-1, 1] of windows ``X`` [N, samples] -> (N, 2) float32."""
     net.eval()
     if not len(X):
         return np.zeros((0, 2), np.float32)
     with torch.no_grad():
-        return np.concatenate([torch.tanh(net(torch.from_numpy(X[s:s + batch_size, None]).to(device))).cpu().numpy()
-                               for s in range(0, len(X), batch_size)])
+        return np.concatenate(
+            [
+                torch.tanh(net(torch.from_numpy(X[s : s + batch_size, None]).to(device)))
+                .cpu()
+                .numpy()
+                for s in range(0, len(X), batch_size)
+            ]
+        )
 
 
-def fit_raw_audio_va(videos: dict[str, dict], cfg: Any, seed: int, rate_hz: float,
-                     device: str = "cpu") -> tuple[AudioCNNLSTM, dict[str, dict], dict]:
+def fit_raw_audio_va(
+    videos: dict[str, dict], cfg: Any, seed: int, rate_hz: float, device: str = "cpu"
+) -> tuple[AudioCNNLSTM, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2])."""
     win = {}
     for v, g in videos.items():
         if g["wave"] is None or not len(g["wave"]):
             continue
-        x, start, end = _spans(g["wave"], g["rate_hz"], cfg.window_s, cfg.overlap, rate_hz, len(g["va"]))
+        x, start, end = _spans(
+            g["wave"], g["rate_hz"], cfg.window_s, cfg.overlap, rate_hz, len(g["va"])
+        )
         win[v] = {"x": x, "va": window_va(g["va"], start, end), "start": start, "end": end}
 
     def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +219,9 @@ def fit_raw_audio_va(videos: dict[str, dict], cfg: Any, seed: int, rate_hz: floa
 
     X, Y = stack("train")
     if len(Y) < 2:
-        raise PipelineError("fit_raw_audio: fewer than two annotated audio windows in the train split")
+        raise PipelineError(
+            "fit_raw_audio: fewer than two annotated audio windows in the train split"
+        )
     net, history = train_va_regressor(X, Y, *stack("dev"), cfg, seed, device)
     mean = Y.mean(axis=0).astype(np.float32)
     scores = {}
@@ -178,4 +235,8 @@ def fit_raw_audio_va(videos: dict[str, dict], cfg: Any, seed: int, rate_hz: floa
         w = win[vid]
         grid, covered = grid_scores(predict_va(net, w["x"], device), w["start"], w["end"], n, mean)
         scores[vid] = {"va": grid, "covered": covered}
-    return net, scores, {"model": "cnn_lstm_raw", "task": "va", "train_windows": int(len(Y)), "history": history}
+    return (
+        net,
+        scores,
+        {"model": "cnn_lstm_raw", "task": "va", "train_windows": int(len(Y)), "history": history},
+    )

@@ -23,6 +23,7 @@ the data allow (windows of one video overlap, so a video in both the fitting and
 calibration part of a fold makes the sigmoid over-confident), else stratified; neither
 shuffles, so fitting is deterministic.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,9 @@ log = logging.getLogger(__name__)
 __all__ = ["calibration_folds", "make_svm"]
 
 
-def calibration_folds(y: np.ndarray, groups: np.ndarray | None,
-                      max_folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+def calibration_folds(
+    y: np.ndarray, groups: np.ndarray | None, max_folds: int = 5
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds for the SVM's Platt scaling: by group (video) if possible, else stratified.
 
     Grouped folds (``StratifiedGroupKFold``, unshuffled) are used with the most folds, at most
@@ -72,8 +74,10 @@ def calibration_folds(y: np.ndarray, groups: np.ndarray | None,
             folds = list(StratifiedGroupKFold(n_splits=k).split(np.zeros(len(y)), y, groups))
             if all(np.array_equal(np.unique(y[tr]), classes) for tr, _ in folds):
                 return folds
-        log.warning("SVM calibration: too few videos per class for folds by video; "
-                    "using stratified folds over windows")
+        log.warning(
+            "SVM calibration: too few videos per class for folds by video; "
+            "using stratified folds over windows"
+        )
     k = int(max(2, min(max_folds, counts.min())))
     return list(StratifiedKFold(n_splits=k).split(np.zeros(len(y)), y))
 
@@ -152,10 +156,17 @@ def make_svm(
             n_classes = int(y.max()) + 1
         weights = log_class_weights(y, n_classes, class_weight_r)
         class_weight = as_sklearn_class_weight(weights, np.arange(n_classes))
-        log.info("make_svm: log class weights (r=%.2f): %s", class_weight_r,
-                 np.round(weights, 3).tolist())
+        log.info(
+            "make_svm: log class weights (r=%.2f): %s",
+            class_weight_r,
+            np.round(weights, 3).tolist(),
+        )
     clf = SVC(
-        C=C, kernel=kernel, gamma=gamma, degree=degree, class_weight=class_weight,
+        C=C,
+        kernel=kernel,
+        gamma=gamma,
+        degree=degree,
+        class_weight=class_weight,
         random_state=random_state,
     )
     if probability:

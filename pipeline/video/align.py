@@ -1,4 +1,5 @@
 """Face alignment: similarity transform to a landmark template, or the papers' enlarged crop."""
+
 from __future__ import annotations
 
 import cv2
@@ -6,8 +7,16 @@ import numpy as np
 
 # Five-point template (left eye, right eye, nose tip, mouth left, mouth right) for a
 # 112x112 crop, the one used by ArcFace/InsightFace; scaled to the requested size.
-TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                         [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
+TEMPLATE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    np.float32,
+)
 
 
 def similarity_align(img: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
@@ -30,9 +39,13 @@ def similarity_align(img: np.ndarray, landmarks: np.ndarray, size: int) -> np.nd
     dst = TEMPLATE_112[ok] * (size / 112.0)
     m, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
     if m is None:  # degenerate points: fall back to the eyes-only closed form
-        m = cv2.getAffineTransform(np.vstack([src[:2], src[:1] + [0, 1]]).astype(np.float32),
-                                   np.vstack([dst[:2], dst[:1] + [0, 1]]).astype(np.float32))
-    return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        m = cv2.getAffineTransform(
+            np.vstack([src[:2], src[:1] + [0, 1]]).astype(np.float32),
+            np.vstack([dst[:2], dst[:1] + [0, 1]]).astype(np.float32),
+        )
+    return cv2.warpAffine(
+        img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
 
 
 def enlarged_crop(img: np.ndarray, box: np.ndarray, size: int, margin: float = 0.3) -> np.ndarray:
@@ -44,6 +57,13 @@ def enlarged_crop(img: np.ndarray, box: np.ndarray, size: int, margin: float = 0
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     side = max(x2 - x1, y2 - y1) * (1 + margin)
     scale = size / side
-    m = np.array([[scale, 0, size / 2 - cx * scale], [0, scale, size / 2 - cy * scale]], np.float32)
-    return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT)
+    m = np.array(
+        [[scale, 0, size / 2 - cx * scale], [0, scale, size / 2 - cy * scale]], np.float32
+    )
+    return cv2.warpAffine(
+        img,
+        m,
+        (size, size),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+    )

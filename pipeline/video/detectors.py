@@ -8,6 +8,7 @@ mouth corners: those rows are NaN, and alignment uses the points it has.
 Detectors are created once per process (:func:`get_detector` caches them), because loading
 MTCNN's three networks or dlib's shape predictor per frame dominates the cost otherwise.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,7 +48,9 @@ class MTCNNDetector:
 
     name = "mtcnn"
 
-    def __init__(self, min_face_px: int = 40, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)):
+    def __init__(
+        self, min_face_px: int = 40, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)
+    ):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from mtcnn import MTCNN
 
@@ -56,8 +59,12 @@ class MTCNNDetector:
         # so min_face_size > 20 yields levels too small for P-Net (a crash). Shrinking the
         # image by 20 / min_face_px and keeping min_face_size=20 is the same pyramid.
         self._shrink = min(1.0, 20.0 / float(min_face_px))
-        self._kw = dict(min_face_size=20, threshold_pnet=thresholds[0],
-                        threshold_rnet=thresholds[1], threshold_onet=thresholds[2])
+        self._kw = dict(
+            min_face_size=20,
+            threshold_pnet=thresholds[0],
+            threshold_rnet=thresholds[1],
+            threshold_onet=thresholds[2],
+        )
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Detect faces in equally sized RGB uint8 images [H, W, 3]; one list per image."""
@@ -77,8 +84,10 @@ class MTCNNDetector:
 
 def _from_mtcnn(d: dict, fx: float = 1.0, fy: float = 1.0) -> Detection:
     kp = d["keypoints"]
-    pts = np.array([kp["left_eye"], kp["right_eye"], kp["nose"], kp["mouth_left"], kp["mouth_right"]],
-                   np.float32) * np.float32([fx, fy])
+    pts = np.array(
+        [kp["left_eye"], kp["right_eye"], kp["nose"], kp["mouth_left"], kp["mouth_right"]],
+        np.float32,
+    ) * np.float32([fx, fy])
     box = np.asarray(d["box"], np.float32) * np.float32([fx, fy, fx, fy])
     return Detection(box, float(d["confidence"]), pts)
 
@@ -102,8 +111,11 @@ class DlibDetector:
         import face_recognition_models as frm
 
         self._det = dlib.get_frontal_face_detector()
-        path = (frm.pose_predictor_model_location() if landmarks == 68
-                else frm.pose_predictor_five_point_model_location())
+        path = (
+            frm.pose_predictor_model_location()
+            if landmarks == 68
+            else frm.pose_predictor_five_point_model_location()
+        )
         self._shape = dlib.shape_predictor(path)
         self._n = landmarks
         self._upsample = upsample

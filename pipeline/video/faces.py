@@ -10,6 +10,7 @@ Output arrays of :func:`face_track` (one row per sampled frame, in time order):
   the filler: zeros (``fill: zeros``) or the last valid face (``fill: last``; zeros before
   the first valid face).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,16 +32,16 @@ class FaceConfig:
     """Settings of :func:`face_track` (the ``detect_faces`` params; no defaults here:
     params.yaml holds them)."""
 
-    detector: str                    # mtcnn | dlib
-    fps: float | None                # sampling rate; None = every frame
+    detector: str  # mtcnn | dlib
+    fps: float | None  # sampling rate; None = every frame
     min_face_px: int
-    dlib_landmarks: int              # 5 | 68
+    dlib_landmarks: int  # 5 | 68
     dlib_upsample: int
-    align: str                       # similarity | crop
+    align: str  # similarity | crop
     crop_margin: float
     size_px: int
-    track: str                       # nearest | largest
-    fill: str                        # zeros | last
+    track: str  # nearest | largest
+    fill: str  # zeros | last
     batch_size: int
 
 
@@ -91,12 +92,22 @@ def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str,
             if cfg.fill == "last" and last is not None:
                 faces[i] = last
             continue
-        faces[i] = (similarity_align(rgb, d.landmarks, s) if cfg.align == "similarity"
-                    else enlarged_crop(rgb, d.box, s, cfg.crop_margin))
+        faces[i] = (
+            similarity_align(rgb, d.landmarks, s)
+            if cfg.align == "similarity"
+            else enlarged_crop(rgb, d.box, s, cfg.crop_margin)
+        )
         boxes[i], marks[i], scores[i], valid[i] = d.box, d.landmarks, d.score, True
         last = faces[i]
-    return {"t": np.asarray(ts, np.float64), "frame_index": np.asarray(idx, np.int32), "faces": faces,
-            "boxes": boxes, "landmarks": marks, "scores": scores, "valid": valid}
+    return {
+        "t": np.asarray(ts, np.float64),
+        "frame_index": np.asarray(idx, np.int32),
+        "faces": faces,
+        "boxes": boxes,
+        "landmarks": marks,
+        "scores": scores,
+        "valid": valid,
+    }
 
 
 def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
@@ -114,8 +125,20 @@ def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
     arrays = face_track(job.inputs[0], job.info["fps"], cfg)
     n, found = len(arrays["t"]), int(arrays["valid"].sum())
     entry = {"frames": n, "with_face": found, "found_rate": round(found / max(n, 1), 4)}
-    write_h5(job.out, {job.video_id: arrays}, stage="detect_faces", params_digest=digest,
-             fps=float(cfg.fps or job.info["fps"]), dim=cfg.size_px, detector=cfg.detector,
-             align=cfg.align, fill=cfg.fill, report=entry, runtime=job.info.get("runtime"))
+    write_h5(
+        job.out,
+        {job.video_id: arrays},
+        stage="detect_faces",
+        params_digest=digest,
+        fps=float(cfg.fps or job.info["fps"]),
+        dim=cfg.size_px,
+        detector=cfg.detector,
+        align=cfg.align,
+        fill=cfg.fill,
+        report=entry,
+        runtime=job.info.get("runtime"),
+    )
     if found == 0:
-        log.warning("%s: no face in any of %d sampled frames (all slots valid=False)", job.video_id, n)
+        log.warning(
+            "%s: no face in any of %d sampled frames (all slots valid=False)", job.video_id, n
+        )

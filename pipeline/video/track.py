@@ -1,4 +1,5 @@
 """Follow one person through a video instead of switching between faces."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,9 @@ import numpy as np
 from pipeline.video.detectors import Detection, box_iou
 
 
-def pick_main_faces(per_frame: list[list[Detection]], policy: str = "nearest",
-                    min_iou: float = 0.1) -> list[Detection | None]:
+def pick_main_faces(
+    per_frame: list[list[Detection]], policy: str = "nearest", min_iou: float = 0.1
+) -> list[Detection | None]:
     """Choose at most one face per frame.
 
     Parameters

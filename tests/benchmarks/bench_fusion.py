@@ -32,6 +32,7 @@ setting's change from the baseline (no smoothing, no gate). 2,000 Dirichlet draw
 instead of the pipeline's 10,000, to keep the run short. The gains depend on the noise assumed
 here (independent frame noise favours smoothing); the real-data measurement is still to come.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -182,8 +183,10 @@ def compare_search(
     """Score the SWF and MCWF candidates with both scorers; times, winners, agreement."""
     P, y = make_scores(kind, n_models, n_frames, n_classes, seed)
     out: dict = {"data": kind}
-    cands = {"swf": swf_candidates(n_draws, n_models, 1.0, seed),
-             "mcwf": mcwf_candidates(n_draws, n_models, n_classes, 1.0, seed)}
+    cands = {
+        "swf": swf_candidates(n_draws, n_models, 1.0, seed),
+        "mcwf": mcwf_candidates(n_draws, n_models, n_classes, 1.0, seed),
+    }
     for name, c in cands.items():
         W = c if c.ndim == 3 else np.repeat(c[:, :, None], n_classes, axis=2)  # (C, L, K)
         t0 = time.perf_counter()
@@ -197,20 +200,31 @@ def compare_search(
         judged = differ[:_REFEREE]
         ref = np.array([_cpm_float64(P, y, W[i]) for i in judged])
         out[name] = {
-            "seconds_plain": round(t_new, 3), "seconds_bitpacked": round(t_old, 3),
+            "seconds_plain": round(t_new, 3),
+            "seconds_bitpacked": round(t_old, 3),
             "time_ratio_plain_over_bitpacked": round(t_new / t_old, 2),
-            "winner_plain": int(np.argmax(new)), "winner_bitpacked": int(np.argmax(old)),
+            "winner_plain": int(np.argmax(new)),
+            "winner_bitpacked": int(np.argmax(old)),
             "same_winner": bool(np.argmax(new) == np.argmax(old)),
             "max_abs_score_difference": float(np.abs(new - old).max()),
             "n_candidates_with_different_scores": int(differ.size),
             # Of the first _REFEREE of those: which scorer agrees with float64 arithmetic.
             "referee_plain_equals_float64": int(np.sum(np.abs(ref - new[judged]) < 1e-12)),
             "referee_bitpacked_equals_float64": int(np.sum(np.abs(ref - old[judged]) < 1e-12)),
-            "best_cpm": float(new.max()), "uniform_cpm": float(new[0]),
+            "best_cpm": float(new.max()),
+            "uniform_cpm": float(new[0]),
         }
-        log.info("%s %s: plain %.2f s, bit-packed %.2f s (ratio %.2f), same winner %s, "
-                 "max |score difference| %.1e", kind, name, t_new, t_old, t_new / t_old,
-                 out[name]["same_winner"], out[name]["max_abs_score_difference"])
+        log.info(
+            "%s %s: plain %.2f s, bit-packed %.2f s (ratio %.2f), same winner %s, "
+            "max |score difference| %.1e",
+            kind,
+            name,
+            t_new,
+            t_old,
+            t_new / t_old,
+            out[name]["same_winner"],
+            out[name]["max_abs_score_difference"],
+        )
     return out
 
 
@@ -220,8 +234,13 @@ _MODELS = ["face", "audio", "audio_weak", "weak", "chance"]
 # Per model: strength of the true class's logit, AR(1) correlation of the frame noise.
 _MODEL_SHAPE = [(2.0, 0.0), (1.2, 0.7), (0.7, 0.7), (0.3, 0.0), (0.0, 0.0)]
 _SETTINGS = {  # name -> (smooth_bins, entropy_gate)
-    "baseline": (0, None), "smooth_3": (3, None), "smooth_5": (5, None), "smooth_9": (9, None),
-    "gate_0.9": (0, 0.9), "gate_0.95": (0, 0.95), "smooth_5_gate_0.95": (5, 0.95),
+    "baseline": (0, None),
+    "smooth_3": (3, None),
+    "smooth_5": (5, None),
+    "smooth_9": (9, None),
+    "gate_0.9": (0, 0.9),
+    "gate_0.95": (0, 0.95),
+    "smooth_5_gate_0.95": (5, 0.95),
 }
 
 
@@ -287,30 +306,61 @@ def cheap_wins(seeds: list[int], n_draws: int) -> dict:
         groups = frame_groups(index_dev, labels_dev, "speaker")
         splits = {s: (P, index) for s, (P, _, index, _) in corpus.items()}
         for name, (smooth, gate) in _SETTINGS.items():
-            cfg = FusionConfig(task="expr", n_draws=n_draws, concentration=1.0, seed=0,
-                               cv_folds=5, cv_group="speaker", shrinkage=(0.0, 0.25, 0.5, 0.75),
-                               choice_se=1.0, smooth_bins=smooth, entropy_gate=gate)
+            cfg = FusionConfig(
+                task="expr",
+                n_draws=n_draws,
+                concentration=1.0,
+                seed=0,
+                cv_folds=5,
+                cv_group="speaker",
+                shrinkage=(0.0, 0.25, 0.5, 0.75),
+                choice_se=1.0,
+                smooth_bins=smooth,
+                entropy_gate=gate,
+            )
             dev, fused = fuse_splits(splits, y_dev, groups, _MODELS, cfg)
             P_test = smooth_stacked(splits["test"][0], index_test, smooth)  # as fuse_splits does
             row = {m: _cpm(y_test, fuse_with(P_test, fit, cfg)) for m, fit in dev.fits.items()}
             row["chosen"] = _test_cpm(fused["chosen"], y_test, index_test)
             row["best_cv"] = row[dev.best_cv]  # what choice_se = 0 would have used
-            row.update(chosen_method=dev.chosen, best_cv_method=dev.best_cv,
-                       excluded=sorted(dev.excluded),
-                       dev_cv={m: f.dev_score_cv for m, f in dev.fits.items()},
-                       dev_in_sample={m: f.dev_score_in_sample for m, f in dev.fits.items()})
+            row.update(
+                chosen_method=dev.chosen,
+                best_cv_method=dev.best_cv,
+                excluded=sorted(dev.excluded),
+                dev_cv={m: f.dev_score_cv for m, f in dev.fits.items()},
+                dev_in_sample={m: f.dev_score_in_sample for m, f in dev.fits.items()},
+            )
             runs[name].append(row)
-            log.info("seed %d %-18s test cpm: chosen (%s) %.4f, best cv (%s) %.4f, swf %.4f, "
-                     "mcwf %.4f, single %.4f", seed, name, dev.chosen, row["chosen"],
-                     dev.best_cv, row["best_cv"], row["swf"], row["mcwf"], row["single"])
+            log.info(
+                "seed %d %-18s test cpm: chosen (%s) %.4f, best cv (%s) %.4f, swf %.4f, "
+                "mcwf %.4f, single %.4f",
+                seed,
+                name,
+                dev.chosen,
+                row["chosen"],
+                dev.best_cv,
+                row["best_cv"],
+                row["swf"],
+                row["mcwf"],
+                row["single"],
+            )
     outputs = ("chosen", "best_cv", "uniform", "single", "swf", "mcwf")
-    mean = {name: {o: float(np.mean([r[o] for r in rows])) for o in outputs}
-            for name, rows in runs.items()}
-    delta = {name: {o: round(mean[name][o] - mean["baseline"][o], 4) for o in outputs}
-             for name in runs}
+    mean = {
+        name: {o: float(np.mean([r[o] for r in rows])) for o in outputs}
+        for name, rows in runs.items()
+    }
+    delta = {
+        name: {o: round(mean[name][o] - mean["baseline"][o], 4) for o in outputs} for name in runs
+    }
     settings = {k: {"smooth_bins": v[0], "entropy_gate": v[1]} for k, v in _SETTINGS.items()}
-    return {"seeds": seeds, "n_draws": n_draws, "settings": settings, "mean_test_cpm": mean,
-            "delta_vs_baseline": delta, "runs": runs}
+    return {
+        "seeds": seeds,
+        "n_draws": n_draws,
+        "settings": settings,
+        "mean_test_cpm": mean,
+        "delta_vs_baseline": delta,
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -328,13 +378,20 @@ def main() -> None:
     logging.getLogger("pipeline").setLevel(logging.WARNING)  # one line per search otherwise
     res = {
         "search": {
-            "n_draws": a.draws, "n_candidates": a.draws + 1 + a.models, "n_models": a.models,
-            "n_frames": a.frames, "n_classes": a.classes, "seed": a.seed,
-            "runs": [compare_search(kind, a.draws, a.models, a.frames, a.classes, a.seed)
-                     for kind in ("random", "informative")],
+            "n_draws": a.draws,
+            "n_candidates": a.draws + 1 + a.models,
+            "n_models": a.models,
+            "n_frames": a.frames,
+            "n_classes": a.classes,
+            "seed": a.seed,
+            "runs": [
+                compare_search(kind, a.draws, a.models, a.frames, a.classes, a.seed)
+                for kind in ("random", "informative")
+            ],
         },
         "cheap_wins": cheap_wins(list(range(a.corpus_seeds)), a.corpus_draws),
-        "machine": platform.machine(), "numpy": np.__version__,
+        "machine": platform.machine(),
+        "numpy": np.__version__,
     }
     if a.out is not None:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ wall-clock on whatever machine runs it (the BLAS thread setting is reported).
 
 This is a script, so its results table goes to stdout with ``print``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,9 @@ def run(
     for n in sizes:
         X, y = make_data(n, dim, n_classes, seed)
         exact = KELMClassifier(C=1.0)
-        nys = KELMClassifier(C=1.0, approximation="nystroem", n_components=n_components,
-                             random_state=seed)
+        nys = KELMClassifier(
+            C=1.0, approximation="nystroem", n_components=n_components, random_state=seed
+        )
         methods = [("exact", exact)] if n <= max_exact else []
         for name, clf in methods + [("nystroem", nys)]:
             secs, peak = measure(clf, X, y)
@@ -73,13 +75,20 @@ def run(
             est = n * n * 8 if name == "exact" else 2 * m * m * 8
             t0 = time.perf_counter()
             acc = clf.score(X_test, y_test)
-            rows.append({
-                "n_train": n, "dim": dim, "n_classes": n_classes, "method": name,
-                "n_components": m if name == "nystroem" else None,
-                "fit_s": round(secs, 3), "predict_2000_s": round(time.perf_counter() - t0, 3),
-                "peak_mib": round(peak, 1), "estimate_mib": round(est / 2**20, 1),
-                "test_accuracy": round(float(acc), 4),
-            })
+            rows.append(
+                {
+                    "n_train": n,
+                    "dim": dim,
+                    "n_classes": n_classes,
+                    "method": name,
+                    "n_components": m if name == "nystroem" else None,
+                    "fit_s": round(secs, 3),
+                    "predict_2000_s": round(time.perf_counter() - t0, 3),
+                    "peak_mib": round(peak, 1),
+                    "estimate_mib": round(est / 2**20, 1),
+                    "test_accuracy": round(float(acc), 4),
+                }
+            )
         if n <= max_exact:
             agree = float(np.mean(exact.predict(X_test) == nys.predict(X_test)))
             rows[-1]["agreement_with_exact"] = rows[-2]["agreement_with_exact"] = round(agree, 4)
@@ -107,25 +116,42 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=7)
     p.add_argument("--n-components", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-exact", type=int, default=8000,
-                   help="largest N fitted exactly (n^2 * 8 bytes of memory)")
+    p.add_argument(
+        "--max-exact",
+        type=int,
+        default=8000,
+        help="largest N fitted exactly (n^2 * 8 bytes of memory)",
+    )
     args = p.parse_args()
 
     rows = run(args.sizes, args.dim, args.classes, args.n_components, args.seed, args.max_exact)
-    header = (f"{'N':>6} {'method':>9} {'fit s':>8} {'pred s':>7} {'peak MiB':>9} "
-              f"{'est MiB':>8} {'acc':>6} {'agree':>6}")
+    header = (
+        f"{'N':>6} {'method':>9} {'fit s':>8} {'pred s':>7} {'peak MiB':>9} "
+        f"{'est MiB':>8} {'acc':>6} {'agree':>6}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['n_train']:>6} {r['method']:>9} {r['fit_s']:>8.2f} {r['predict_2000_s']:>7.2f} "
-              f"{r['peak_mib']:>9.1f} {r['estimate_mib']:>8.1f} {r['test_accuracy']:>6.3f} "
-              f"{_fmt(r['agreement_with_exact']):>6}")
+        print(
+            f"{r['n_train']:>6} {r['method']:>9} {r['fit_s']:>8.2f} {r['predict_2000_s']:>7.2f} "
+            f"{r['peak_mib']:>9.1f} {r['estimate_mib']:>8.1f} {r['test_accuracy']:>6.3f} "
+            f"{_fmt(r['agreement_with_exact']):>6}"
+        )
     report = {
         "benchmark": "kelm_fit_scaling",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count(), "blas_threads": _threads()},
-        "params": {"C": 1.0, "kernel": "rbf", "gamma": "scale", "test_samples": 2000,
-                   "seed": args.seed},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "blas_threads": _threads(),
+        },
+        "params": {
+            "C": 1.0,
+            "kernel": "rbf",
+            "gamma": "scale",
+            "test_samples": 2000,
+            "seed": args.seed,
+        },
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

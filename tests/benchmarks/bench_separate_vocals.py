@@ -7,6 +7,7 @@ On real EmoDB utterances (2 s each, resampled to 16 kHz), in one run:
 
     python -m tests.benchmarks.bench_separate_vocals --out reports/benchmarks/separate_vocals.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,10 @@ def main() -> None:
     from pipeline.data.demo import _background
 
     files = sorted((SHARED / "emodb" / "wav").glob("*.wav"))[: args.files]
-    waves = [librosa.resample(sf.read(f, dtype="float32")[0], orig_sr=22050, target_sr=16000) for f in files]
+    waves = [
+        librosa.resample(sf.read(f, dtype="float32")[0], orig_sr=22050, target_sr=16000)
+        for f in files
+    ]
     t = time.perf_counter()
     sep = VocalSeparator(args.model)
     load_s = time.perf_counter() - t
@@ -67,10 +71,12 @@ def main() -> None:
         "audio_s_loaded_once": audio_s,
         "sdr_gain_db_5db_snr": gains,
     }
-    print(f"model load {load_s:.1f} s; RTF loaded once {out['rtf_model_loaded_once']:.3f}, "
-          f"loaded per file {out['rtf_model_loaded_per_file']:.3f} "
-          f"({out['speedup_loaded_once']:.1f}x); SDR gain music {gains['music']:+.2f} dB, "
-          f"pink noise {gains['pink_noise']:+.2f} dB")
+    print(
+        f"model load {load_s:.1f} s; RTF loaded once {out['rtf_model_loaded_once']:.3f}, "
+        f"loaded per file {out['rtf_model_loaded_per_file']:.3f} "
+        f"({out['speedup_loaded_once']:.1f}x); SDR gain music {gains['music']:+.2f} dB, "
+        f"pink noise {gains['pink_noise']:+.2f} dB"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
 

@@ -10,6 +10,7 @@ about 5 % invalid frames (NaN embeddings), seed 0. Each implementation runs
 the 2-core machine is shared. The script fails if the two disagree by more than
 1e-6 (absolute on the std half and on means with |value| <= 1, relative above).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,14 @@ def _best_time(fn, repeats: int):
 
 
 def run(
-    n_frames: int, dim: int, rate_hz: float, window_s: float, overlap: float,
-    p_invalid: float, seed: int, repeats: int,
+    n_frames: int,
+    dim: int,
+    rate_hz: float,
+    window_s: float,
+    overlap: float,
+    p_invalid: float,
+    seed: int,
+    repeats: int,
 ) -> dict:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_frames, dim), dtype=np.float32)
@@ -87,8 +94,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     res = run(a.frames, a.dim, a.rate_hz, a.window_s, a.overlap, a.invalid, a.seed, a.repeats)
-    print(f"window_stats: T={res['n_frames']:,} D={res['dim']:,} W={res['n_windows']:,} "
-          f"window={res['window_s']} s overlap={res['overlap']} (best of {res['repeats']})")
+    print(
+        f"window_stats: T={res['n_frames']:,} D={res['dim']:,} W={res['n_windows']:,} "
+        f"window={res['window_s']} s overlap={res['overlap']} (best of {res['repeats']})"
+    )
     print(f"{'implementation':<16}{'seconds':>10}")
     print(f"{'vectorised':<16}{res['vectorised_s']:>10.3f}")
     print(f"{'loop':<16}{res['loop_s']:>10.3f}")

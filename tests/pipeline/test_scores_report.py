@@ -1,4 +1,5 @@
 """Scores alignment and evaluation reports: hand-checked metrics, tables and figures."""
+
 import numpy as np
 import pytest
 
@@ -20,12 +21,17 @@ def _grid_units(P, y):
 
 
 def test_stack_split_aligns_models_and_labels():
-    labels = {"b": {"y": np.array([1, 1, -1]), "split": "dev"}, "a": {"y": np.array([0, 2]), "split": "dev"},
-              "c": {"y": np.array([2]), "split": "test"}}
+    labels = {
+        "b": {"y": np.array([1, 1, -1]), "split": "dev"},
+        "a": {"y": np.array([0, 2]), "split": "dev"},
+        "c": {"y": np.array([2]), "split": "test"},
+    }
     m1 = {v: {"p": _one_hot(np.maximum(labels[v]["y"], 0))} for v in labels}
     m2 = {v: {"p": _one_hot(np.zeros(len(labels[v]["y"]), int))} for v in labels}
     P, y, index = stack_split({"m1": m1, "m2": m2}, labels, "dev")
-    assert P.shape == (2, 5, 3) and y.tolist() == [0, 2, 1, 1, -1] and index == [("a", 2), ("b", 3)]
+    assert (
+        P.shape == (2, 5, 3) and y.tolist() == [0, 2, 1, 1, -1] and index == [("a", 2), ("b", 3)]
+    )
     del m2["b"]
     with pytest.raises(PipelineError, match="model m2: no scores for dev video 'b'"):
         stack_split({"m1": m1, "m2": m2}, labels, "dev")
@@ -53,26 +59,45 @@ def test_evaluate_split_hand_computed():
 
 
 def test_markdown_table_sorted_by_dev_cpm_and_figures(tmp_path):
-    metrics = {s: {"a": {"cpm": 0.4, "accuracy": 0.5, "macro_f1": 0.3, "uar": 0.35},
-                   "b": {"cpm": 0.6, "accuracy": 0.7, "macro_f1": 0.5, "uar": 0.55}} for s in ("dev", "test")}
+    metrics = {
+        s: {
+            "a": {"cpm": 0.4, "accuracy": 0.5, "macro_f1": 0.3, "uar": 0.35},
+            "b": {"cpm": 0.6, "accuracy": 0.7, "macro_f1": 0.5, "uar": 0.55},
+        }
+        for s in ("dev", "test")
+    }
     table = report.markdown_table(metrics).splitlines()
     assert table[2].startswith("| b | 0.600") and table[3].startswith("| a | 0.400")
     P, y = _one_hot(np.array([0, 1, 2]))[None], np.array([0, 1, 1])
     full = report.evaluate_split(P, y, _grid_units(P, y), ["m"], CLASSES)
     report.plot_confusion(tmp_path / "cm.png", full["m"]["confusion"], CLASSES, "m")
     report.plot_per_class_f1(tmp_path / "f1.png", full, CLASSES, "f1")
-    report.plot_timeline(tmp_path / "tl.png", np.arange(3) * 0.2 + 0.1, np.array([0, 1, -1]),
-                         {"m": _one_hot(np.array([0, 1, 2]))}, CLASSES, "v")
+    report.plot_timeline(
+        tmp_path / "tl.png",
+        np.arange(3) * 0.2 + 0.1,
+        np.array([0, 1, -1]),
+        {"m": _one_hot(np.array([0, 1, 2]))},
+        CLASSES,
+        "v",
+    )
     for name in ("cm.png", "f1.png", "tl.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = report.confusion_records(np.array([0, -1, 2]), np.array([1, 1, 2]), CLASSES)
-    assert rows == [{"actual": "neutral", "predicted": "anger"}, {"actual": "happiness", "predicted": "happiness"}]
+    assert rows == [
+        {"actual": "neutral", "predicted": "anger"},
+        {"actual": "happiness", "predicted": "happiness"},
+    ]
 
 
 def test_only_the_pipelines_models_are_read_not_stale_folders(tmp_path):
     from pipeline.scores import find_scores, pipeline_models
 
-    for name in ("svm_fer", "kelm_fer", "cnn_lstm_raw", "svm_dlib"):  # svm_dlib: left from an old run
+    for name in (
+        "svm_fer",
+        "kelm_fer",
+        "cnn_lstm_raw",
+        "svm_dlib",
+    ):  # svm_dlib: left from an old run
         (tmp_path / name).mkdir()
         (tmp_path / name / "scores.h5").write_bytes(b"")
     names = pipeline_models(("svm", "kelm"), ("fer",))

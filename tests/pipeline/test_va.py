@@ -1,4 +1,5 @@
 """Valence/arousal path: regressors on windows, CCC fusion search, CCC evaluation."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,8 +22,14 @@ def _videos(rng):
         x = np.concatenate([va, 0.1 * rng.standard_normal((15, 3))], axis=1).astype(np.float32)
         va[3] = np.nan  # an unannotated window
         starts = np.arange(15) * 10
-        vids[f"v{i}"] = {"x": x, "va": va, "valid": np.ones(15, bool), "start": starts, "end": starts + 10,
-                         "attrs": {"split": split, "n_grid": 150}}
+        vids[f"v{i}"] = {
+            "x": x,
+            "va": va,
+            "valid": np.ones(15, bool),
+            "start": starts,
+            "end": starts + 10,
+            "attrs": {"split": split, "n_grid": 150},
+        }
     return vids
 
 
@@ -35,7 +42,9 @@ def test_regressors_recover_va_from_informative_features(name, cfg):
         truth = np.repeat(np.nan_to_num(vids[vid]["va"], nan=0), 10, axis=0)
         assert sc["va"].shape == (150, 2) and sc["covered"].all() and np.abs(sc["va"]).max() <= 1
         ok = np.repeat(np.isfinite(vids[vid]["va"]).all(1), 10)
-        assert ccc(truth[ok, 0], sc["va"][ok, 0]) > 0.8 and ccc(truth[ok, 1], sc["va"][ok, 1]) > 0.8
+        assert (
+            ccc(truth[ok, 0], sc["va"][ok, 0]) > 0.8 and ccc(truth[ok, 1], sc["va"][ok, 1]) > 0.8
+        )
 
 
 def test_lstm_and_nystroem_are_refused_for_va():
@@ -43,7 +52,9 @@ def test_lstm_and_nystroem_are_refused_for_va():
     with pytest.raises(PipelineError, match="task va supports the svm and kelm models"):
         fit_and_score_va("lstm", SVM, vids)
     with pytest.raises(PipelineError, match="approximation: not available for task va"):
-        fit_and_score_va("kelm", SimpleNamespace(**{**vars(KELM), "approximation": "nystroem"}), vids)
+        fit_and_score_va(
+            "kelm", SimpleNamespace(**{**vars(KELM), "approximation": "nystroem"}), vids
+        )
 
 
 def test_ccc_search_is_exact_constrained_and_finds_the_good_model():
@@ -51,7 +62,9 @@ def test_ccc_search_is_exact_constrained_and_finds_the_good_model():
     y = rng.uniform(-1, 1, (500, 2))
     y[:20] = np.nan
     good = y + 0.1 * rng.standard_normal(y.shape)
-    P = np.stack([np.nan_to_num(good), rng.uniform(-1, 1, y.shape), 0.3 * np.nan_to_num(y)]).astype(np.float32)
+    P = np.stack(
+        [np.nan_to_num(good), rng.uniform(-1, 1, y.shape), 0.3 * np.nan_to_num(y)]
+    ).astype(np.float32)
     for per_dim in (False, True):
         res = fusion.search_va(P, y, 500, 1.0, seed=3, per_dimension=per_dim)
         w = res.weights
@@ -80,8 +93,14 @@ def test_va_report():
 def test_fusion_is_never_worse_than_the_best_single_model_on_dev():
     rng = np.random.default_rng(4)
     y = rng.uniform(-1, 1, (300, 2))
-    models = [y + s * rng.standard_normal(y.shape) for s in (0.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)]
+    models = [
+        y + s * rng.standard_normal(y.shape)
+        for s in (0.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    ]
     P = np.stack(models).astype(np.float32)
     best_single = max(np.mean([ccc(m[:, d], y[:, d]) for d in range(2)]) for m in P)
     for per_dim in (False, True):
-        assert fusion.search_va(P, y, 50, 1.0, seed=0, per_dimension=per_dim).best_score >= best_single - 1e-9
+        assert (
+            fusion.search_va(P, y, 50, 1.0, seed=0, per_dimension=per_dim).best_score
+            >= best_single - 1e-9
+        )

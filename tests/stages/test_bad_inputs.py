@@ -6,6 +6,7 @@ no manifest and name the table line (or file) in the log and in manifest_report.
 that skips or keeps must return normally, name the file in the report and keep every good
 clip. The README section "What `build_manifest` does with problem inputs" lists the same.
 """
+
 import json
 import shutil
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ from stages.build_manifest import main
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness"
-GOOD = [("good_a.mp4", "train", "anger"), ("good_b.mp4", "dev", "fear"),
-        ("good_c.mp4", "test", "sadness")]
+GOOD = [
+    ("good_a.mp4", "train", "anger"),
+    ("good_b.mp4", "dev", "fear"),
+    ("good_c.mp4", "test", "sadness"),
+]
 GOOD_IDS = ["good_a", "good_b", "good_c"]
 COLUMNS = ("media", "split", "label", "label_file", "video_id")
 
@@ -69,21 +73,38 @@ def run(tmp_path, make_video, capfd):
         table.write_text("\n".join(lines) + "\n")
         data = yaml.safe_load((ROOT / "params.yaml").read_text())
         data["base"]["n_jobs"] = 1
-        data["build_manifest"].update(adapter="csv", root=str(ds), csv_file="table.csv",
-                                      **overrides)
+        data["build_manifest"].update(
+            adapter="csv", root=str(ds), csv_file="table.csv", **overrides
+        )
         params = tmp_path / "params.yaml"
         params.write_text(yaml.safe_dump(data))
         dst, rep = tmp_path / "out" / "manifest.csv", tmp_path / "out" / "manifest_report.json"
         dst.unlink(missing_ok=True)
         code = 0
         try:
-            main(["--src", str(ds), "--dst", str(dst), "--report", str(rep),
-                  "--params", str(params)])
+            main(
+                [
+                    "--src",
+                    str(ds),
+                    "--dst",
+                    str(dst),
+                    "--report",
+                    str(rep),
+                    "--params",
+                    str(params),
+                ]
+            )
         except SystemExit as exc:
             code = exc.code
         rows_by_id = {r.video_id: r for r in read_manifest(dst)} if dst.exists() else {}
-        return Outcome(code, sorted(rows_by_id), rows_by_id, json.loads(rep.read_text()),
-                       capfd.readouterr().err, table)
+        return Outcome(
+            code,
+            sorted(rows_by_id),
+            rows_by_id,
+            json.loads(rep.read_text()),
+            capfd.readouterr().err,
+            table,
+        )
 
     _run.ds = ds
     return _run
@@ -104,12 +125,15 @@ def _kept(out: Outcome, ids: list[str] = GOOD_IDS) -> None:
 # ------------------------------------------------------------------ stops: video ids
 
 
-@pytest.mark.parametrize("vid,why", [
-    ("../../escaped", "holds '/'"),      # extract_audio wrote outside its folder
-    ("sub/dir", "holds '/'"),            # nested folders and HDF5 groups, TypeError later
-    ("with space", "holds ' '"),
-    (".hidden", "starts with '.'"),
-])
+@pytest.mark.parametrize(
+    "vid,why",
+    [
+        ("../../escaped", "holds '/'"),  # extract_audio wrote outside its folder
+        ("sub/dir", "holds '/'"),  # nested folders and HDF5 groups, TypeError later
+        ("with space", "holds ' '"),
+        (".hidden", "starts with '.'"),
+    ],
+)
 def test_unsafe_video_id_stops(run, vid, why):
     shutil.copy(run.ds / "good_a.mp4", run.ds / "x.mp4")
     out = run([("x.mp4", "train", "anger", "", vid)])
@@ -121,8 +145,10 @@ def test_unsafe_video_id_stops(run, vid, why):
 def test_duplicate_video_id_stops(run):
     shutil.copy(run.ds / "good_a.mp4", run.ds / "x.mp4")
     out = run([("x.mp4", "train", "anger", "", "good_b")])
-    _stops(out, "table.csv line 5: duplicate video id 'good_b' "
-                f"(first: {run.ds / 'table.csv'} line 3)")
+    _stops(
+        out,
+        f"table.csv line 5: duplicate video id 'good_b' (first: {run.ds / 'table.csv'} line 3)",
+    )
 
 
 @pytest.mark.parametrize("vid,first", [("GOOD_A", "good_a"), ("Good_a", "good_a")])
@@ -151,8 +177,10 @@ def test_path_through_symlinked_folder_stops(run, tmp_path):
     shutil.copy(run.ds / "good_a.mp4", tmp_path / "elsewhere" / "x.mp4")
     (run.ds / "linked").symlink_to(tmp_path / "elsewhere")
     out = run([("linked/x.mp4", "train", "anger")])
-    _stops(out, "table.csv: line 5: media path 'linked/x.mp4' goes through the symlinked "
-                "folder linked")
+    _stops(
+        out,
+        "table.csv: line 5: media path 'linked/x.mp4' goes through the symlinked folder linked",
+    )
 
 
 # ------------------------------------------------------------------ stops: README rows
@@ -213,8 +241,10 @@ def test_truncated_faststart_mp4_is_kept_with_its_decoded_duration(run, make_vid
     _kept(out, GOOD_IDS + ["cut"])
     row = out.rows["cut"]
     assert row.n_frames < 60 and row.duration_s == pytest.approx(row.n_frames / 25.0, abs=0.05)
-    assert (f"{path}: partly decodable: {row.n_frames} of ~100 frames "
-            f"({row.n_frames / 25:.2f} s of 4.00 s)") in out.entries("warnings")
+    assert (
+        f"{path}: partly decodable: {row.n_frames} of ~100 frames "
+        f"({row.n_frames / 25:.2f} s of 4.00 s)"
+    ) in out.entries("warnings")
     assert out.warned("(kept: decoded part used)")
 
 

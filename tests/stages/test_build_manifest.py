@@ -1,4 +1,5 @@
 """Stage `build_manifest` through its CLI: outputs, report, and non-zero exits."""
+
 import json
 from pathlib import Path
 
@@ -32,8 +33,18 @@ def _dataset(tmp_path, make_video, splits):
 def test_writes_manifest_and_report(tmp_path, make_video):
     root = _dataset(tmp_path, make_video, ["Train_Set", "Validation_Set", "Test_Set"])
     dst, rep = tmp_path / "out" / "manifest.csv", tmp_path / "out" / "report.json"
-    main(["--src", str(root), "--dst", str(dst), "--report", str(rep),
-          "--params", str(_params(tmp_path, adapter="affwild2"))])
+    main(
+        [
+            "--src",
+            str(root),
+            "--dst",
+            str(dst),
+            "--report",
+            str(rep),
+            "--params",
+            str(_params(tmp_path, adapter="affwild2")),
+        ]
+    )
     lines = dst.read_text().splitlines()
     assert len(lines) == 4 and lines[1].startswith("v0,")
     report = json.loads(rep.read_text())
@@ -44,8 +55,18 @@ def test_strict_turns_warnings_into_a_failure(tmp_path, make_video):
     root = _dataset(tmp_path, make_video, ["Train_Set", "Validation_Set", "Test_Set"])
     dst, rep = tmp_path / "manifest.csv", tmp_path / "report.json"
     with pytest.raises(SystemExit) as exc:
-        main(["--src", str(root), "--dst", str(dst), "--report", str(rep),
-              "--params", str(_params(tmp_path, adapter="affwild2", strict=True))])
+        main(
+            [
+                "--src",
+                str(root),
+                "--dst",
+                str(dst),
+                "--report",
+                str(rep),
+                "--params",
+                str(_params(tmp_path, adapter="affwild2", strict=True)),
+            ]
+        )
     assert exc.value.code == 1 and not dst.exists()
     assert json.loads(rep.read_text())["warnings"]  # the report says why
 
@@ -54,7 +75,17 @@ def test_empty_dev_split_exits_non_zero_without_manifest(tmp_path, make_video, c
     root = _dataset(tmp_path, make_video, ["Train_Set", "Test_Set"])
     dst = tmp_path / "manifest.csv"
     with pytest.raises(SystemExit) as exc:
-        main(["--src", str(root), "--dst", str(dst), "--report", str(tmp_path / "r.json"),
-              "--params", str(_params(tmp_path, adapter="affwild2"))])
+        main(
+            [
+                "--src",
+                str(root),
+                "--dst",
+                str(dst),
+                "--report",
+                str(tmp_path / "r.json"),
+                "--params",
+                str(_params(tmp_path, adapter="affwild2")),
+            ]
+        )
     assert exc.value.code == 1 and not dst.exists()
     assert "split 'dev' is empty" in capfd.readouterr().err

@@ -8,6 +8,7 @@ and `dvc exp show` show the change, a `--queue`d sweep runs with `dvc queue star
 leaves no trace: the next `dvc repro` gives the same dvc.lock (every output hash) as the
 uninterrupted run. The tests share one project and run in file order.
 """
+
 import csv
 import io
 import json
@@ -25,13 +26,23 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 SMALL = {  # params overrides: 4 short videos, one backbone per modality, few epochs and draws
-    "make_demo": {"n_videos": 4, "duration_s": [8, 10], "split_counts": {"train": 2, "dev": 1, "test": 1}},
+    "make_demo": {
+        "n_videos": 4,
+        "duration_s": [8, 10],
+        "split_counts": {"train": 2, "dev": 1, "test": 1},
+    },
     "detect_faces": {"fps": 2.5},
     "embed_faces": {"backbones": {"fer_xception": {"weights": None}}},
     "finetune_faces": {"epochs": 1, "oof_folds": 2},
     "embed_audio": {"backbones": {"mfcc": {"weights": None}}},
-    "window_stats": {"window_s": 2.0, "features": {"fer": "faces/fer_xception", "finetuned": "faces/finetuned",
-                                                   "mfcc": "audio/mfcc"}},
+    "window_stats": {
+        "window_s": 2.0,
+        "features": {
+            "fer": "faces/fer_xception",
+            "finetuned": "faces/finetuned",
+            "mfcc": "audio/mfcc",
+        },
+    },
     "fit": {"models": ["svm", "kelm"], "features": ["fer", "mfcc"]},
     "fit_raw_audio": {"epochs": 2},
     "fuse": {"n_draws": 200},
@@ -39,9 +50,15 @@ SMALL = {  # params overrides: 4 short videos, one backbone per modality, few ep
 }
 
 
-ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-           GIT_COMMITTER_EMAIL="t@t")
+ENV = dict(
+    os.environ,
+    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    DVC_NO_ANALYTICS="1",
+    GIT_AUTHOR_NAME="t",
+    GIT_AUTHOR_EMAIL="t@t",
+    GIT_COMMITTER_NAME="t",
+    GIT_COMMITTER_EMAIL="t@t",
+)
 
 
 def _run(cwd, *cmd):
@@ -55,7 +72,9 @@ def _dvc(cwd, *args):
 
 
 def _ran(output):
-    return sorted(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage"))
+    return sorted(
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +101,34 @@ def project(tmp_path_factory):
 @pytest.mark.slow
 def test_full_pipeline_then_nothing_to_run(project):
     first = _dvc(project, "repro")
-    for stage in ("get_pretrained", "make_demo", "build_manifest", "detect_faces", "extract_audio",
-                  "separate_vocals", "resample_labels", "embed_faces@fer_xception", "finetune_faces",
-                  "embed_audio@mfcc", "window_stats@fer", "fit@svm-fer", "fit@kelm-mfcc", "fit_raw_audio", "fuse",
-                  "evaluate"):
+    for stage in (
+        "get_pretrained",
+        "make_demo",
+        "build_manifest",
+        "detect_faces",
+        "extract_audio",
+        "separate_vocals",
+        "resample_labels",
+        "embed_faces@fer_xception",
+        "finetune_faces",
+        "embed_audio@mfcc",
+        "window_stats@fer",
+        "fit@svm-fer",
+        "fit@kelm-mfcc",
+        "fit_raw_audio",
+        "fuse",
+        "evaluate",
+    ):
         assert f"Running stage '{stage}'" in first, stage
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics) == {"dev", "test"}
-    assert {"svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"} <= set(metrics["dev"])
+    assert {"svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"} <= set(
+        metrics["dev"]
+    )
     for m in metrics["dev"].values():
-        assert 0 <= m["cpm"] <= 1 and m["cpm"] == pytest.approx(0.67 * m["macro_f1"] + 0.33 * m["accuracy"], abs=1e-5)
+        assert 0 <= m["cpm"] <= 1 and m["cpm"] == pytest.approx(
+            0.67 * m["macro_f1"] + 0.33 * m["accuracy"], abs=1e-5
+        )
     assert (project / "reports/summary.md").read_text().startswith("# Results")
     assert any(p.suffix == ".png" for p in (project / "reports/figures").iterdir())
     weights = json.loads((project / "models/fuse/mcwf/weights.json").read_text())
@@ -110,9 +147,14 @@ def _kill_when_writing(project, stage, timeout_s=240):
     soon as a temporary output appears. Returns True if it was caught mid-write."""
     scratch = project / ".dvc" / "tmp" / "avemo"
     env = dict(ENV, AVEMO_RECOMPUTE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", stage], cwd=project,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "-f", "-s", stage],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout_s
     caught = False
     while proc.poll() is None and time.monotonic() < deadline:
@@ -137,7 +179,9 @@ def test_a_killed_stage_leaves_no_trace(project, stage):
         assert f"Running stage '{later}'" not in rerun, rerun
     assert (project / "dvc.lock").read_text() == baseline
     assert "Data and pipelines are up to date" in _dvc(project, "status")
-    leftovers = [p for p in project.rglob("*") if p.name.startswith(".avemo-") or p.suffix == ".tmp"]
+    leftovers = [
+        p for p in project.rglob("*") if p.name.startswith(".avemo-") or p.suffix == ".tmp"
+    ]
     assert all(".dvc" in p.parts for p in leftovers), leftovers  # only in DVC's own tmp folder
 
 
@@ -161,7 +205,11 @@ def test_experiments_queue_and_va(project):
             break
         time.sleep(5)
     assert status.count("Success") == 2, status
-    rows = list(csv.DictReader(io.StringIO(_run(project, sys.executable, "-m", "dvc", "exp", "show", "--csv"))))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(_run(project, sys.executable, "-m", "dvc", "exp", "show", "--csv"))
+        )
+    )
     assert {"1", "3", "30"} <= {r["fit.kelm.C"] for r in rows}
     assert all(r["dev.fusion_mcwf.cpm"] for r in rows if r["fit.kelm.C"] in ("1", "30"))
 
@@ -176,5 +224,6 @@ def test_experiments_queue_and_va(project):
     for name in ("svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"):
         m = metrics["test"][name]
         assert -1 <= m["ccc_valence"] <= 1 and m["ccc_mean"] == pytest.approx(
-            (m["ccc_valence"] + m["ccc_arousal"]) / 2, abs=1e-5)
+            (m["ccc_valence"] + m["ccc_arousal"]) / 2, abs=1e-5
+        )
     assert "CCC" in (project / "reports/summary.md").read_text()

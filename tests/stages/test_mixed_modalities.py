@@ -10,6 +10,7 @@ Two chains through the real stage entry points in tmp_path:
   window_stats -> fit (kelm) -> fuse -> evaluate, with an audio-only dev video and a
   video-only test video.
 """
+
 import csv
 import json
 import shutil
@@ -61,43 +62,104 @@ def test_media_chain_skips_the_missing_modality(tmp_path, make_video, pretrained
     sf.write(ds / "speech.wav", tone, 16000)
     (ds / "table.csv").write_text(
         "media,split,label\na.mp4,train,anger\nb.mp4,dev,fear\nc.mp4,test,fear\n"
-        "silent.mp4,train,sadness\nspeech.wav,dev,anger\n")
-    params = _params(tmp_path, detect_faces={"detector": "dlib"}, embed_audio={"source": "audio"},
-                     build_manifest={"adapter": "csv", "root": str(ds), "csv_file": "table.csv"})
+        "silent.mp4,train,sadness\nspeech.wav,dev,anger\n"
+    )
+    params = _params(
+        tmp_path,
+        detect_faces={"detector": "dlib"},
+        embed_audio={"source": "audio"},
+        build_manifest={"adapter": "csv", "root": str(ds), "csv_file": "table.csv"},
+    )
     p = ["--params", str(params)]
     it, feats = tmp_path / "interim", tmp_path / "features"
     manifest = it / "manifest.csv"
-    build_manifest.main(["--src", str(ds), "--dst", str(manifest),
-                         "--report", str(it / "manifest.json"), *p])
+    build_manifest.main(
+        ["--src", str(ds), "--dst", str(manifest), "--report", str(it / "manifest.json"), *p]
+    )
     with open(manifest, newline="") as fh:
         modality = {r["video_id"]: r["modality"] for r in csv.DictReader(fh)}
-    assert modality == {"a": "audio_video", "b": "audio_video", "c": "audio_video",
-                        "silent": "video", "speech": "audio"}
+    assert modality == {
+        "a": "audio_video",
+        "b": "audio_video",
+        "c": "audio_video",
+        "silent": "video",
+        "speech": "audio",
+    }
 
-    detect_faces.main(["--manifest", str(manifest), "--dst", str(it / "faces"),
-                       "--report", str(it / "faces.json"), *p])
+    detect_faces.main(
+        [
+            "--manifest",
+            str(manifest),
+            "--dst",
+            str(it / "faces"),
+            "--report",
+            str(it / "faces.json"),
+            *p,
+        ]
+    )
     faces = json.loads((it / "faces.json").read_text())["videos"]
     assert faces["speech"] == {"status": "skipped", "reason": NO_VIDEO}
     assert faces["silent"]["status"] == "done" and not (it / "faces" / "speech.h5").exists()
-    extract_audio.main(["--manifest", str(manifest), "--dst", str(it / "audio"),
-                        "--report", str(it / "audio.json"), *p])
+    extract_audio.main(
+        [
+            "--manifest",
+            str(manifest),
+            "--dst",
+            str(it / "audio"),
+            "--report",
+            str(it / "audio.json"),
+            *p,
+        ]
+    )
     audio = json.loads((it / "audio.json").read_text())["videos"]
     assert audio["silent"] == {"status": "skipped", "reason": NO_AUDIO}
     assert audio["speech"]["status"] == "done"
 
-    embed_faces.main(["--backbone", "fer_xception", "--manifest", str(manifest),
-                      "--faces", str(it / "faces"), "--pretrained", str(pretrained_dir),
-                      "--dst", str(feats / "fer.h5"), *p])
-    embed_audio.main(["--backbone", "logmel", "--manifest", str(manifest),
-                      "--audio", str(it / "audio"), "--dst", str(feats / "logmel.h5"), *p])
+    embed_faces.main(
+        [
+            "--backbone",
+            "fer_xception",
+            "--manifest",
+            str(manifest),
+            "--faces",
+            str(it / "faces"),
+            "--pretrained",
+            str(pretrained_dir),
+            "--dst",
+            str(feats / "fer.h5"),
+            *p,
+        ]
+    )
+    embed_audio.main(
+        [
+            "--backbone",
+            "logmel",
+            "--manifest",
+            str(manifest),
+            "--audio",
+            str(it / "audio"),
+            "--dst",
+            str(feats / "logmel.h5"),
+            *p,
+        ]
+    )
     assert read_group_attrs(feats / "fer.h5", "speech")[SKIPPED] == NO_VIDEO
     assert read_group_attrs(feats / "logmel.h5", "silent")[SKIPPED] == NO_AUDIO
 
     resample_labels.main(["--manifest", str(manifest), "--dst", str(it / "labels.h5"), *p])
     for feature, lacking in (("fer", "speech"), ("logmel", "silent")):
         dst = feats / "windows" / f"{feature}.h5"
-        window_stats.main(["--embeddings", str(feats / f"{feature}.h5"),
-                           "--labels", str(it / "labels.h5"), "--dst", str(dst), *p])
+        window_stats.main(
+            [
+                "--embeddings",
+                str(feats / f"{feature}.h5"),
+                "--labels",
+                str(it / "labels.h5"),
+                "--dst",
+                str(dst),
+                *p,
+            ]
+        )
         windows = dict(iter_groups(dst))
         assert len(windows[lacking]["x"]) == 0 and SKIPPED in read_group_attrs(dst, lacking)
         assert all(len(g["x"]) > 0 for v, g in windows.items() if v != lacking)
@@ -105,14 +167,16 @@ def test_media_chain_skips_the_missing_modality(tmp_path, make_video, pretrained
 
 CLASSES = ["neutral", "anger", "disgust", "fear", "happiness", "sadness"]
 # id -> (split, clip label, modality); 20 s each: 9 windows of 4 s at 50 % overlap
-VIDEOS = {"tr_anger": ("train", "anger", "audio_video"),
-          "tr_fear": ("train", "fear", "audio_video"),
-          "tr_sad": ("train", "sadness", "audio_video"),
-          "tr_speech": ("train", "anger", "audio"),
-          "dev_fear": ("dev", "fear", "audio_video"),
-          "dev_speech": ("dev", "sadness", "audio"),
-          "te_anger": ("test", "anger", "audio_video"),
-          "te_silent": ("test", "fear", "video")}
+VIDEOS = {
+    "tr_anger": ("train", "anger", "audio_video"),
+    "tr_fear": ("train", "fear", "audio_video"),
+    "tr_sad": ("train", "sadness", "audio_video"),
+    "tr_speech": ("train", "anger", "audio"),
+    "dev_fear": ("dev", "fear", "audio_video"),
+    "dev_speech": ("dev", "sadness", "audio"),
+    "te_anger": ("test", "anger", "audio_video"),
+    "te_silent": ("test", "fear", "video"),
+}
 
 
 def _synthetic(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
@@ -120,22 +184,45 @@ def _synthetic(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
     rows = []
     for vid, (split, label, modality) in sorted(VIDEOS.items()):
         v, a = modality != "audio", modality != "video"
-        rows.append(ManifestRow(vid, f"{vid}.mp4", split, vid, "", label, 20.0, v, 25.0 * v,
-                                500 * v, 64 * v, 48 * v, a, 16000 * a, modality, 0))
+        rows.append(
+            ManifestRow(
+                vid,
+                f"{vid}.mp4",
+                split,
+                vid,
+                "",
+                label,
+                20.0,
+                v,
+                25.0 * v,
+                500 * v,
+                64 * v,
+                48 * v,
+                a,
+                16000 * a,
+                modality,
+                0,
+            )
+        )
     manifest = tmp_path / "manifest.csv"
     write_manifest(manifest, rows)
-    params = _params(tmp_path, fit={"models": ["kelm"], "features": ["fer", "logmel"]},
-                     fuse={"models": ["kelm_fer", "kelm_logmel"], "n_draws": 20})
+    params = _params(
+        tmp_path,
+        fit={"models": ["kelm"], "features": ["fer", "logmel"]},
+        fuse={"models": ["kelm_fer", "kelm_logmel"], "n_draws": 20},
+    )
     labels = tmp_path / "labels_5hz.h5"
-    resample_labels.main(["--manifest", str(manifest), "--dst", str(labels),
-                          "--params", str(params)])
+    resample_labels.main(
+        ["--manifest", str(manifest), "--dst", str(labels), "--params", str(params)]
+    )
     rng = np.random.default_rng(0)
     files = {}
     for feature, needs, dim in (("fer", "video", 6), ("logmel", "audio", 4)):
         files[feature] = tmp_path / "features" / f"{feature}.h5"
         files[feature].parent.mkdir(exist_ok=True)
-        with open_writer(files[feature], stage="synthetic", dim=dim, model=feature,
-                         rate_hz=5.0) as w:
+        with open_writer(
+            files[feature], stage="synthetic", dim=dim, model=feature, rate_hz=5.0
+        ) as w:
             for r in rows:
                 if not (r.has_video if needs == "video" else r.has_audio):
                     arrays, attrs = skipped_group(dim, f"no {needs} (modality {r.modality})")
@@ -152,8 +239,9 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
     p = ["--params", str(params)]
     win = {f: tmp_path / "windows" / f"{f}.h5" for f in files}
     for feature, src in files.items():
-        window_stats.main(["--embeddings", str(src), "--labels", str(labels),
-                           "--dst", str(win[feature]), *p])
+        window_stats.main(
+            ["--embeddings", str(src), "--labels", str(labels), "--dst", str(win[feature]), *p]
+        )
     fer = dict(iter_groups(win["fer"]))
     assert [v for v, g in fer.items() if len(g["x"]) == 0] == ["dev_speech", "tr_speech"]
     assert fer["dev_fear"]["x"].shape == (9, 12) and fer["dev_speech"]["x"].shape == (0, 12)
@@ -163,8 +251,19 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
 
     fitted = tmp_path / "fit"
     for feature in files:
-        fit.main(["--model", "kelm", "--feature", feature, "--windows", str(win[feature]),
-                  "--dst", str(fitted / f"kelm_{feature}"), *p])
+        fit.main(
+            [
+                "--model",
+                "kelm",
+                "--feature",
+                feature,
+                "--windows",
+                str(win[feature]),
+                "--dst",
+                str(fitted / f"kelm_{feature}"),
+                *p,
+            ]
+        )
     scores = read_scores(fitted / "kelm_fer" / "scores.h5")
     assert not scores["dev_speech"]["covered"].any() and scores["dev_fear"]["covered"].all()
     prior = scores["dev_speech"]["p"][0]  # the training prior: anger, fear, sadness windows
@@ -173,14 +272,31 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
     assert not read_scores(fitted / "kelm_logmel" / "scores.h5")["te_silent"]["covered"].any()
 
     shutil.copytree(fitted / "kelm_logmel", fitted / "cnn_lstm_raw")  # evaluate reads model 4
-    fuse.main(["--scores", str(fitted), "--labels", str(labels),
-               "--dst", str(tmp_path / "fuse"), *p])
+    fuse.main(
+        ["--scores", str(fitted), "--labels", str(labels), "--dst", str(tmp_path / "fuse"), *p]
+    )
     rep = tmp_path / "reports"
-    evaluate.main(["--scores", str(fitted), "--fused", str(tmp_path / "fuse"),
-                   "--labels", str(labels), "--manifest", str(tmp_path / "manifest.csv"),
-                   "--metrics", str(rep / "metrics.json"),
-                   "--summary", str(rep / "summary.md"), "--plots", str(rep / "plots"),
-                   "--figures", str(rep / "figures"), *p])
+    evaluate.main(
+        [
+            "--scores",
+            str(fitted),
+            "--fused",
+            str(tmp_path / "fuse"),
+            "--labels",
+            str(labels),
+            "--manifest",
+            str(tmp_path / "manifest.csv"),
+            "--metrics",
+            str(rep / "metrics.json"),
+            "--summary",
+            str(rep / "summary.md"),
+            "--plots",
+            str(rep / "plots"),
+            "--figures",
+            str(rep / "figures"),
+            *p,
+        ]
+    )
     metrics = json.loads((rep / "metrics.json").read_text())
     assert {"kelm_fer", "kelm_logmel", "fusion_swf"} <= set(metrics["test"])
 
@@ -192,8 +308,16 @@ def test_window_stats_still_stops_for_a_video_without_embeddings(tmp_path):
         for vid, g in iter_groups(files["fer"]):
             if vid != "dev_fear":  # lost, not "no such modality": re-running the stage helps
                 w.add(vid, attrs=read_group_attrs(files["fer"], vid), **g)
-    args = ["--embeddings", str(partial), "--labels", str(labels),
-            "--dst", str(tmp_path / "w.h5"), "--params", str(params)]
+    args = [
+        "--embeddings",
+        str(partial),
+        "--labels",
+        str(labels),
+        "--dst",
+        str(tmp_path / "w.h5"),
+        "--params",
+        str(params),
+    ]
     with pytest.raises(SystemExit) as exc:
         window_stats.main(args)
     assert exc.value.code == 1

@@ -1,7 +1,8 @@
 """Audio extraction and Spleeter vocal separation, measured on real speech."""
+
+import librosa
 import numpy as np
 import pytest
-import librosa
 import soundfile as sf
 
 from pipeline.audio.extract import extract_audio, extract_audio_job
@@ -22,8 +23,9 @@ def test_real_crema_d_audio_to_16k_mono(crema_videos):
 
 def test_video_without_audio_is_skipped_with_a_reason(tmp_path, make_video):
     path = make_video(tmp_path / "silent.mp4", n_frames=5, audio=False)
-    job = VideoJob("silent", (path,), tmp_path / "out.h5",
-                   {"skip": "no audio track (modality video)"})
+    job = VideoJob(
+        "silent", (path,), tmp_path / "out.h5", {"skip": "no audio track (modality video)"}
+    )
     with pytest.raises(Skip, match="no audio track"):
         extract_audio_job(job, "digest", 16000)
     with pytest.raises(DataError, match=r"silent\.mp4: has no audio track"):
@@ -31,7 +33,9 @@ def test_video_without_audio_is_skipped_with_a_reason(tmp_path, make_video):
     assert not (tmp_path / "out.h5").exists()
 
 
-@pytest.mark.parametrize("n,chunk,overlap", [(100, 30, 6), (1000, 300, 50), (50, 100, 10), (301, 100, 20)])
+@pytest.mark.parametrize(
+    "n,chunk,overlap", [(100, 30, 6), (1000, 300, 50), (50, 100, 10), (301, 100, 20)]
+)
 def test_crossfade_weights_cover_every_sample_once(n, chunk, overlap):
     total = np.zeros(n)
     for s, e, w in crossfade_chunks(n, chunk, overlap):

@@ -1,4 +1,5 @@
 """Demo composer on the real CREMA-D clips: timelines, labels and reproducible bytes."""
+
 import hashlib
 from types import SimpleNamespace
 
@@ -9,8 +10,15 @@ from pipeline.data import demo
 from pipeline.data.media import probe
 from pipeline.labels.files import read_expr_labels
 
-CFG = SimpleNamespace(duration_s=(5.0, 6.0), gap_prob=0.3, gap_s=(0.4, 0.8), brightness=(0.8, 1.2),
-                      scale=(0.9, 1.1), shift_px=8, gain_db=(-6.0, 3.0))
+CFG = SimpleNamespace(
+    duration_s=(5.0, 6.0),
+    gap_prob=0.3,
+    gap_s=(0.4, 0.8),
+    brightness=(0.8, 1.2),
+    scale=(0.9, 1.1),
+    shift_px=8,
+    gain_db=(-6.0, 3.0),
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +28,9 @@ def clips(crema_videos):
 
 def test_load_clip_decodes_frames_and_audio(clips):
     c = clips[0]
-    assert c.label == "anger" and c.frames.dtype == np.uint8 and c.frames.shape[1:] == (360, 480, 3)
+    assert (
+        c.label == "anger" and c.frames.dtype == np.uint8 and c.frames.shape[1:] == (360, 480, 3)
+    )
     assert c.fps == pytest.approx(29.97, abs=0.01)
     assert abs(len(c.audio) / c.audio_rate_hz - c.duration_s) < 0.15
 
@@ -37,9 +47,13 @@ def test_plan_is_seeded_and_within_duration(clips):
 
 
 def test_render_labels_follow_the_timeline_and_bytes_repeat(tmp_path, clips):
-    segs = [demo.Segment(0.0, clips[1].duration_s, 1),
-            demo.Segment(clips[1].duration_s, 0.6, -1),
-            demo.Segment(clips[1].duration_s + 0.6, clips[2].duration_s, 2, brightness=1.2, scale=0.95)]
+    segs = [
+        demo.Segment(0.0, clips[1].duration_s, 1),
+        demo.Segment(clips[1].duration_s, 0.6, -1),
+        demo.Segment(
+            clips[1].duration_s + 0.6, clips[2].duration_s, 2, brightness=1.2, scale=0.95
+        ),
+    ]
     digests = []
     for k in range(2):
         out = tmp_path / f"v{k}.mp4"

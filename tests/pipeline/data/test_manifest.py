@@ -1,7 +1,7 @@
 """Manifest: adapters, probing, and the defined outcome of every kind of bad input."""
+
 import csv
 import json
-
 from pathlib import Path
 
 import numpy as np
@@ -31,31 +31,43 @@ def _affwild(root, make_video, specs):
 
 def _build(items, **kw):
     rep = mf.Report()
-    rows = mf.build_manifest(items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0,
-                             n_jobs=1, report=rep, **kw)
+    rows = mf.build_manifest(
+        items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0, n_jobs=1, report=rep, **kw
+    )
     return rows, rep
 
 
 def test_affwild2_layout_edge_cases(tmp_path, make_video):
-    _affwild(tmp_path, make_video, {
-        "v_ok": ("Train_Set", 25, 25, True),
-        "v_noaudio": ("Validation_Set", 25, 25, False),
-        "v_short_labels": ("Test_Set", 50, 40, True),      # 0.4 s short: kept, tail unannotated
-        "v_bad_labels": ("Train_Set", 25, 75, True),       # 2 s too long: skipped
-        "v_nolabel": (None, 25, 0, True),                  # video without label file: skipped
-        "v_novideo": ("Train_Set", None, 25, True),        # label file without video: skipped
-    })
+    _affwild(
+        tmp_path,
+        make_video,
+        {
+            "v_ok": ("Train_Set", 25, 25, True),
+            "v_noaudio": ("Validation_Set", 25, 25, False),
+            "v_short_labels": ("Test_Set", 50, 40, True),  # 0.4 s short: kept, tail unannotated
+            "v_bad_labels": ("Train_Set", 25, 75, True),  # 2 s too long: skipped
+            "v_nolabel": (None, 25, 0, True),  # video without label file: skipped
+            "v_novideo": ("Train_Set", None, 25, True),  # label file without video: skipped
+        },
+    )
     (tmp_path / "videos" / "v_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
     _labels(tmp_path / "annotations" / "EXPR_Set" / "Train_Set" / "v_corrupt.txt", 25)
     rep = mf.Report()
     items = mf.affwild2_items(tmp_path, "expr", rep)
-    rows = mf.build_manifest(items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0,
-                             n_jobs=1, report=rep)
+    rows = mf.build_manifest(
+        items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0, n_jobs=1, report=rep
+    )
     by_id = {r.video_id: r for r in rows}
     assert sorted(by_id) == ["v_noaudio", "v_ok", "v_short_labels"]
     assert [r.video_id for r in rows] == sorted(by_id)  # sorted output
     ok = by_id["v_ok"]
-    assert (ok.split, ok.n_frames, ok.fps, ok.has_audio, ok.label_frames) == ("train", 25, 25.0, True, 25)
+    assert (ok.split, ok.n_frames, ok.fps, ok.has_audio, ok.label_frames) == (
+        "train",
+        25,
+        25.0,
+        True,
+        25,
+    )
     assert ok.duration_s == pytest.approx(1.0, abs=0.1) and (ok.width, ok.height) == (64, 48)
     assert by_id["v_noaudio"].has_audio is False and by_id["v_noaudio"].split == "dev"
     assert by_id["v_short_labels"].label_frames == 40
@@ -70,11 +82,21 @@ def test_affwild2_layout_edge_cases(tmp_path, make_video):
 
 def test_header_with_unknown_class_stops(tmp_path, make_video):
     make_video(tmp_path / "videos" / "a.mp4", n_frames=5)
-    _labels(tmp_path / "annotations" / "EXPR_Set" / "Train_Set" / "a.txt", 5, header=HEADER + ",Surprise")
+    _labels(
+        tmp_path / "annotations" / "EXPR_Set" / "Train_Set" / "a.txt",
+        5,
+        header=HEADER + ",Surprise",
+    )
     rep = mf.Report()
     with pytest.raises(DataError, match=r"header classes \['surprise'\] are not in base.classes"):
-        mf.build_manifest(mf.affwild2_items(tmp_path, "expr", rep), task="expr", classes=CLASSES,
-                          max_label_mismatch_s=1.0, n_jobs=1, report=rep)
+        mf.build_manifest(
+            mf.affwild2_items(tmp_path, "expr", rep),
+            task="expr",
+            classes=CLASSES,
+            max_label_mismatch_s=1.0,
+            n_jobs=1,
+            report=rep,
+        )
     assert rep.errors and rep.errors[0]["file"].endswith("a.txt")
 
 
@@ -91,9 +113,11 @@ def test_empty_train_or_dev_split_stops_empty_test_warns(tmp_path, make_video):
 
 def test_a_speaker_in_two_splits_is_flagged(tmp_path, make_video):
     v = make_video(tmp_path / "v.mp4", n_frames=5)
-    items = [mf.Item("a", str(v), "train", "s1", clip_label="anger"),
-             mf.Item("b", str(v), "dev", "s1", clip_label="fear"),
-             mf.Item("c", str(v), "dev", "s2", clip_label="fear")]
+    items = [
+        mf.Item("a", str(v), "train", "s1", clip_label="anger"),
+        mf.Item("b", str(v), "dev", "s1", clip_label="fear"),
+        mf.Item("c", str(v), "dev", "s2", clip_label="fear"),
+    ]
     rows, rep = _build(items)
     flagged = [w for w in rep.warnings if "several splits" in w["problem"]]
     assert len(rows) == 3 and len(flagged) == 1
@@ -102,8 +126,10 @@ def test_a_speaker_in_two_splits_is_flagged(tmp_path, make_video):
 
 def test_duplicate_ids_stop(tmp_path, make_video):
     v = make_video(tmp_path / "v.mp4", n_frames=5)
-    items = [mf.Item("a", str(v), "train", "s", clip_label="anger"),
-             mf.Item("a", str(v), "dev", "s", clip_label="fear")]
+    items = [
+        mf.Item("a", str(v), "train", "s", clip_label="anger"),
+        mf.Item("a", str(v), "dev", "s", clip_label="fear"),
+    ]
     with pytest.raises(PipelineError, match="duplicate video id 'a'"):
         _build(items)
 
@@ -113,17 +139,20 @@ def test_csv_adapter(tmp_path, make_video):
     make_video(tmp_path / "clips" / "y.mp4", n_frames=5, audio=False)
     _labels(tmp_path / "labels" / "y.txt", 5, value=4)
     table = tmp_path / "table.csv"
-    table.write_text("media,split,label,label_file,speaker\n"
-                     "clips/x.mp4,train,Anger,,spk1\n"
-                     "clips/y.mp4,dev,,labels/y.txt,\n"
-                     "clips/z.mp4,test,fear,,spk3\n"       # missing media: skipped
-                     "clips/x.mp4,holdout,fear,,spk3\n")   # unknown split: skipped
+    table.write_text(
+        "media,split,label,label_file,speaker\n"
+        "clips/x.mp4,train,Anger,,spk1\n"
+        "clips/y.mp4,dev,,labels/y.txt,\n"
+        "clips/z.mp4,test,fear,,spk3\n"  # missing media: skipped
+        "clips/x.mp4,holdout,fear,,spk3\n"
+    )  # unknown split: skipped
     rep = mf.Report()
     items = mf.csv_items(tmp_path, table, rep)
     assert [i.video_id for i in items] == ["x", "y", "z"]
     assert items[0].clip_label == "anger" and items[1].speaker == "y"
-    rows = mf.build_manifest(items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0,
-                             n_jobs=1, report=rep)
+    rows = mf.build_manifest(
+        items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0, n_jobs=1, report=rep
+    )
     assert [r.video_id for r in rows] == ["x", "y"]
     assert any("z.mp4: file not found" in f"{w['file']}: {w['problem']}" for w in rep.warnings)
     assert any("split 'holdout'" in w["problem"] for w in rep.warnings)
@@ -135,8 +164,12 @@ def test_csv_adapter(tmp_path, make_video):
 
 def test_write_read_round_trip(tmp_path, make_video):
     v = make_video(tmp_path / "v.mp4", n_frames=5)
-    rows, _ = _build([mf.Item("a", str(v), "train", "s", clip_label="anger"),
-                      mf.Item("b", str(v), "dev", "s", clip_label="fear")])
+    rows, _ = _build(
+        [
+            mf.Item("a", str(v), "train", "s", clip_label="anger"),
+            mf.Item("b", str(v), "dev", "s", clip_label="fear"),
+        ]
+    )
     dst = tmp_path / "m.csv"
     mf.write_manifest(dst, rows)
     assert mf.read_manifest(dst) == rows
@@ -151,16 +184,29 @@ def test_split_groups_is_seeded_and_covers_each_split():
     assert a != mf.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=14)
     counts = {s: sum(v == s for v in a.values()) for s in mf.SPLITS}
     assert counts == {"train": 63, "dev": 14, "test": 14}
-    assert set(mf.split_groups(["a", "b"], {"train": 0.7, "dev": 0.15, "test": 0.15}, 0).values()) == {"train", "dev"}
+    assert set(
+        mf.split_groups(["a", "b"], {"train": 0.7, "dev": 0.15, "test": 0.15}, 0).values()
+    ) == {"train", "dev"}
 
 
 def test_crema_d_real_sample_video(shared_data):
     root = shared_data / "crema-d-sample"
     rep = mf.Report()
-    items = mf.crema_d_items(root, "video", CLASSES, {"train": 0.7, "dev": 0.15, "test": 0.15}, 13, rep)
-    assert [i.video_id for i in items] == [f"1001_DFA_{c}_XX" for c in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")]
+    items = mf.crema_d_items(
+        root, "video", CLASSES, {"train": 0.7, "dev": 0.15, "test": 0.15}, 13, rep
+    )
+    assert [i.video_id for i in items] == [
+        f"1001_DFA_{c}_XX" for c in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+    ]
     assert {i.speaker for i in items} == {"1001"}
-    assert [i.clip_label for i in items] == ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    assert [i.clip_label for i in items] == [
+        "anger",
+        "disgust",
+        "fear",
+        "happiness",
+        "neutral",
+        "sadness",
+    ]
     infos = [mf.probe(i.media_path) for i in items]
     for info in infos:  # FLV, VP6 480x360 at 29.97 fps, MP3 44.1 kHz, 1.9-2.3 s
         assert (info.width, info.height, info.audio_rate_hz) == (480, 360, 44100)
@@ -188,17 +234,26 @@ def test_probe_rejects_non_media(tmp_path):
         mf.probe(tmp_path / "missing.mp4")
 
 
-@pytest.mark.parametrize("vid,why", [
-    ("../../escaped", "holds '/'"), ("sub/dir", "holds '/'"), ("a b", "holds ' '"),
-    (".hidden", "starts with '.'"), ("..", "starts with '.'"), ("", "empty"), ("a\\b", "holds"),
-    ("x" * 201, "longer than 200"),
-])
+@pytest.mark.parametrize(
+    "vid,why",
+    [
+        ("../../escaped", "holds '/'"),
+        ("sub/dir", "holds '/'"),
+        ("a b", "holds ' '"),
+        (".hidden", "starts with '.'"),
+        ("..", "starts with '.'"),
+        ("", "empty"),
+        ("a\\b", "holds"),
+        ("x" * 201, "longer than 200"),
+    ],
+)
 def test_unsafe_ids(vid, why):
     assert why in mf.id_problem(vid)
 
 
-@pytest.mark.parametrize("vid", ["v01", "1001_DFA_ANG_XX", "clip.v2", "a-b", "Müller_01",
-                                 "e\u0301t\u00e9"])
+@pytest.mark.parametrize(
+    "vid", ["v01", "1001_DFA_ANG_XX", "clip.v2", "a-b", "Müller_01", "e\u0301t\u00e9"]
+)
 def test_safe_ids(vid):
     assert mf.id_problem(vid) == ""
 
@@ -210,8 +265,12 @@ def test_ids_equal_ignoring_case_and_normalisation_collide():
 
 def test_read_manifest_refuses_a_hand_edited_unsafe_id(tmp_path, make_video):
     v = make_video(tmp_path / "v.mp4", n_frames=5)
-    rows, _ = _build([mf.Item("a", str(v), "train", "s", clip_label="anger"),
-                      mf.Item("b", str(v), "dev", "s", clip_label="fear")])
+    rows, _ = _build(
+        [
+            mf.Item("a", str(v), "train", "s", clip_label="anger"),
+            mf.Item("b", str(v), "dev", "s", clip_label="fear"),
+        ]
+    )
     dst = tmp_path / "manifest.csv"
     mf.write_manifest(dst, rows)
     dst.write_text(dst.read_text().replace("\nb,", "\n../b,"))
@@ -269,14 +328,19 @@ def test_emodb_adapter_on_a_layout_it_builds(tmp_path):
     classes = ("neutral", "anger", "happiness", "sadness", "boredom")  # no disgust
     items = mf.emodb_items(tmp_path, classes, ("08",), ("09", "10"), rep)
     got = {i.video_id: (i.split, i.speaker, i.clip_label) for i in items}
-    assert got == {"03a01Wa": ("train", "03", "anger"), "03a02Nc": ("train", "03", "neutral"),
-                   "08b01Fa": ("dev", "08", "happiness"), "09a05Lb": ("test", "09", "boredom"),
-                   "10a01Tc": ("test", "10", "sadness")}
+    assert got == {
+        "03a01Wa": ("train", "03", "anger"),
+        "03a02Nc": ("train", "03", "neutral"),
+        "08b01Fa": ("dev", "08", "happiness"),
+        "09a05Lb": ("test", "09", "boredom"),
+        "10a01Tc": ("test", "10", "sadness"),
+    }
     problems = {Path(w["file"]).name: w["problem"] for w in rep.warnings}
     assert "EmoDB naming" in problems["xx_bad.wav"]
     assert "'disgust' is not in base.classes" in problems["11a01Ea.wav"]
-    rows = mf.build_manifest(items, task="expr", classes=classes, max_label_mismatch_s=1.0,
-                             n_jobs=1, report=rep)
+    rows = mf.build_manifest(
+        items, task="expr", classes=classes, max_label_mismatch_s=1.0, n_jobs=1, report=rep
+    )
     assert {r.modality for r in rows} == {"audio"} and len(rows) == 5
     with pytest.raises(PipelineError, match=r"\['09'\] are in both"):
         mf.emodb_items(tmp_path, classes, ("09",), ("09",), rep)
@@ -288,5 +352,8 @@ def test_emodb_adapter_on_the_real_copy(emodb_dir):
     items = mf.emodb_items(emodb_dir.parent, classes, ("03", "08"), ("09", "10"), rep)
     assert len(items) == 408 and not rep.warnings
     by_split = {s: {i.speaker for i in items if i.split == s} for s in ("train", "dev", "test")}
-    assert by_split == {"train": {"11", "12", "13", "14"}, "dev": {"03", "08"},
-                        "test": {"09", "10"}}
+    assert by_split == {
+        "train": {"11", "12", "13", "14"},
+        "dev": {"03", "08"},
+        "test": {"09", "10"},
+    }

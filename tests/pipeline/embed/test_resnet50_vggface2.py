@@ -1,4 +1,5 @@
 """Tests for pipeline.embed.resnet50_vggface2: official .pkl format, forward, errors."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Tests for pipeline.features.windows on tiny hand-checked and random arrays."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Atomic writes: temporaries live outside every DVC-tracked path and vanish after a kill."""
+
 import os
 import signal
 import subprocess
@@ -63,8 +64,9 @@ def test_sigkill_mid_write_leaves_nothing_in_the_output_and_the_next_write_sweep
         "    print('writing', flush=True)\n"
         "    time.sleep(60)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "writing"
     leftovers = list((project / SCRATCH).iterdir())
     assert len(leftovers) == 1 and leftovers[0].name.startswith(f".avemo-{proc.pid}-")

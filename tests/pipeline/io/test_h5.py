@@ -1,4 +1,5 @@
 """HDF5 contract: round trip, sorted groups, reproducible bytes, atomic writes."""
+
 import hashlib
 
 import h5py
@@ -11,8 +12,11 @@ from pipeline.io import h5
 
 def _groups(rng):
     return {
-        vid: {"t": np.arange(n) / 5.0, "x": rng.standard_normal((n, 8)).astype(np.float32),
-              "valid": rng.random(n) > 0.2}
+        vid: {
+            "t": np.arange(n) / 5.0,
+            "x": rng.standard_normal((n, 8)).astype(np.float32),
+            "valid": rng.random(n) > 0.2,
+        }
         for vid, n in [("b", 7), ("a", 3), ("c", 20000)]
     }
 
@@ -21,14 +25,24 @@ def test_round_trip_attrs_and_sorted_order(tmp_path):
     rng = np.random.default_rng(0)
     groups = _groups(rng)
     dst = tmp_path / "emb.h5"
-    h5.write_h5(dst, groups, stage="embed", params_digest="abc", rate_hz=5.0, dim=8,
-                model="m", extra={"k": [1, 2]})
+    h5.write_h5(
+        dst,
+        groups,
+        stage="embed",
+        params_digest="abc",
+        rate_hz=5.0,
+        dim=8,
+        model="m",
+        extra={"k": [1, 2]},
+    )
     assert h5.video_ids(dst) == ["a", "b", "c"]
     with h5py.File(dst) as f:
         assert list(f.keys()) == ["a", "b", "c"]
         assert f["c/x"].compression == "lzf"  # large payload compressed
     attrs = h5.read_attrs(dst)
-    assert attrs["stage"] == "embed" and attrs["rate_hz"] == 5.0 and attrs["extra"] == {"k": [1, 2]}
+    assert (
+        attrs["stage"] == "embed" and attrs["rate_hz"] == 5.0 and attrs["extra"] == {"k": [1, 2]}
+    )
     for vid, arrays in h5.iter_groups(dst):
         for name, arr in arrays.items():
             np.testing.assert_array_equal(arr, groups[vid][name])

@@ -1,6 +1,6 @@
 """Per-video runner: reuse of fresh outputs, invalidation, stale files, skips and failures."""
+
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,8 +32,15 @@ def _jobs(tmp_path, ids, **info):
 
 
 def _run(tmp_path, jobs, calls, scale=1.0):
-    return run_per_video(jobs, partial(_work, scale=scale, calls=calls), out_dir=tmp_path / "out",
-                         params={"scale": scale}, code="c1", n_jobs=1, desc="test")
+    return run_per_video(
+        jobs,
+        partial(_work, scale=scale, calls=calls),
+        out_dir=tmp_path / "out",
+        params={"scale": scale},
+        code="c1",
+        n_jobs=1,
+        desc="test",
+    )
 
 
 def test_second_run_reuses_and_new_video_costs_one(tmp_path):
@@ -96,9 +103,19 @@ def test_removed_video_output_is_deleted(tmp_path):
 def test_skip_and_failure_are_reported_and_failure_raises(tmp_path):
     jobs = _jobs(tmp_path, ["a", "b", "c"], b={"skip": True}, c={"fail": True})
     report = tmp_path / "report.json"
-    with pytest.raises(FailedVideos, match=r"1 of 3 videos failed, e.g. c: RuntimeError: decoder exploded"):
-        run_and_report(jobs, _work, report_path=report, out_dir=tmp_path / "out", params={},
-                       code="c", n_jobs=1, desc="test")
+    with pytest.raises(
+        FailedVideos, match=r"1 of 3 videos failed, e.g. c: RuntimeError: decoder exploded"
+    ):
+        run_and_report(
+            jobs,
+            _work,
+            report_path=report,
+            out_dir=tmp_path / "out",
+            params={},
+            code="c",
+            n_jobs=1,
+            desc="test",
+        )
     import json
 
     rep = json.loads(report.read_text())

@@ -1,4 +1,5 @@
 """Label files: byte-order marks, CRLF, and blank lines that would shift every later label."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Labels to the 5 Hz grid and back, at many frame rates and with odd label files."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -31,12 +32,16 @@ def test_piecewise_constant_labels_survive_any_frame_rate(fps):
 
 def test_mode_with_ties_goes_to_smallest_class_and_ignores_unannotated():
     fps = 30.0  # 6 frames per 0.2 s bin
-    labels = np.array([2, 2, 4, 4, -1, -1,   5, 5, 5, 1, 1, -1,   -1] * 1, np.int16)
+    labels = np.array([2, 2, 4, 4, -1, -1, 5, 5, 5, 1, 1, -1, -1] * 1, np.int16)
     t = np.arange(len(labels)) / fps
     y = rs.frames_to_grid_categorical(labels, t, 3, 5.0, 6)
     assert y.tolist() == [2, 5, -1]
     assert rs.frames_to_grid_categorical(labels, t, 3, 5.0, 6, min_frames=3).tolist() == [2, 5, -1]
-    assert rs.frames_to_grid_categorical(labels, t, 3, 5.0, 6, min_frames=5).tolist() == [-1, 5, -1]
+    assert rs.frames_to_grid_categorical(labels, t, 3, 5.0, 6, min_frames=5).tolist() == [
+        -1,
+        5,
+        -1,
+    ]
 
 
 def test_continuous_mean_of_valid_rows():
@@ -65,8 +70,15 @@ def test_linear_inverse_mapping_interpolates_between_centres():
 
 
 def _row(**kw):
-    base = dict(video_id="v", label_file="", clip_label="", has_video=True, fps=25.0, n_frames=50,
-                duration_s=2.0)
+    base = dict(
+        video_id="v",
+        label_file="",
+        clip_label="",
+        has_video=True,
+        fps=25.0,
+        n_frames=50,
+        duration_s=2.0,
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -75,8 +87,12 @@ def test_clip_label_becomes_constant(tmp_path):
     out = rs.video_labels_5hz(_row(clip_label="fear"), task="expr", classes=CLASSES, rate_hz=5.0)
     assert out["y"].tolist() == [3] * 10 and out["valid"].all()
     np.testing.assert_allclose(out["t"][:2], [0.1, 0.3])
-    audio_only = rs.video_labels_5hz(_row(clip_label="anger", has_video=False, fps=0.0, n_frames=0,
-                                          duration_s=2.1), task="expr", classes=CLASSES, rate_hz=5.0)
+    audio_only = rs.video_labels_5hz(
+        _row(clip_label="anger", has_video=False, fps=0.0, n_frames=0, duration_s=2.1),
+        task="expr",
+        classes=CLASSES,
+        rate_hz=5.0,
+    )
     assert len(audio_only["y"]) == 11
 
 

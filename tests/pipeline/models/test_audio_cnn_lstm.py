@@ -1,6 +1,6 @@
 """Tests for pipeline.models.audio_cnn_lstm (end-to-end raw-audio 1D CNN + LSTM)."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -11,13 +11,19 @@ from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier,
 torch.set_num_threads(1)
 
 SR = 16_000
-TINY = dict(channels=(8, 16, 16), kernel_size=9, pool_sizes=(4, 4, 4), lstm_hidden=16,
-            lstm_layers=2, batch_size=8)
+TINY = dict(
+    channels=(8, 16, 16),
+    kernel_size=9,
+    pool_sizes=(4, 4, 4),
+    lstm_hidden=16,
+    lstm_layers=2,
+    batch_size=8,
+)
 
 
 # ----------------------------------------------------------------------- windowing
 def test_windows_paper_setting_hop_and_padding():
-    wave = np.arange(10 * SR, dtype=np.float32) / SR          # 10 s ramp, value = time
+    wave = np.arange(10 * SR, dtype=np.float32) / SR  # 10 s ramp, value = time
     windows, starts = raw_audio_windows(wave, SR, window_s=4.0, overlap=0.4)
     # hop = (1 - 2/5) * 4 s = 2.4 s; 1 + ceil((10 - 4) / 2.4) = 4 windows
     assert windows.shape == (4, 64_000) and windows.dtype == np.float32
@@ -25,9 +31,9 @@ def test_windows_paper_setting_hop_and_padding():
     for w, s in zip(windows[:3], starts[:3]):
         i = int(round(s * SR))
         np.testing.assert_array_equal(w, wave[i : i + 64_000])
-    tail = 10 * SR - int(7.2 * SR)                             # 44,800 real samples
-    np.testing.assert_array_equal(windows[3, :tail], wave[int(7.2 * SR):])
-    assert not windows[3, tail:].any()                          # zero padding
+    tail = 10 * SR - int(7.2 * SR)  # 44,800 real samples
+    np.testing.assert_array_equal(windows[3, :tail], wave[int(7.2 * SR) :])
+    assert not windows[3, tail:].any()  # zero padding
     # every sample is covered
     covered = np.zeros(10 * SR, bool)
     for s in starts:
@@ -46,8 +52,8 @@ def test_window_count(n_samples, n_windows):
     assert starts.shape == (n_windows,)
     if n_windows:
         end = starts[-1] * SR + 64_000
-        assert end >= n_samples                                # the end is covered
-        assert windows.sum() >= n_samples                      # all ones kept, rest zeros
+        assert end >= n_samples  # the end is covered
+        assert windows.sum() >= n_samples  # all ones kept, rest zeros
 
 
 def test_window_errors():
@@ -70,7 +76,7 @@ def test_model_output_shapes_on_four_second_windows():
         h = model.features(x)
         out = model(x)
         out_2d = model(x[:, 0])
-    assert h.shape == (2, 128, 64_000 // 1024)                 # time resolution reduced
+    assert h.shape == (2, 128, 64_000 // 1024)  # time resolution reduced
     assert out.shape == (2, 7)
     torch.testing.assert_close(out, out_2d)
 
@@ -101,8 +107,9 @@ def _sines(n: int, seed: int, seconds: float = 0.5):
 
 def test_overfits_tiny_sine_task():
     X, y = _sines(16, seed=0)
-    clf = AudioCNNLSTMClassifier(epochs=25, lr=3e-3, validation_fraction=0.0, random_state=0,
-                                 **TINY).fit(X, y)
+    clf = AudioCNNLSTMClassifier(
+        epochs=25, lr=3e-3, validation_fraction=0.0, random_state=0, **TINY
+    ).fit(X, y)
     assert clf.score(X, y) == 1.0
     proba = clf.predict_proba(X)
     assert proba.shape == (16, 2)
@@ -124,13 +131,14 @@ def test_classifier_validation_set_and_masked_labels():
     y = y.copy()
     y[:2] = -1
     Xv, yv = _sines(6, seed=3)
-    clf = AudioCNNLSTMClassifier(epochs=3, patience=None, class_weight="log", random_state=0,
-                                 **TINY).fit(X, y, X_val=Xv, y_val=yv)
+    clf = AudioCNNLSTMClassifier(
+        epochs=3, patience=None, class_weight="log", random_state=0, **TINY
+    ).fit(X, y, X_val=Xv, y_val=yv)
     np.testing.assert_array_equal(clf.classes_, [0, 1])
     assert len(clf.history_) == 3
     assert all(h["val_loss"] is not None for h in clf.history_)
     with pytest.raises(ValueError):
-        clf.predict_proba(X[:, :100])                         # wrong window length
+        clf.predict_proba(X[:, :100])  # wrong window length
 
 
 @pytest.mark.gpu

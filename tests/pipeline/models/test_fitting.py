@@ -1,4 +1,5 @@
 """Fitting on window features and scores on the 5 Hz grid: shapes, coverage, missing classes."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,10 +9,27 @@ from pipeline.errors import PipelineError
 from pipeline.models.fitting import fit_and_score, full_proba
 
 SVM = SimpleNamespace(C=3.0, kernel="poly", gamma=0.1, degree=3, class_weight_r=0.47)
-KELM = SimpleNamespace(C=10.0, kernel="rbf", gamma="scale", class_weight="log", class_weight_r=0.47,
-                       approximation=None, n_components=100, max_train=None)
-LSTM = SimpleNamespace(hidden=16, layers=1, dropout=0.0, epochs=15, lr=0.01, batch_size=4, patience=5,
-                       seq_len=4, class_weight_r=0.47)
+KELM = SimpleNamespace(
+    C=10.0,
+    kernel="rbf",
+    gamma="scale",
+    class_weight="log",
+    class_weight_r=0.47,
+    approximation=None,
+    n_components=100,
+    max_train=None,
+)
+LSTM = SimpleNamespace(
+    hidden=16,
+    layers=1,
+    dropout=0.0,
+    epochs=15,
+    lr=0.01,
+    batch_size=4,
+    patience=5,
+    seq_len=4,
+    class_weight_r=0.47,
+)
 
 
 def _videos(rng, classes_in_train=(0, 1, 2), n_videos=6, n_win=12):
@@ -25,9 +43,15 @@ def _videos(rng, classes_in_train=(0, 1, 2), n_videos=6, n_win=12):
         starts = np.arange(n_win) * 10
         valid = np.ones(n_win, bool)
         valid[-1] = False  # a window with too few valid frames
-        vids[f"v{i}"] = {"x": x, "y": y, "valid": valid, "start": starts.astype(np.int32),
-                         "end": (starts + 20).astype(np.int32), "t": starts / 5.0 + 2,
-                         "attrs": {"split": split, "n_grid": int(starts[-1] + 20 + 3)}}
+        vids[f"v{i}"] = {
+            "x": x,
+            "y": y,
+            "valid": valid,
+            "start": starts.astype(np.int32),
+            "end": (starts + 20).astype(np.int32),
+            "t": starts / 5.0 + 2,
+            "attrs": {"split": split, "n_grid": int(starts[-1] + 20 + 3)},
+        }
     return vids
 
 
@@ -46,8 +70,11 @@ def test_scores_on_the_grid_and_accuracy(name, cfg):
         # windows are class-separable: each bin of the first half of valid window w is
         # covered by windows w - 1 and w only, so it must be predicted as one of their labels
         pred = sc["p"].argmax(1)
-        hits = [pred[b] in (g["y"][w - 1], g["y"][w])
-                for w in range(1, len(g["y"]) - 1) for b in range(g["start"][w], g["start"][w] + 10)]
+        hits = [
+            pred[b] in (g["y"][w - 1], g["y"][w])
+            for w in range(1, len(g["y"]) - 1)
+            for b in range(g["start"][w], g["start"][w] + 10)
+        ]
         assert np.mean(hits) >= 0.95, (name, vid, np.mean(hits))
 
 

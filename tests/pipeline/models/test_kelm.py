@@ -1,4 +1,5 @@
 """Tests for pipeline.models.kelm (kernel extreme learning machine)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,9 @@ def test_weighted_system_matches_direct_solve(blobs):
     w = sw * np.array([cw[c] for c in y])
     K = rbf_kernel(X, X, gamma=gamma)
     beta = np.linalg.solve(np.diag(1.0 / (C * w)) + K, _targets(y, 3))
-    np.testing.assert_allclose(clf.decision_function(Xt), rbf_kernel(Xt, X, gamma=gamma) @ beta,
-                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(
+        clf.decision_function(Xt), rbf_kernel(Xt, X, gamma=gamma) @ beta, rtol=0, atol=1e-8
+    )
 
 
 def test_integer_weight_equals_repeating_samples(blobs):
@@ -95,7 +97,7 @@ def test_rbf_solves_circles_linear_cannot():
 
 def test_missing_class_only_seen_classes(blobs):
     X, y, Xt, _ = blobs
-    labels = np.array([0, 2, 5])[y]            # label set {0, 2, 5}; 1, 3, 4 never seen
+    labels = np.array([0, 2, 5])[y]  # label set {0, 2, 5}; 1, 3, 4 never seen
     clf = KELMClassifier(gamma=0.05).fit(X, labels)
     np.testing.assert_array_equal(clf.classes_, [0, 2, 5])
     proba = clf.predict_proba(Xt)
@@ -114,19 +116,20 @@ def test_string_labels(blobs):
 def test_nystroem_with_all_landmarks_equals_exact(blobs):
     X, y, Xt, _ = blobs
     exact = KELMClassifier(C=2.0, gamma=0.05).fit(X, y)
-    nys = KELMClassifier(C=2.0, gamma=0.05, approximation="nystroem", n_components=len(X),
-                         random_state=0).fit(X, y)
+    nys = KELMClassifier(
+        C=2.0, gamma=0.05, approximation="nystroem", n_components=len(X), random_state=0
+    ).fit(X, y)
     assert nys.coef_.shape == (len(X), 3)
-    np.testing.assert_allclose(nys.decision_function(Xt), exact.decision_function(Xt),
-                               atol=1e-6)
+    np.testing.assert_allclose(nys.decision_function(Xt), exact.decision_function(Xt), atol=1e-6)
 
 
 def test_nystroem_approximation_close_to_exact():
     X, y = make_blobs(n_samples=600, centers=4, n_features=8, cluster_std=3.0, random_state=3)
     Xt = X[400:]
     exact = KELMClassifier(C=5.0).fit(X[:400], y[:400])
-    nys = KELMClassifier(C=5.0, approximation="nystroem", n_components=150,
-                         random_state=0).fit(X[:400], y[:400])
+    nys = KELMClassifier(C=5.0, approximation="nystroem", n_components=150, random_state=0).fit(
+        X[:400], y[:400]
+    )
     d_e, d_n = exact.decision_function(Xt), nys.decision_function(Xt)
     assert np.mean(np.abs(d_e - d_n)) < 0.05
     assert np.mean(exact.predict(Xt) == nys.predict(Xt)) >= 0.97
@@ -146,8 +149,11 @@ def test_max_train_subsamples_with_seed(blobs):
 
 def test_deterministic_given_random_state(blobs):
     X, y, Xt, _ = blobs
-    for params in ({}, {"approximation": "nystroem", "n_components": 50},
-                   {"max_train": 100, "class_weight": "log"}):
+    for params in (
+        {},
+        {"approximation": "nystroem", "n_components": 50},
+        {"max_train": 100, "class_weight": "log"},
+    ):
         p1 = KELMClassifier(random_state=7, **params).fit(X, y).predict_proba(Xt)
         p2 = KELMClassifier(random_state=7, **params).fit(X, y).predict_proba(Xt)
         np.testing.assert_array_equal(p1, p2)
@@ -172,16 +178,24 @@ def test_chunked_decision_matches_unchunked(blobs, monkeypatch):
     X, y, Xt, _ = blobs
     clf = KELMClassifier(gamma=0.05).fit(X, y)
     full = clf.decision_function(Xt)
-    monkeypatch.setattr("pipeline.models.kelm._BLOCK_ELEMS", len(X) * 7)   # 7-row blocks
+    monkeypatch.setattr("pipeline.models.kelm._BLOCK_ELEMS", len(X) * 7)  # 7-row blocks
     np.testing.assert_allclose(clf.decision_function(Xt), full, atol=1e-12)
-    np.testing.assert_allclose(KELMClassifier(gamma=0.05).fit(X, y).dual_coef_, clf.dual_coef_,
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        KELMClassifier(gamma=0.05).fit(X, y).dual_coef_, clf.dual_coef_, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize(
     "params",
-    [{"C": 0}, {"kernel": "poly"}, {"gamma": -1.0}, {"gamma": "wide"},
-     {"approximation": "rff"}, {"class_weight": "inverse"}, {"max_train": 1}],
+    [
+        {"C": 0},
+        {"kernel": "poly"},
+        {"gamma": -1.0},
+        {"gamma": "wide"},
+        {"approximation": "rff"},
+        {"class_weight": "inverse"},
+        {"max_train": 1},
+    ],
 )
 def test_invalid_params_raise(blobs, params):
     X, y, _, _ = blobs

@@ -1,6 +1,6 @@
 """Tests for pipeline.models.lstm (LSTM sequence classifier)."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -59,9 +59,16 @@ def test_deterministic_given_random_state_and_leaves_global_rng_alone():
 def test_early_stopping_on_stalled_validation_loss():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(150, 5, 4)).astype(np.float32)
-    y = rng.integers(0, 2, size=150)                     # pure noise: val loss stalls fast
-    clf = LSTMSequenceClassifier(epochs=200, patience=3, lr=0.02, hidden=16, layers=1,
-                                 validation_fraction=0.3, random_state=0).fit(X, y)
+    y = rng.integers(0, 2, size=150)  # pure noise: val loss stalls fast
+    clf = LSTMSequenceClassifier(
+        epochs=200,
+        patience=3,
+        lr=0.02,
+        hidden=16,
+        layers=1,
+        validation_fraction=0.3,
+        random_state=0,
+    ).fit(X, y)
     assert clf.n_epochs_ < 200
     assert len(clf.history_) == clf.n_epochs_
     val = [h["val_loss"] for h in clf.history_]
@@ -75,7 +82,7 @@ def test_given_validation_set_and_best_weights_restored():
     Xv, yv = _sign_task(60, seed=5)
     clf = LSTMSequenceClassifier(epochs=6, patience=None, random_state=0, **FAST)
     clf.fit(X, y, X_val=Xv, y_val=yv)
-    assert len(clf.history_) == 6                        # no early stopping with patience=None
+    assert len(clf.history_) == 6  # no early stopping with patience=None
     p = clf.predict_proba(Xv)
     nll = -np.mean(np.log(p[np.arange(len(yv)), yv]))
     assert nll == pytest.approx(clf.history_[clf.best_epoch_ - 1]["val_loss"], rel=1e-4)
@@ -95,10 +102,10 @@ def test_sequence_to_sequence_with_masked_labels():
     Xt, yt = _step_task(100, seed=8)
     y_masked = y.copy()
     rng = np.random.default_rng(0)
-    y_masked[rng.random(y.shape) < 0.5] = -1                # half the steps unlabelled
+    y_masked[rng.random(y.shape) < 0.5] = -1  # half the steps unlabelled
     clf = LSTMSequenceClassifier(epochs=15, random_state=0, **FAST).fit(X, y_masked)
     assert clf.seq2seq_
-    np.testing.assert_array_equal(clf.classes_, [0, 1])      # -1 is not a class
+    np.testing.assert_array_equal(clf.classes_, [0, 1])  # -1 is not a class
     proba = clf.predict_proba(Xt)
     assert proba.shape == (100, 10, 2)
     np.testing.assert_allclose(proba.sum(axis=-1), 1.0, rtol=1e-12)
@@ -123,8 +130,11 @@ def test_masked_loss_ignores_minus_one():
     w = torch.tensor([1.0, 2.0, 3.0])
     s_w, d_w = _masked_ce_sum(logits, target, w)
     torch.testing.assert_close(
-        s_w / d_w, torch.nn.CrossEntropyLoss(weight=w, ignore_index=-1)(logits.reshape(-1, 3),
-                                                                          target.reshape(-1)))
+        s_w / d_w,
+        torch.nn.CrossEntropyLoss(weight=w, ignore_index=-1)(
+            logits.reshape(-1, 3), target.reshape(-1)
+        ),
+    )
 
 
 def test_minus_one_rows_dropped_in_sequence_to_one():
@@ -149,12 +159,15 @@ def test_two_dimensional_input_is_one_step():
 def test_class_weight_options():
     classes = np.array([0, 1, 2])
     y_idx = np.repeat([0, 1, 2, -1], [70, 20, 10, 50])
-    np.testing.assert_allclose(resolve_class_weights("log", classes, y_idx, 0.34),
-                               [1.0, 1.0, np.log(3.4)])
-    np.testing.assert_allclose(resolve_class_weights("balanced", classes, y_idx, 0.34),
-                               100 / (3 * np.array([70, 20, 10])))
-    np.testing.assert_allclose(resolve_class_weights({2: 5.0}, classes, y_idx, 0.34),
-                               [1.0, 1.0, 5.0])
+    np.testing.assert_allclose(
+        resolve_class_weights("log", classes, y_idx, 0.34), [1.0, 1.0, np.log(3.4)]
+    )
+    np.testing.assert_allclose(
+        resolve_class_weights("balanced", classes, y_idx, 0.34), 100 / (3 * np.array([70, 20, 10]))
+    )
+    np.testing.assert_allclose(
+        resolve_class_weights({2: 5.0}, classes, y_idx, 0.34), [1.0, 1.0, 5.0]
+    )
     assert resolve_class_weights(None, classes, y_idx, 0.34) is None
     with pytest.raises(ValueError):
         resolve_class_weights("inverse", classes, y_idx, 0.34)
@@ -165,7 +178,7 @@ def test_split_validation_seeded():
     assert len(va) == 10 and len(tr) == 40
     assert sorted(np.r_[tr, va].tolist()) == list(range(50))
     np.testing.assert_array_equal(split_validation(50, 0.2, seed=3)[1], va)
-    assert len(split_validation(3, 0.1, seed=0)[1]) == 0          # rounds to 0: no hold-out
+    assert len(split_validation(3, 0.1, seed=0)[1]) == 0  # rounds to 0: no hold-out
 
 
 @pytest.mark.gpu

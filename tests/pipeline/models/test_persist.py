@@ -1,4 +1,5 @@
 """Models holding torch modules serialise to the same bytes for the same weights."""
+
 import pickle
 
 import numpy as np

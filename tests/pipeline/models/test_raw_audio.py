@@ -1,4 +1,5 @@
 """Raw-audio model 4: window spans and labels, training and scores on the 5 Hz grid."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +11,9 @@ SR = 8000
 
 def test_window_spans_and_majority_labels():
     y = np.array([0] * 10 + [1] * 12 + [-1] * 3)  # 5 s at 5 Hz
-    w = labelled_windows(np.zeros(5 * SR, np.float32), SR, y, 5.0, window_s=2.0, overlap=0.4, n_classes=2)
+    w = labelled_windows(
+        np.zeros(5 * SR, np.float32), SR, y, 5.0, window_s=2.0, overlap=0.4, n_classes=2
+    )
     # hop 1.2 s: windows start at 0, 1.2, 2.4, 3.6 s -> bins [0,10), [6,16), [12,22), [18,25)
     assert w["start"].tolist() == [0, 6, 12, 18] and w["end"].tolist() == [10, 16, 22, 25]
     # [6,16) holds four bins of class 0 and six of class 1; [18,25) ends in unannotated bins
@@ -23,15 +26,28 @@ def test_learns_tones_and_scores_every_dev_bin():
     def video(split, labels):
         t = np.arange(len(labels) * SR // 5) / SR
         f = np.repeat(np.where(np.array(labels) == 0, 300.0, 1200.0), SR // 5)
-        return {"wave": (0.5 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32),
-                "rate_hz": SR, "y": np.array(labels, np.int8), "split": split}
+        return {
+            "wave": (0.5 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))).astype(
+                np.float32
+            ),
+            "rate_hz": SR,
+            "y": np.array(labels, np.int8),
+            "split": split,
+        }
 
     videos = {f"tr{i}": video("train", [i % 2] * 10 + [(i + 1) % 2] * 10) for i in range(6)}
     videos["dev"] = video("dev", [0] * 10 + [1] * 10)
     videos["test"] = video("test", [1] * 10 + [0] * 10)
     videos["silent"] = {"wave": None, "rate_hz": 0, "y": np.zeros(8, np.int8), "split": "test"}
-    cfg = SimpleNamespace(window_s=0.5, overlap=0.4, epochs=12, lr=0.003, batch_size=8, patience=12,
-                          class_weight_r=0.34)
+    cfg = SimpleNamespace(
+        window_s=0.5,
+        overlap=0.4,
+        epochs=12,
+        lr=0.003,
+        batch_size=8,
+        patience=12,
+        class_weight_r=0.34,
+    )
     _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
     assert sorted(scores) == ["dev", "silent", "test"] and report["missing_classes"] == []
     assert scores["dev"]["p"].shape == (20, 2) and scores["dev"]["covered"].all()
@@ -44,9 +60,24 @@ def test_learns_tones_and_scores_every_dev_bin():
 def test_class_missing_from_training_but_present_in_dev():
     rng = np.random.default_rng(1)
     wave = lambda n: (0.1 * rng.standard_normal(n * SR // 5)).astype(np.float32)  # noqa: E731
-    videos = {"tr": {"wave": wave(20), "rate_hz": SR, "y": np.array([0] * 10 + [1] * 10, np.int8), "split": "train"},
-              "dev": {"wave": wave(20), "rate_hz": SR, "y": np.array([2] * 20, np.int8), "split": "dev"}}
-    cfg = SimpleNamespace(window_s=0.5, overlap=0.4, epochs=1, lr=0.001, batch_size=8, patience=2, class_weight_r=0.34)
+    videos = {
+        "tr": {
+            "wave": wave(20),
+            "rate_hz": SR,
+            "y": np.array([0] * 10 + [1] * 10, np.int8),
+            "split": "train",
+        },
+        "dev": {"wave": wave(20), "rate_hz": SR, "y": np.array([2] * 20, np.int8), "split": "dev"},
+    }
+    cfg = SimpleNamespace(
+        window_s=0.5,
+        overlap=0.4,
+        epochs=1,
+        lr=0.001,
+        batch_size=8,
+        patience=2,
+        class_weight_r=0.34,
+    )
     _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
     assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
 
@@ -59,7 +90,9 @@ def test_va_regression_learns_loudness_to_arousal():
     def video(split, arousal):  # arousal follows the loudness of a tone; valence is its negative
         gain = np.repeat((np.asarray(arousal) + 1.1) / 2, SR // 5)
         t = np.arange(len(gain)) / SR
-        wave = (gain * np.sin(2 * np.pi * 400 * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+        wave = (gain * np.sin(2 * np.pi * 400 * t) + 0.01 * rng.standard_normal(len(t))).astype(
+            np.float32
+        )
         va = np.stack([-np.asarray(arousal), np.asarray(arousal)], 1).astype(np.float32)
         return {"wave": wave, "rate_hz": SR, "va": va, "split": split}
 
@@ -67,7 +100,9 @@ def test_va_regression_learns_loudness_to_arousal():
     videos = {f"tr{i}": video("train", levels(rng.uniform(-0.9, 0.9, 8))) for i in range(6)}
     videos["dev"] = video("dev", levels(rng.uniform(-0.9, 0.9, 8)))
     videos["test"] = video("test", levels(np.linspace(-0.8, 0.8, 8)))
-    cfg = SimpleNamespace(window_s=0.5, overlap=0.4, epochs=25, lr=0.003, batch_size=8, patience=25)
+    cfg = SimpleNamespace(
+        window_s=0.5, overlap=0.4, epochs=25, lr=0.003, batch_size=8, patience=25
+    )
     _, scores, report = fit_raw_audio_va(videos, cfg, seed=0, rate_hz=5.0)
     assert report["task"] == "va" and scores["test"]["va"].shape == (40, 2)
     from pipeline.metrics import ccc

@@ -1,4 +1,5 @@
 """Tests for pipeline.models.svm and pipeline.models.class_weights."""
+
 from __future__ import annotations
 
 import logging
@@ -15,23 +16,25 @@ from pipeline.models.svm import make_svm
 
 # ------------------------------------------------------------------ class weights
 def test_log_class_weights_formula():
-    y = np.repeat([0, 1, 2, 3], [50, 30, 15, 5])          # N = 100
+    y = np.repeat([0, 1, 2, 3], [50, 30, 15, 5])  # N = 100
     w = log_class_weights(y, 4, r=0.47)
-    expected = [1.0, 1.0, math.log(47 / 15), math.log(47 / 5)]   # ln(0.94), ln(1.57) < 1
+    expected = [1.0, 1.0, math.log(47 / 15), math.log(47 / 5)]  # ln(0.94), ln(1.57) < 1
     np.testing.assert_allclose(w, expected, rtol=1e-12)
 
 
 def test_log_class_weights_ignore_unlabelled():
     y = np.repeat([0, 1, -1], [80, 20, 500])
-    np.testing.assert_allclose(log_class_weights(y, 2, r=0.34),
-                               [1.0, max(1.0, math.log(0.34 * 100 / 20))], rtol=1e-12)
+    np.testing.assert_allclose(
+        log_class_weights(y, 2, r=0.34), [1.0, max(1.0, math.log(0.34 * 100 / 20))], rtol=1e-12
+    )
     # a [N, S] label array is counted as a whole
-    np.testing.assert_allclose(log_class_weights(y.reshape(20, 30), 2, r=0.34),
-                               log_class_weights(y, 2, r=0.34))
+    np.testing.assert_allclose(
+        log_class_weights(y.reshape(20, 30), 2, r=0.34), log_class_weights(y, 2, r=0.34)
+    )
 
 
 def test_log_class_weights_absent_class_gets_max_finite_weight(caplog):
-    y = np.repeat([0, 1, 3], [90, 8, 2])                  # class 2 absent
+    y = np.repeat([0, 1, 3], [90, 8, 2])  # class 2 absent
     with caplog.at_level(logging.WARNING, logger="pipeline.models.class_weights"):
         w = log_class_weights(y, 4, r=0.47)
     assert np.all(np.isfinite(w))
@@ -42,8 +45,11 @@ def test_log_class_weights_absent_class_gets_max_finite_weight(caplog):
 def test_log_class_weights_sample_weight_equals_repetition():
     y = np.array([0, 0, 1, 2, 2, 2])
     sw = np.array([1, 2, 3, 1, 0, 1])
-    np.testing.assert_allclose(log_class_weights(y, 3, 0.9, sample_weight=sw),
-                               log_class_weights(np.repeat(y, sw), 3, 0.9), rtol=1e-12)
+    np.testing.assert_allclose(
+        log_class_weights(y, 3, 0.9, sample_weight=sw),
+        log_class_weights(np.repeat(y, sw), 3, 0.9),
+        rtol=1e-12,
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,7 +77,7 @@ def imbalanced():
     y = np.repeat([0, 1, 2], [120, 30, 10])
     centres = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
     X = centres[y] + rng.normal(size=(len(y), 3))
-    return X * 50.0, y                                    # large units: the scaler matters
+    return X * 50.0, y  # large units: the scaler matters
 
 
 def test_defaults_are_the_paper_setting(imbalanced):

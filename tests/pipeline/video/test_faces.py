@@ -1,4 +1,5 @@
 """Face detection, tracking and alignment on real CREMA-D clips and on edge cases."""
+
 import numpy as np
 import pytest
 
@@ -21,7 +22,9 @@ def test_real_crema_d_faces_found(crema_videos, face_config, detector):
         out = face_track(path, info.fps, face_config(detector=detector, size_px=112, fps=10))
         total += len(out["valid"])
         found += int(out["valid"].sum())
-        assert out["faces"].shape == (len(out["t"]), 112, 112, 3) and out["faces"].dtype == np.uint8
+        assert (
+            out["faces"].shape == (len(out["t"]), 112, 112, 3) and out["faces"].dtype == np.uint8
+        )
         ok = out["valid"]
         # the actor's face sits in the middle of the 480x360 frame
         cx = (out["boxes"][ok, 0] + out["boxes"][ok, 2]) / 2
@@ -39,14 +42,19 @@ def test_video_without_face_keeps_every_slot(tmp_path, make_video, face_config):
 
 
 @pytest.mark.parametrize("fill", ["zeros", "last"])
-def test_frames_without_face_keep_their_slot_with_the_filler(crema_videos, tmp_path, make_video,
-                                                              face_config, fill):
+def test_frames_without_face_keep_their_slot_with_the_filler(
+    crema_videos, tmp_path, make_video, face_config, fill
+):
     from pipeline.data.media import iter_video_frames
 
     real = [rgb for _, _, rgb in iter_video_frames(crema_videos[0])][:3]
     blank = np.full_like(real[0], 90)
-    path = make_video(tmp_path / "gaps.mp4", fps=25.0, audio=False,
-                      frames=[blank, real[0], real[1], blank, blank, real[2]])
+    path = make_video(
+        tmp_path / "gaps.mp4",
+        fps=25.0,
+        audio=False,
+        frames=[blank, real[0], real[1], blank, blank, real[2]],
+    )
     out = face_track(path, 25.0, face_config(detector="mtcnn", size_px=64, fps=None, fill=fill))
     assert out["valid"].tolist() == [False, True, True, False, False, True]
     assert (out["faces"][0] == 0).all()  # nothing to repeat before the first face
@@ -64,7 +72,10 @@ def test_sampling_keeps_true_timestamps(crema_videos):
     assert idx[:4] == [0, 6, 12, 18]  # every ~6th frame of 29.97 fps
     ts = np.array([t for _, t in got])
     assert np.allclose(np.diff(ts), 0.2, atol=1 / 29.97)
-    assert len([1 for _ in sample_frames(crema_videos[0], None, 29.97)]) == probe(crema_videos[0]).n_frames
+    assert (
+        len([1 for _ in sample_frames(crema_videos[0], None, 29.97)])
+        == probe(crema_videos[0]).n_frames
+    )
 
 
 def test_corrupt_video_is_a_clear_error(tmp_path, face_config):
@@ -98,7 +109,10 @@ def test_similarity_alignment_maps_landmarks_onto_the_template():
     pts = (TEMPLATE_112 @ rot.T + [90, 40]).astype(np.float32)
     img[:] = 0
     for p in pts:  # bright dots at the landmarks
-        img[int(round(p[1])) - 1:int(round(p[1])) + 2, int(round(p[0])) - 1:int(round(p[0])) + 2] = 255
+        img[
+            int(round(p[1])) - 1 : int(round(p[1])) + 2,
+            int(round(p[0])) - 1 : int(round(p[0])) + 2,
+        ] = 255
     out = similarity_align(img, pts, 112)
     for q in TEMPLATE_112:
         assert out[int(round(q[1])), int(round(q[0]))].max() > 100
@@ -121,13 +135,15 @@ def test_enlarged_crop_is_square_centred_and_30_percent_larger():
 
 
 def test_box_iou():
-    assert box_iou(np.array([0, 0, 10, 10]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))[0].tolist() == \
-        pytest.approx([1.0, 1 / 3, 0.0])
+    assert box_iou(
+        np.array([0, 0, 10, 10]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    )[0].tolist() == pytest.approx([1.0, 1 / 3, 0.0])
 
 
 @pytest.mark.parametrize("detector", ["mtcnn", "dlib"])
-def test_rotated_phone_video_faces_found(crema_videos, tmp_path, make_video, face_config,
-                                        detector):
+def test_rotated_phone_video_faces_found(
+    crema_videos, tmp_path, make_video, face_config, detector
+):
     """A phone stores an upright face sideways plus a -90 degree display matrix. Measured on 12
     CREMA-D frames stored that way: without applying the matrix MTCNN found 3 faces and dlib
     none; applied, both find all 12."""
@@ -135,8 +151,9 @@ def test_rotated_phone_video_faces_found(crema_videos, tmp_path, make_video, fac
 
     frames = [rgb for _, _, rgb in iter_video_frames(crema_videos[0])][::6]
     stored = [np.ascontiguousarray(np.rot90(f, 1)) for f in frames]  # turned counter-clockwise
-    path = make_video(tmp_path / "phone.mp4", fps=25.0, audio=False, frames=stored,
-                      rotation_deg=-90)
+    path = make_video(
+        tmp_path / "phone.mp4", fps=25.0, audio=False, frames=stored, rotation_deg=-90
+    )
     assert (probe(path).width, probe(path).height) == (480, 360)
     out = face_track(path, 25.0, face_config(detector=detector, size_px=64, fps=None))
     assert len(out["valid"]) == len(frames) and out["valid"].all()
