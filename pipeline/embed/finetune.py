@@ -337,16 +337,12 @@ def finetune_out_of_fold(
     """
     dev = split_faces(rows, faces_dir, labels_5hz, rate_hz, "dev", task)
     train_rows = [r for r in rows if r.split == "train"]
-    net, history = finetune(
-        backbone,
-        split_faces(train_rows, faces_dir, labels_5hz, rate_hz, "train", task),
-        dev,
-        n_classes,
-        cfg,
-        seed,
-        device,
-        task,
-    )
+
+    def train_on(subset: list) -> tuple[FineTuneNet, list[dict]]:
+        train = split_faces(subset, faces_dir, labels_5hz, rate_hz, "train", task)
+        return finetune(backbone, train, dev, n_classes, cfg, seed, device, task)
+
+    net, history = train_on(train_rows)
     embedder: dict[str, FineTuneNet] = {}
     if k:
         if len(train_rows) < k:
@@ -359,17 +355,7 @@ def finetune_out_of_fold(
         fold_of = video_folds([r.video_id for r in train_rows], k, seed)
         for j in range(k):
             log.info("finetune: out-of-fold model %d of %d", j + 1, k)
-            rest = [r for r in train_rows if fold_of[r.video_id] != j]
-            fold_net, _ = finetune(
-                backbone,
-                split_faces(rest, faces_dir, labels_5hz, rate_hz, "train", task),
-                dev,
-                n_classes,
-                cfg,
-                seed,
-                device,
-                task,
-            )
+            fold_net, _ = train_on([r for r in train_rows if fold_of[r.video_id] != j])
             embedder |= {r.video_id: fold_net for r in train_rows if fold_of[r.video_id] == j}
     return net, history, embedder
 
