@@ -40,7 +40,6 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.model_selection import GroupKFold
-from threadpoolctl import threadpool_limits
 
 from pipeline.metrics import at_chance, classification_metrics, cpm_from_confusion, va_metrics
 from pipeline.scores import smooth_stacked
@@ -268,15 +267,29 @@ def _fuse_by_class(
     Returns
     -------
     (K, C, N) float32 array
-        ``fused[k, c, n] = sum_l Wt[k, c, l] * Pt[k, l, n]`` (one batched matmul), or with
-        the gate, the same sum over the models with an opinion divided by their weight
-        (the plain sum where no weight is left).
+        ``fused[k, c, n] = sum_l Wt[k, c, l] * Pt[k, l, n]``, or with the gate, the same sum
+        over the models with an opinion divided by their weight (the plain sum where no
+        weight is left).
+
+    The sum runs model by model in element-wise float32 arithmetic, not as a matmul: a BLAS
+    kernel rounds differently for different candidate counts and CPUs, and MCWF weights
+    whose class columns all sum to 1 make exact ties between classes common (every frame
+    where the models agree on a flat distribution). Element-wise, a candidate gets the same
+    bits in a chunk of 1 or 1,000, so the search scores exactly what :func:`apply_mcwf` gives.
     """
     Wt = Wt.astype(np.float32)
-    fused = np.matmul(Wt, Pt)
+
+    def weighted_sum(X: np.ndarray) -> np.ndarray:  # X (K, L, N) or (L, N) -> (K, C, N)
+        X = np.broadcast_to(X, (Wt.shape[0],) + X.shape[-2:])
+        out = Wt[:, :, 0, None] * X[:, None, 0, :]
+        for m in range(1, Wt.shape[2]):
+            out += Wt[:, :, m, None] * X[:, None, m, :]
+        return out
+
+    fused = weighted_sum(Pt)
     if M is not None:
-        weight_left = np.matmul(Wt, M)  # (K, C, N)
-        np.divide(np.matmul(Wt, PtM), weight_left, out=fused, where=weight_left > 0)
+        weight_left = weighted_sum(M)  # (K, C, N)
+        np.divide(weighted_sum(PtM), weight_left, out=fused, where=weight_left > 0)
     return fused
 
 
@@ -430,15 +443,14 @@ def score_candidates(
         chunk = _CHUNK_VALUES // (n_classes * n_frames)
     chunk = max(1, min(int(chunk), n_cand))
     scores = np.empty(n_cand, dtype=np.float64)
-    with threadpool_limits(limits=1, user_api="blas"):  # inner size L: threads only cost
-        for c0 in range(0, n_cand, chunk):
-            wc = Wt[:, c0 : c0 + chunk]
-            nc = wc.shape[1]
-            pred = _fuse_by_class(wc, Pt, M, PtM).argmax(axis=0)  # (nc, N)
-            # One confusion matrix per candidate: code = (candidate, true, predicted).
-            codes = (np.arange(nc)[:, None] * n_classes + yk) * n_classes + pred
-            conf = np.bincount(codes.ravel(), minlength=nc * n_classes * n_classes)
-            scores[c0 : c0 + nc] = cpm_from_confusion(conf.reshape(nc, n_classes, n_classes))
+    for c0 in range(0, n_cand, chunk):
+        wc = Wt[:, c0 : c0 + chunk]
+        nc = wc.shape[1]
+        pred = _fuse_by_class(wc, Pt, M, PtM).argmax(axis=0)  # (nc, N)
+        # One confusion matrix per candidate: code = (candidate, true, predicted).
+        codes = (np.arange(nc)[:, None] * n_classes + yk) * n_classes + pred
+        conf = np.bincount(codes.ravel(), minlength=nc * n_classes * n_classes)
+        scores[c0 : c0 + nc] = cpm_from_confusion(conf.reshape(nc, n_classes, n_classes))
     return scores
 
 
