@@ -88,6 +88,82 @@ class H5Writer:
             group.attrs[key] = _attr_value(attrs[key])
         _write_arrays(group, arrays)
 
+    def stream(
+        self,
+        video_id: str,
+        rows: Mapping[str, tuple[tuple[int, ...], Any]],
+        attrs: Mapping[str, Any] | None = None,
+        compression: str | None = "lzf",
+    ) -> GroupAppender:
+        """Add group ``video_id`` whose datasets grow by appending rows (bounded memory).
+
+        Parameters
+        ----------
+        rows : ``{name: (row_shape, dtype)}``
+            One dataset per name, of shape ``(T,) + row_shape``, T growing with each append.
+        attrs : mapping, optional
+            Group attributes.
+        compression : {'lzf', 'gzip', None}
+            Filter of the datasets whose rows hold at least 1 KiB (face crops); small rows
+            (times, boxes) stay uncompressed.
+        """
+        if self._last is not None and video_id <= self._last:
+            raise ValueError(
+                f"{self._path}: groups must be added in sorted order "
+                f"({video_id!r} after {self._last!r})"
+            )
+        self._last = video_id
+        group = self._f.create_group(video_id)
+        for key in sorted(attrs or {}):
+            group.attrs[key] = _attr_value(attrs[key])
+        return GroupAppender(group, rows, compression)
+
+    def set_attrs(self, **file_attrs: Any) -> None:
+        """Set file attributes known only at the end (e.g. a streamed video's report)."""
+        for key in sorted(file_attrs):
+            self._f.attrs[key] = _attr_value(file_attrs[key])
+
+
+class GroupAppender:
+    """Growing datasets of one group; see :meth:`H5Writer.stream`.
+
+    Chunks hold about 1 MiB of rows along time, so appends and later reads of a time range
+    touch only the chunks they need.
+    """
+
+    def __init__(
+        self,
+        group: h5py.Group,
+        rows: Mapping[str, tuple[tuple[int, ...], Any]],
+        compression: str | None,
+    ):
+        self._ds = {}
+        for name in sorted(rows):
+            shape, dtype = tuple(rows[name][0]), np.dtype(rows[name][1])
+            row_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+            self._ds[name] = group.create_dataset(
+                name,
+                shape=(0,) + shape,
+                maxshape=(None,) + shape,
+                dtype=dtype,
+                chunks=(max(1, (1 << 20) // row_bytes),) + shape,
+                compression=compression if row_bytes >= 1024 else None,
+            )
+        self.n = 0
+
+    def append(self, **arrays: np.ndarray) -> None:
+        """Append the same number of rows to every dataset (all names, no others)."""
+        if set(arrays) != set(self._ds):
+            raise ValueError(f"append needs exactly {sorted(self._ds)}, got {sorted(arrays)}")
+        counts = {len(a) for a in arrays.values()}
+        if len(counts) != 1:
+            raise ValueError(f"append got different row counts {sorted(counts)}")
+        k = counts.pop()
+        for name, ds in self._ds.items():
+            ds.resize(self.n + k, axis=0)
+            ds[self.n : self.n + k] = arrays[name]
+        self.n += k
+
 
 @contextmanager
 def open_writer(dst: str | Path, **file_attrs: Any) -> Iterator[H5Writer]:

@@ -1,6 +1,10 @@
 """Per-video face track: sample frames, detect, follow the main face, align, keep every slot.
 
-Output arrays of :func:`face_track` (one row per sampled frame, in time order):
+The track is computed and written a few frames at a time (:func:`iter_face_track`, appended
+to the video's HDF5 file by :func:`detect_faces_job`), so memory stays at one detector batch
+of decoded frames whatever the length or resolution of the video.
+
+Arrays of a face track (one row per sampled frame, in time order):
 
 - ``t`` float64 [T] true presentation time in seconds; ``frame_index`` int32 [T]
 - ``faces`` uint8 [T, S, S, 3] aligned RGB crops
@@ -13,7 +17,10 @@ Output arrays of :func:`face_track` (one row per sampled frame, in time order):
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +29,7 @@ import numpy as np
 from pipeline.data.media import iter_video_frames
 from pipeline.video.align import enlarged_crop, similarity_align
 from pipeline.video.detectors import get_detector
-from pipeline.video.track import pick_main_faces
+from pipeline.video.track import MainFaceTracker
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +68,84 @@ def sample_frames(path: str | Path, fps: float | None, video_fps: float):
                 next_t += 1.0 / fps
 
 
-def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str, np.ndarray]:
-    """Detect, track and align the main face of one video (see module docstring)."""
+YIELD_ROWS = 32  # aligned faces handed to the writer at a time (about 1 MB at 112 px)
+
+
+def face_rows(size_px: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Per-frame row shape and dtype of every array of a face track (the HDF5 layout)."""
+    return {
+        "t": ((), np.float64),
+        "frame_index": ((), np.int32),
+        "faces": ((size_px, size_px, 3), np.uint8),
+        "boxes": ((4,), np.float32),
+        "landmarks": ((5, 2), np.float32),
+        "scores": ((), np.float32),
+        "valid": ((), np.bool_),
+    }
+
+
+def iter_face_track(
+    path: str | Path, video_fps: float, cfg: FaceConfig, log_every_s: float = 30.0
+) -> Iterator[dict[str, np.ndarray]]:
+    """Detect, track and align the main face of one video, a few frames at a time.
+
+    Yields
+    ------
+    dict
+        The arrays of the module docstring for the next sampled frames (about
+        ``YIELD_ROWS`` rows). Only one detector batch of decoded frames is held at a time, so
+        memory does not grow with the length or the number of frames of the video. Progress
+        is logged at INFO every ``log_every_s`` seconds.
+    """
     det = get_detector(cfg.detector, cfg.min_face_px, cfg.dlib_landmarks, cfg.dlib_upsample)
-    idx, ts, dets, frames = [], [], [], []
-    batch: list[np.ndarray] = []
+    tracker = MainFaceTracker(cfg.track)
+    state = {"last": None}  # the last valid aligned face (fill: last)
+    n_done = n_found = 0
+    next_log = time.monotonic() + log_every_s
+    frames = sample_frames(path, cfg.fps, video_fps)
+    pending: list[dict[str, np.ndarray]] = []
+    while True:
+        batch = list(itertools.islice(frames, cfg.batch_size))
+        if batch:
+            dets = det.detect([rgb for _, _, rgb in batch])
+            pending.append(_align_batch(batch, dets, tracker, cfg, state))
+            n_done += len(batch)
+            n_found += int(pending[-1]["valid"].sum())
+            if time.monotonic() >= next_log:
+                log.info(
+                    "%s: %d frames sampled (t = %.1f s), %d with a face",
+                    Path(path).name,
+                    n_done,
+                    batch[-1][1],
+                    n_found,
+                )
+                next_log = time.monotonic() + log_every_s
+        if pending and (not batch or sum(len(p["t"]) for p in pending) >= YIELD_ROWS):
+            yield {name: np.concatenate([p[name] for p in pending]) for name in pending[0]}
+            pending = []
+        if not batch:
+            return
 
-    def flush() -> None:
-        dets.extend(det.detect(batch))
-        frames.extend(batch)
-        batch.clear()
 
-    for index, t, rgb in sample_frames(path, cfg.fps, video_fps):
-        idx.append(index)
-        ts.append(t)
-        batch.append(rgb)
-        if len(batch) == cfg.batch_size:
-            flush()
-    flush()
-    chosen = pick_main_faces(dets, cfg.track)
-    n, s = len(chosen), cfg.size_px
+def _align_batch(
+    batch: list[tuple[int, float, np.ndarray]],
+    dets: list[list],
+    tracker: MainFaceTracker,
+    cfg: FaceConfig,
+    state: dict,
+) -> dict[str, np.ndarray]:
+    """Pick the main face of each frame of a batch and align it (arrays of the batch)."""
+    n, s = len(batch), cfg.size_px
     faces = np.zeros((n, s, s, 3), np.uint8)
     boxes = np.full((n, 4), np.nan, np.float32)
     marks = np.full((n, 5, 2), np.nan, np.float32)
     scores = np.full(n, np.nan, np.float32)
     valid = np.zeros(n, bool)
-    last = None
-    for i, (d, rgb) in enumerate(zip(chosen, frames)):
+    for i, ((_, _, rgb), frame_dets) in enumerate(zip(batch, dets)):
+        d = tracker.pick(frame_dets)
         if d is None:
-            if cfg.fill == "last" and last is not None:
-                faces[i] = last
+            if cfg.fill == "last" and state["last"] is not None:
+                faces[i] = state["last"]
             continue
         faces[i] = (
             similarity_align(rgb, d.landmarks, s)
@@ -98,16 +153,28 @@ def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str,
             else enlarged_crop(rgb, d.box, s, cfg.crop_margin)
         )
         boxes[i], marks[i], scores[i], valid[i] = d.box, d.landmarks, d.score, True
-        last = faces[i]
+        state["last"] = faces[i].copy()
     return {
-        "t": np.asarray(ts, np.float64),
-        "frame_index": np.asarray(idx, np.int32),
+        "t": np.array([t for _, t, _ in batch], np.float64),
+        "frame_index": np.array([index for index, _, _ in batch], np.int32),
         "faces": faces,
         "boxes": boxes,
         "landmarks": marks,
         "scores": scores,
         "valid": valid,
     }
+
+
+def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str, np.ndarray]:
+    """The whole face track of one video in memory (short clips, tests, benchmarks; the
+    stage streams :func:`iter_face_track` to disk instead)."""
+    parts = list(iter_face_track(path, video_fps, cfg))
+    if not parts:
+        return {
+            name: np.zeros((0,) + shape, dtype)
+            for name, (shape, dtype) in face_rows(cfg.size_px).items()
+        }
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
@@ -117,17 +184,13 @@ def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
     file's ``report`` attribute. A row without a video stream (``job.info["skip"]`` holds
     why) raises :class:`~pipeline.io.per_video.Skip` and gets no file.
     """
-    from pipeline.io.h5 import write_h5
+    from pipeline.io.h5 import open_writer
     from pipeline.io.per_video import Skip
 
     if job.info.get("skip"):
         raise Skip(job.info["skip"])
-    arrays = face_track(job.inputs[0], job.info["fps"], cfg)
-    n, found = len(arrays["t"]), int(arrays["valid"].sum())
-    entry = {"frames": n, "with_face": found, "found_rate": round(found / max(n, 1), 4)}
-    write_h5(
+    with open_writer(
         job.out,
-        {job.video_id: arrays},
         stage="detect_faces",
         params_digest=digest,
         fps=float(cfg.fps or job.info["fps"]),
@@ -135,9 +198,16 @@ def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
         detector=cfg.detector,
         align=cfg.align,
         fill=cfg.fill,
-        report=entry,
         runtime=job.info.get("runtime"),
-    )
+    ) as writer:
+        rows = writer.stream(job.video_id, face_rows(cfg.size_px))
+        found = 0
+        for part in iter_face_track(job.inputs[0], job.info["fps"], cfg):
+            rows.append(**part)
+            found += int(part["valid"].sum())
+        n = rows.n
+        entry = {"frames": n, "with_face": found, "found_rate": round(found / max(n, 1), 4)}
+        writer.set_attrs(report=entry)
     if found == 0:
         log.warning(
             "%s: no face in any of %d sampled frames (all slots valid=False)", job.video_id, n

@@ -110,3 +110,43 @@ def test_missing_group_or_file_is_a_clear_error(tmp_path):
 def test_params_digest_is_order_independent():
     assert h5.params_digest({"a": 1, "b": [1, 2]}) == h5.params_digest({"b": [1, 2], "a": 1})
     assert h5.params_digest({"a": 1}) != h5.params_digest({"a": 2})
+
+
+def test_streamed_group_appends_rows_and_is_byte_reproducible(tmp_path):
+    from pipeline.io.h5 import open_writer, read_attrs, read_group
+
+    rows = {"t": ((), np.float64), "faces": ((8, 8, 3), np.uint8)}
+    rng = np.random.default_rng(0)
+    parts = [
+        {
+            "t": np.arange(k, dtype=np.float64),
+            "faces": rng.integers(0, 255, (k, 8, 8, 3), np.uint8),
+        }
+        for k in (5, 0, 7, 1)
+    ]
+
+    def write(dst):
+        with open_writer(dst, stage="s") as w:
+            app = w.stream("v", rows)
+            for p in parts:
+                app.append(**p)
+            w.set_attrs(report={"frames": app.n})
+
+    write(tmp_path / "a.h5")
+    write(tmp_path / "b.h5")
+    back = read_group(tmp_path / "a.h5", "v")
+    np.testing.assert_array_equal(back["t"], np.concatenate([p["t"] for p in parts]))
+    np.testing.assert_array_equal(back["faces"], np.concatenate([p["faces"] for p in parts]))
+    assert read_attrs(tmp_path / "a.h5")["report"] == {"frames": 13}
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
+def test_streamed_group_refuses_ragged_or_partial_appends(tmp_path):
+    from pipeline.io.h5 import open_writer
+
+    with open_writer(tmp_path / "a.h5") as w:
+        app = w.stream("v", {"t": ((), np.float64), "x": ((2,), np.float32)})
+        with pytest.raises(ValueError, match="exactly"):
+            app.append(t=np.zeros(3))
+        with pytest.raises(ValueError, match="row counts"):
+            app.append(t=np.zeros(3), x=np.zeros((2, 2), np.float32))

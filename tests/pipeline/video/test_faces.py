@@ -157,3 +157,41 @@ def test_rotated_phone_video_faces_found(
     assert (probe(path).width, probe(path).height) == (480, 360)
     out = face_track(path, 25.0, face_config(detector=detector, size_px=64, fps=None))
     assert len(out["valid"]) == len(frames) and out["valid"].all()
+
+
+def test_streamed_track_equals_the_whole_track_and_decodes_lazily(
+    crema_videos, tmp_path, face_config, monkeypatch
+):
+    """The stage's streamed HDF5 file holds exactly the in-memory track, and the first chunk
+    is produced after decoding about one chunk of frames, not the whole video."""
+    import pipeline.video.faces as faces_mod
+    from pipeline.io.h5 import read_attrs, read_group
+    from pipeline.io.per_video import VideoJob
+
+    path = crema_videos[0]
+    cfg = face_config(detector="dlib", size_px=64, fps=None, fill="last", batch_size=3)
+    whole = face_track(path, probe(path).fps, cfg)
+    assert len(whole["t"]) > 2 * faces_mod.YIELD_ROWS  # several chunks
+
+    decoded = []
+    real_sample = faces_mod.sample_frames
+
+    def counting(*args):
+        for item in real_sample(*args):
+            decoded.append(item[0])
+            yield item
+
+    monkeypatch.setattr(faces_mod, "sample_frames", counting)
+    first = next(faces_mod.iter_face_track(path, probe(path).fps, cfg))
+    assert faces_mod.YIELD_ROWS <= len(first["t"]) < faces_mod.YIELD_ROWS + cfg.batch_size
+    assert len(decoded) == len(first["t"])  # nothing decoded ahead of the chunk
+
+    monkeypatch.setattr(faces_mod, "sample_frames", real_sample)
+    job = VideoJob("v1", (path,), tmp_path / "v1.h5", {"fps": probe(path).fps})
+    faces_mod.detect_faces_job(job, "digest", cfg)
+    back = read_group(job.out, "v1")
+    assert sorted(back) == sorted(whole)
+    for name in whole:
+        np.testing.assert_array_equal(back[name], whole[name], err_msg=name)
+    report = read_attrs(job.out)["report"]
+    assert report["frames"] == len(whole["t"]) and report["with_face"] == whole["valid"].sum()
