@@ -140,6 +140,16 @@ def _run_one(work: Callable[[VideoJob, str], None], job: VideoJob, digest: str) 
         return Outcome("failed", {"error": f"{type(err).__name__}: {err}"})
 
 
+def _run_tagged(
+    work: Callable[[VideoJob, str], None], job: VideoJob, digest: str
+) -> tuple[str, Outcome]:
+    if not logging.getLogger().handlers:  # a worker process: log frame progress like the main one
+        from pipeline.cli import setup_logging
+
+        setup_logging()
+    return job.video_id, _run_one(work, job, digest)
+
+
 def run_per_video(
     jobs: Sequence[VideoJob],
     work: Callable[[VideoJob, str], None],
@@ -174,13 +184,19 @@ def run_per_video(
         jobs = [replace(j, info={**j.info, "runtime": runtime}) for j in jobs]
     digests = [job_digest(j, params, code) for j in jobs]
     start = time.perf_counter()
-    results = Parallel(n_jobs=n_jobs, verbose=0)(
-        delayed(_run_one)(work, j, d) for j, d in zip(jobs, digests)
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_run_tagged)(work, j, d) for j, d in zip(jobs, digests)
     )
-    outcomes = {j.video_id: o for j, o in zip(jobs, results)}
-    counts = {
-        s: sum(o.status == s for o in results) for s in ("done", "reused", "skipped", "failed")
-    }
+    outcomes: dict[str, Outcome] = {}
+    counts = dict.fromkeys(("done", "reused", "skipped", "failed"), 0)
+    with tqdm(total=len(jobs), desc=desc, unit="video", mininterval=5) as bar:
+        for vid, outcome in results:  # as videos finish, in any order
+            outcomes[vid] = outcome
+            counts[outcome.status] += 1
+            log.info("%s: %s %s (%d of %d)", desc, vid, outcome.status, len(outcomes), len(jobs))
+            bar.set_postfix(counts, refresh=False)
+            bar.update()
+    outcomes = {j.video_id: outcomes[j.video_id] for j in jobs}  # manifest order
     log.info("%s: %d videos in %.1f s: %s", desc, len(jobs), time.perf_counter() - start, counts)
     failed = {v: o.detail["error"] for v, o in outcomes.items() if o.status == "failed"}
     if failed:

@@ -249,7 +249,7 @@ def fit_torch_classifier(
             _mean_loss(module, X_val, y_val, weight, batch_size, device) if has_val else None
         )
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-        log.debug("epoch %d train_loss %.5f val_loss %s", epoch, train_loss, val_loss)
+        log.info("epoch %d/%d train_loss %.5f val_loss %s", epoch, epochs, train_loss, val_loss)
         if not has_val:
             best_epoch = epoch
             continue

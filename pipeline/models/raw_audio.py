@@ -168,6 +168,9 @@ def train_va_regressor(
         pred = torch.from_numpy(predict_va(net, A, device))
         score = 1 - float(ccc_loss(pred, torch.from_numpy(B.astype(np.float32))))
         history.append({"epoch": epoch, "train_loss": total / len(Xt), "dev_ccc": score})
+        log.info(
+            "epoch %d/%d train_loss %.5f dev_ccc %.4f", epoch, cfg.epochs, total / len(Xt), score
+        )
         if score > best + 1e-4:
             best, best_state, stale = score, {k: v.clone() for k, v in net.state_dict().items()}, 0
         else:

@@ -142,3 +142,17 @@ def test_runtime_enters_the_digest_and_reaches_the_worker(tmp_path):
     assert calls == ["a"] and seen == [cpu]  # same runtime: reused
     run_per_video(_jobs(tmp_path, ["a"]), work, runtime={**cpu, "device": "cuda (H200)"}, **kw)
     assert calls == ["a", "a"]  # computed elsewhere: never reused as if computed here
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_one_log_line_per_finished_video_and_outcomes_in_manifest_order(tmp_path, caplog, n_jobs):
+    jobs = _jobs(tmp_path, ["c", "a", "b"], b={"skip": True})
+    with caplog.at_level("INFO", logger="pipeline.io.per_video"):
+        out = run_per_video(
+            jobs, _work, out_dir=tmp_path / "out", params={}, code="c", n_jobs=n_jobs, desc="st"
+        )
+    assert list(out) == ["c", "a", "b"]  # the jobs' order, whatever order they finished in
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("st: ")]
+    per_video = sorted(m.split(" (")[0] for m in lines if " of 3)" in m)
+    assert per_video == ["st: a done", "st: b skipped", "st: c done"]
+    assert "{'done': 2, 'reused': 0, 'skipped': 1, 'failed': 0}" in lines[-1]
