@@ -376,7 +376,7 @@ def embed_videos(
     ``skipped`` (:func:`~pipeline.io.h5.skipped_group`).
     """
     from pipeline.data.manifest import no_stream
-    from pipeline.io.h5 import read_group, skipped_group
+    from pipeline.io.h5 import read_group, read_rows, skipped_group
 
     for r in rows:
         if reason := no_stream(r, "video"):
@@ -384,10 +384,11 @@ def embed_videos(
             p = np.zeros((0, 2 if net.task == "va" else n_classes), np.float32)
             writer.add(r.video_id, attrs=attrs, p=p, **arrays)
             continue
-        g = read_group(faces_dir / f"{r.video_id}.h5", r.video_id, ["t", "valid", "faces"])
+        path = faces_dir / f"{r.video_id}.h5"
+        g = read_group(path, r.video_id, ["t", "valid"])
         x = np.zeros((len(g["t"]), net.hidden_dim), np.float32)
         p = np.zeros((len(g["t"]), 2 if net.task == "va" else n_classes), np.float32)
-        if g["valid"].any():
-            model = (embedder or {}).get(r.video_id, net)
-            x[g["valid"]], p[g["valid"]] = model.embed(g["faces"][g["valid"]], device=device)
+        model = (embedder or {}).get(r.video_id, net)
+        for idx, faces in read_rows(path, r.video_id, "faces", np.flatnonzero(g["valid"])):
+            x[idx], p[idx] = model.embed(faces, device=device)
         writer.add(r.video_id, t=g["t"], x=x, p=p, valid=g["valid"])

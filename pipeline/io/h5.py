@@ -251,6 +251,24 @@ def read_group(
         return {k: g[k][()] for k in keys}
 
 
+def read_rows(
+    path: str | Path, video_id: str, name: str, rows: np.ndarray, chunk: int = 512
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Rows ``rows`` (sorted int indices) of dataset ``name``, ``chunk`` rows at a time.
+
+    Yields ``(indices, values)`` pairs, so a long video's face crops never sit in memory at
+    once.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    with _open(path) as f:
+        if video_id not in f or name not in f[video_id]:
+            raise DataError(path, f"no dataset {name!r} for video {video_id!r}")
+        ds = f[video_id][name]
+        for s in range(0, len(rows), chunk):
+            idx = rows[s : s + chunk]
+            yield idx, ds[idx]
+
+
 def iter_groups(
     path: str | Path, names: list[str] | None = None
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:

@@ -150,3 +150,16 @@ def test_streamed_group_refuses_ragged_or_partial_appends(tmp_path):
             app.append(t=np.zeros(3))
         with pytest.raises(ValueError, match="row counts"):
             app.append(t=np.zeros(3), x=np.zeros((2, 2), np.float32))
+
+
+def test_read_rows_yields_the_requested_rows_in_chunks(tmp_path):
+    from pipeline.io.h5 import read_rows, write_h5
+
+    x = np.arange(50 * 3, dtype=np.float32).reshape(50, 3)
+    write_h5(tmp_path / "a.h5", {"v": {"x": x}})
+    rows = np.array([0, 3, 4, 17, 30, 49])
+    got = list(read_rows(tmp_path / "a.h5", "v", "x", rows, chunk=4))
+    assert [len(i) for i, _ in got] == [4, 2]
+    np.testing.assert_array_equal(np.concatenate([i for i, _ in got]), rows)
+    np.testing.assert_array_equal(np.concatenate([v for _, v in got]), x[rows])
+    assert list(read_rows(tmp_path / "a.h5", "v", "x", np.zeros(0, int))) == []
