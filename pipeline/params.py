@@ -93,6 +93,7 @@ Task = Literal["expr", "va"]
 Classes = Annotated[tuple[Str, ...], AfterValidator(_two_classes), AfterValidator(_distinct)]
 Device = Literal["auto", "cpu", "cuda"]
 NJobs = Annotated[Int, Field(ge=-1), AfterValidator(_not_zero)]
+Executor = Literal["local", "dask"]
 Split = Literal["train", "dev", "test"]
 Source = Literal["vocals", "audio"]
 FitModel = Literal["svm", "kelm", "lstm"]
@@ -120,6 +121,14 @@ class BaseParams(Section):
     label_rate_hz: PosFloat
     device: Device
     n_jobs: NJobs
+    executor: Executor
+    dask_scheduler: str | None
+
+    @model_validator(mode="after")
+    def _scheduler_for_dask(self) -> BaseParams:
+        if self.executor == "dask" and not self.dask_scheduler:
+            raise _error("executor", "dask needs base.dask_scheduler (the scheduler address)")
+        return self
 
 
 class GetPretrainedParams(Section):
@@ -444,6 +453,8 @@ class DetectFacesParams(DetectFacesSection):
     """``detect_faces`` plus base.n_jobs."""
 
     n_jobs: NJobs
+    executor: Executor
+    dask_scheduler: str | None
 
     def face_config(self) -> FaceConfig:
         """The library config (without n_jobs, which does not change results)."""
@@ -455,12 +466,16 @@ class ExtractAudioParams(ExtractAudioSection):
     """``extract_audio`` plus base.n_jobs."""
 
     n_jobs: NJobs
+    executor: Executor
+    dask_scheduler: str | None
 
 
 class SeparateVocalsParams(SeparateVocalsSection):
     """``separate_vocals`` plus base.n_jobs."""
 
     n_jobs: NJobs
+    executor: Executor
+    dask_scheduler: str | None
 
 
 class ResampleLabelsParams(ResampleLabelsSection):
@@ -591,9 +606,9 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "get_pretrained": (GetPretrainedParams, ()),
     "make_demo": (MakeDemoParams, ("seed",)),
     "build_manifest": (BuildManifestParams, ("seed", "task", "classes", "n_jobs")),
-    "detect_faces": (DetectFacesParams, ("n_jobs",)),
-    "extract_audio": (ExtractAudioParams, ("n_jobs",)),
-    "separate_vocals": (SeparateVocalsParams, ("n_jobs",)),
+    "detect_faces": (DetectFacesParams, ("n_jobs", "executor", "dask_scheduler")),
+    "extract_audio": (ExtractAudioParams, ("n_jobs", "executor", "dask_scheduler")),
+    "separate_vocals": (SeparateVocalsParams, ("n_jobs", "executor", "dask_scheduler")),
     "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),
     "embed_faces": (EmbedFacesParams, ("device", "n_jobs")),
     "finetune_faces": (

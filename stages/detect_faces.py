@@ -45,6 +45,8 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
         params=asdict(face_cfg),
         code=code_digest([faces, align, detectors, track, media]),
         n_jobs=cfg.n_jobs,
+        executor=cfg.executor,
+        scheduler=cfg.dask_scheduler,
         desc="detect_faces",
         runtime=runtime(packages, device),
     )

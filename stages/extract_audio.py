@@ -39,6 +39,8 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
         params={"rate_hz": cfg.rate_hz},
         code=code_digest([extract, media]),
         n_jobs=cfg.n_jobs,
+        executor=cfg.executor,
+        scheduler=cfg.dask_scheduler,
         desc="extract_audio",
         runtime=runtime(["av", "librosa", "numpy", "soxr"]),
     )

@@ -51,6 +51,8 @@ def main(
         params=settings,
         code=code_digest([separate, pretrained]),
         n_jobs=cfg.n_jobs,
+        executor=cfg.executor,
+        scheduler=cfg.dask_scheduler,
         desc="separate_vocals",
         runtime=runtime(packages, device),
     )

@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -150,6 +150,46 @@ def _run_tagged(
     return job.video_id, _run_one(work, job, digest)
 
 
+DASK_CONNECT_TIMEOUT_S = 30
+
+
+def _on_dask(
+    work: Callable[[VideoJob, str], None],
+    jobs: Sequence[VideoJob],
+    digests: Sequence[str],
+    scheduler: str | None,
+) -> Iterator[tuple[str, Outcome]]:
+    """One dask task per video; yields ``(video_id, outcome)`` as tasks finish.
+
+    Paths are made absolute (workers run elsewhere); a task lost with its worker (killed,
+    out of memory) is a failed video, like an exception in the worker.
+    """
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+    except OSError as err:
+        raise PipelineError(
+            f"base.dask_scheduler: cannot reach dask scheduler {scheduler!r} ({err})"
+        ) from None
+    with client:
+        futures = {}
+        for job, digest in zip(jobs, digests):
+            job = replace(
+                job, inputs=tuple(p.resolve() for p in job.inputs), out=job.out.resolve()
+            )
+            future = client.submit(
+                _run_tagged, work, job, digest, key=f"avemo-{job.video_id}-{digest}"
+            )
+            futures[future] = job.video_id
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as err:  # noqa: BLE001 -- the worker died: this video failed
+                log.error("video %s failed on the dask cluster: %s", futures[future], err)
+                yield futures[future], Outcome("failed", {"error": f"{type(err).__name__}: {err}"})
+
+
 def run_per_video(
     jobs: Sequence[VideoJob],
     work: Callable[[VideoJob, str], None],
@@ -160,8 +200,14 @@ def run_per_video(
     n_jobs: int,
     desc: str,
     runtime: dict[str, Any] | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> dict[str, Outcome]:
     """Run ``work(job, digest)`` for every job not already fresh; return outcomes by id.
+
+    ``executor`` ``local`` runs ``n_jobs`` joblib processes on this machine; ``dask`` sends
+    one task per video to the dask.distributed scheduler at ``scheduler`` (its workers must
+    see the same files at the same absolute paths and have this repository's environment).
 
     ``work`` must write ``job.out`` atomically with ``params_digest=digest`` and its report
     entry as the ``report`` file attribute (a small JSON-able dict), or raise :class:`Skip`.
@@ -184,9 +230,12 @@ def run_per_video(
         jobs = [replace(j, info={**j.info, "runtime": runtime}) for j in jobs]
     digests = [job_digest(j, params, code) for j in jobs]
     start = time.perf_counter()
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(_run_tagged)(work, j, d) for j, d in zip(jobs, digests)
-    )
+    if executor == "dask":
+        results = _on_dask(work, jobs, digests, scheduler)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_run_tagged)(work, j, d) for j, d in zip(jobs, digests)
+        )
     outcomes: dict[str, Outcome] = {}
     counts = dict.fromkeys(("done", "reused", "skipped", "failed"), 0)
     with tqdm(total=len(jobs), desc=desc, unit="video", mininterval=5) as bar:

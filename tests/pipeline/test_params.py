@@ -81,6 +81,8 @@ def test_window_stats_reads_only_its_declared_keys():
         ("base.seed", "13", "must be an integer (got '13')"),
         ("base.seed", True, "must be an integer (got True)"),  # a bool is not an int
         ("base.n_jobs", 0, "a positive count, or -1"),
+        ("base.executor", "slurm", "must be 'local' or 'dask' (got 'slurm')"),
+        ("base.executor", "dask", "dask needs base.dask_scheduler (the scheduler address)"),
         ("base.label_rate_hz", 0, "must be > 0 (got 0)"),
         ("build_manifest.max_label_mismatch_s", -1, "must be >= 0 (got -1)"),
         ("build_manifest.strict", "yes", "must be true or false (got 'yes')"),

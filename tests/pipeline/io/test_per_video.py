@@ -24,7 +24,7 @@ def _jobs(tmp_path, ids, **info):
     jobs = []
     for v in ids:
         src = tmp_path / "in" / f"{v}.txt"
-        src.parent.mkdir(exist_ok=True)
+        src.parent.mkdir(parents=True, exist_ok=True)
         if not src.exists():
             src.write_text("1 2 3")
         jobs.append(VideoJob(v, (src,), tmp_path / "out" / f"{v}.h5", dict(info.get(v, {}))))
@@ -156,3 +156,51 @@ def test_one_log_line_per_finished_video_and_outcomes_in_manifest_order(tmp_path
     per_video = sorted(m.split(" (")[0] for m in lines if " of 3)" in m)
     assert per_video == ["st: a done", "st: b skipped", "st: c done"]
     assert "{'done': 2, 'reused': 0, 'skipped': 1, 'failed': 0}" in lines[-1]
+
+
+def test_dask_executor_gives_the_same_files_as_local(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    local = _jobs(tmp_path / "l", ["a", "b", "c"], b={"skip": True})
+    run_per_video(
+        local, _work, out_dir=tmp_path / "l" / "out", params={}, code="c", n_jobs=1, desc="t"
+    )
+    jobs = _jobs(tmp_path / "d", ["a", "b", "c"], b={"skip": True})
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        out = run_per_video(
+            jobs,
+            _work,
+            out_dir=tmp_path / "d" / "out",
+            params={},
+            code="c",
+            n_jobs=1,
+            desc="t",
+            executor="dask",
+            scheduler=cluster.scheduler_address,
+        )
+    assert {v: o.status for v, o in out.items()} == {"a": "done", "b": "skipped", "c": "done"}
+    for v in ("a", "c"):
+        assert (tmp_path / "d" / "out" / f"{v}.h5").read_bytes() == (
+            tmp_path / "l" / "out" / f"{v}.h5"
+        ).read_bytes()
+
+
+def test_unreachable_dask_scheduler_is_one_clear_error(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    from pipeline.errors import PipelineError
+    from pipeline.io import per_video
+
+    monkeypatch.setattr(per_video, "DASK_CONNECT_TIMEOUT_S", 1)
+    with pytest.raises(PipelineError, match=r"base.dask_scheduler: cannot reach .*127.0.0.1:9"):
+        run_per_video(
+            _jobs(tmp_path, ["a"]),
+            _work,
+            out_dir=tmp_path / "out",
+            params={},
+            code="c",
+            n_jobs=1,
+            desc="t",
+            executor="dask",
+            scheduler="tcp://127.0.0.1:9",
+        )
