@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.cli import stage_cli
 from pipeline.data import manifest as mf
+from pipeline.data.adapters import adapter_items
 from pipeline.errors import PipelineError
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.params import load_params
@@ -23,7 +24,7 @@ def main(src: Path, dst: Path, report: Path, params: Path = Path("params.yaml"))
     cfg = load_params("build_manifest", params)
     rep = mf.Report()
     try:
-        items = mf.adapter_items(cfg.adapter, src, cfg, rep)
+        items = adapter_items(cfg.adapter, src, cfg, rep)
         rows = mf.build_manifest(
             items,
             task=cfg.task,
