@@ -29,6 +29,7 @@ REPLACE = {
     "embed_audio.backbones",
     "make_demo.split_counts",
     "build_manifest.split_fractions",
+    "finetune_faces.thinning",
 }
 
 

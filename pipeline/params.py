@@ -174,12 +174,14 @@ class MakeDemoSection(Section):
 class BuildManifestSection(Section):
     """Section ``build_manifest``: which dataset adapter reads the raw data."""
 
-    adapter: Literal["demo", "affwild2", "crema_d", "emodb", "csv"]
+    adapter: Literal[
+        "demo", "affwild2", "crema_d", "emodb", "ravdess", "enterface05", "afew", "fer2013", "csv"
+    ]
     root: Str
     csv_file: Str | None
     crema_media: Literal["video", "audio"]
     split_fractions: dict[Split, Fraction]
-    dev_speakers: tuple[SpeakerCode, ...]  # emodb: two-digit speaker codes
+    dev_speakers: tuple[SpeakerCode, ...]  # emodb, ravdess, enterface05: two-digit codes
     test_speakers: tuple[SpeakerCode, ...]
     max_label_mismatch_s: NonNegFloat
     strict: Bool

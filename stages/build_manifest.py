@@ -3,7 +3,8 @@
 Reads  params.yaml: base.seed, base.task, base.classes, base.n_jobs, build_manifest;
        the dataset folder given as --src (= build_manifest.root)
 Writes data/interim/manifest.csv, data/interim/manifest_report.json (warnings, errors, and
-       the count of usable rows per modality)
+       the count of usable rows per modality), and --images (data/interim/images): the
+       images that adapters of image tables write (fer2013: one PNG per row), else empty
 """
 
 from __future__ import annotations
@@ -12,18 +13,25 @@ from pathlib import Path
 
 from pipeline.cli import stage_cli
 from pipeline.data import manifest as mf
+from pipeline.data.adapters import adapter_items
 from pipeline.errors import PipelineError
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.params import load_params
 
 
 @stage_cli
-def main(src: Path, dst: Path, report: Path, params: Path = Path("params.yaml")) -> None:
+def main(
+    src: Path,
+    dst: Path,
+    report: Path,
+    images: Path | None = None,
+    params: Path = Path("params.yaml"),
+) -> None:
     """Probe the dataset under --src and write the manifest and its report."""
     cfg = load_params("build_manifest", params)
     rep = mf.Report()
     try:
-        items = mf.adapter_items(cfg.adapter, src, cfg, rep)
+        items = adapter_items(cfg.adapter, src, cfg, rep, images)
         rows = mf.build_manifest(
             items,
             task=cfg.task,

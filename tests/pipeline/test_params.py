@@ -86,7 +86,11 @@ def test_window_stats_reads_only_its_declared_keys():
         ("base.label_rate_hz", 0, "must be > 0 (got 0)"),
         ("build_manifest.max_label_mismatch_s", -1, "must be >= 0 (got -1)"),
         ("build_manifest.strict", "yes", "must be true or false (got 'yes')"),
-        ("build_manifest.adapter", "affwild", "'demo', 'affwild2', 'crema_d', 'emodb' or 'csv'"),
+        (
+            "build_manifest.adapter",
+            "affwild",
+            "'emodb', 'ravdess', 'enterface05', 'afew', 'fer2013' or 'csv'",
+        ),
         ("make_demo.n_videos", 2.5, "must be an integer (got 2.5)"),
         ("make_demo.n_videos", True, "must be an integer (got True)"),
         ("make_demo.duration_s", [30, 20], "low <= high"),

@@ -1,11 +1,13 @@
 """Stage `build_manifest` through its CLI: outputs, report, and non-zero exits."""
 
+import gzip
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from pipeline.data.manifest import read_manifest
 from stages.build_manifest import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +35,7 @@ def _dataset(tmp_path, make_video, splits):
 def test_writes_manifest_and_report(tmp_path, make_video):
     root = _dataset(tmp_path, make_video, ["Train_Set", "Validation_Set", "Test_Set"])
     dst, rep = tmp_path / "out" / "manifest.csv", tmp_path / "out" / "report.json"
+    images = tmp_path / "out" / "images"
     main(
         [
             "--src",
@@ -41,6 +44,8 @@ def test_writes_manifest_and_report(tmp_path, make_video):
             str(dst),
             "--report",
             str(rep),
+            "--images",
+            str(images),
             "--params",
             str(_params(tmp_path, adapter="affwild2")),
         ]
@@ -49,6 +54,47 @@ def test_writes_manifest_and_report(tmp_path, make_video):
     assert len(lines) == 4 and lines[1].startswith("v0,")
     report = json.loads(rep.read_text())
     assert report["errors"] == [] and "no audio track" in report["warnings"][0]["problem"]
+    assert images.is_dir() and not list(images.iterdir())  # the out DVC declares, empty
+
+
+def test_fer2013_table_becomes_image_rows(tmp_path):
+    """The stage writes one PNG per usable row into --images; the manifest points at them."""
+    root = tmp_path / "fer"
+    root.mkdir()
+    pixels = " ".join(["128"] * 48 * 48)
+    usages = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
+    lines = [f"{k % 7},{pixels},{u}" for k, u in enumerate(usages)]
+    with gzip.open(root / "fer2013.csv.gz", "wt") as fh:
+        fh.write("emotion,pixels,Usage\n" + "\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    main(
+        [
+            "--src",
+            str(root),
+            "--dst",
+            str(out / "manifest.csv"),
+            "--report",
+            str(out / "report.json"),
+            "--images",
+            str(out / "images"),
+            "--params",
+            str(_params(tmp_path, adapter="fer2013")),
+        ]
+    )
+    rows = read_manifest(out / "manifest.csv")  # params.yaml's classes lack surprise (code 5)
+    assert [(r.video_id, r.split, r.clip_label, r.modality) for r in rows] == [
+        ("fer2013_00001", "train", "anger", "image"),
+        ("fer2013_00002", "train", "disgust", "image"),
+        ("fer2013_00003", "dev", "fear", "image"),
+        ("fer2013_00004", "test", "happiness", "image"),
+        ("fer2013_00005", "train", "sadness", "image"),
+    ]
+    assert sorted(p.name for p in (out / "images").iterdir()) == [
+        f"{r.video_id}.png" for r in rows
+    ]
+    assert all(r.media_path == str(out / "images" / f"{r.video_id}.png") for r in rows)
+    problems = [w["problem"] for w in json.loads((out / "report.json").read_text())["warnings"]]
+    assert "emotion 'surprise' is not in base.classes (1 row)" in problems
 
 
 def test_strict_turns_warnings_into_a_failure(tmp_path, make_video):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.data import adapters as ad
 from pipeline.data import manifest as mf
 from pipeline.errors import DataError, PipelineError
 
@@ -53,7 +54,7 @@ def test_affwild2_layout_edge_cases(tmp_path, make_video):
     (tmp_path / "videos" / "v_corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
     _labels(tmp_path / "annotations" / "EXPR_Set" / "Train_Set" / "v_corrupt.txt", 25)
     rep = mf.Report()
-    items = mf.affwild2_items(tmp_path, "expr", rep)
+    items = ad.affwild2_items(tmp_path, "expr", rep)
     rows = mf.build_manifest(
         items, task="expr", classes=CLASSES, max_label_mismatch_s=1.0, n_jobs=1, report=rep
     )
@@ -90,7 +91,7 @@ def test_header_with_unknown_class_stops(tmp_path, make_video):
     rep = mf.Report()
     with pytest.raises(DataError, match=r"header classes \['surprise'\] are not in base.classes"):
         mf.build_manifest(
-            mf.affwild2_items(tmp_path, "expr", rep),
+            ad.affwild2_items(tmp_path, "expr", rep),
             task="expr",
             classes=CLASSES,
             max_label_mismatch_s=1.0,
@@ -147,7 +148,7 @@ def test_csv_adapter(tmp_path, make_video):
         "clips/x.mp4,holdout,fear,,spk3\n"
     )  # unknown split: skipped
     rep = mf.Report()
-    items = mf.csv_items(tmp_path, table, rep)
+    items = ad.csv_items(tmp_path, table, rep)
     assert [i.video_id for i in items] == ["x", "y", "z"]
     assert items[0].clip_label == "anger" and items[1].speaker == "y"
     rows = mf.build_manifest(
@@ -159,7 +160,7 @@ def test_csv_adapter(tmp_path, make_video):
     with pytest.raises(PipelineError, match="needs a 'label' or a 'label_file' column"):
         bad = tmp_path / "bad.csv"
         bad.write_text("media,split\nclips/x.mp4,train\n")
-        mf.csv_items(tmp_path, bad, rep)
+        ad.csv_items(tmp_path, bad, rep)
 
 
 def test_write_read_round_trip(tmp_path, make_video):
@@ -179,20 +180,20 @@ def test_write_read_round_trip(tmp_path, make_video):
 
 def test_split_groups_is_seeded_and_covers_each_split():
     groups = [f"{i:04d}" for i in range(91)]  # CREMA-D has 91 actors
-    a = mf.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=13)
-    assert a == mf.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=13)
-    assert a != mf.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=14)
+    a = ad.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=13)
+    assert a == ad.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=13)
+    assert a != ad.split_groups(groups, {"train": 0.7, "dev": 0.15, "test": 0.15}, seed=14)
     counts = {s: sum(v == s for v in a.values()) for s in mf.SPLITS}
     assert counts == {"train": 63, "dev": 14, "test": 14}
     assert set(
-        mf.split_groups(["a", "b"], {"train": 0.7, "dev": 0.15, "test": 0.15}, 0).values()
+        ad.split_groups(["a", "b"], {"train": 0.7, "dev": 0.15, "test": 0.15}, 0).values()
     ) == {"train", "dev"}
 
 
 def test_crema_d_real_sample_video(shared_data):
     root = shared_data / "crema-d-sample"
     rep = mf.Report()
-    items = mf.crema_d_items(
+    items = ad.crema_d_items(
         root, "video", CLASSES, {"train": 0.7, "dev": 0.15, "test": 0.15}, 13, rep
     )
     assert [i.video_id for i in items] == [
@@ -218,7 +219,7 @@ def test_crema_d_real_sample_audio_and_class_filter(shared_data):
     root = shared_data / "crema-d-sample"
     rep = mf.Report()
     classes = ("neutral", "anger", "happiness", "sadness")  # no disgust / fear
-    items = mf.crema_d_items(root, "audio", classes, {"train": 1.0}, 0, rep)
+    items = ad.crema_d_items(root, "audio", classes, {"train": 1.0}, 0, rep)
     assert [i.speaker for i in items] == ["1002"] * 4 and all(i.split == "train" for i in items)
     assert sum("is not in base.classes" in w["problem"] for w in rep.warnings) == 2
     info = mf.probe(items[0].media_path)
@@ -287,20 +288,20 @@ def test_outside_root(tmp_path):
     (root / "clips").mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()
     (root / "linked").symlink_to(tmp_path / "elsewhere")
-    assert mf.outside_root(root, "clips/x.mp4") == ""
-    assert mf.outside_root(root, "clips/../x.mp4") == ""
-    assert mf.outside_root(root, str(root / "clips" / "x.mp4")) == ""  # absolute, inside
-    assert "is outside root" in mf.outside_root(root, "../../etc/passwd")
-    assert "is outside root" in mf.outside_root(root, "/etc/passwd")
-    assert "is outside root" in mf.outside_root(root, "clips/../../ds2/x.mp4")
-    assert "symlinked folder linked" in mf.outside_root(root, "linked/x.mp4")
+    assert ad.outside_root(root, "clips/x.mp4") == ""
+    assert ad.outside_root(root, "clips/../x.mp4") == ""
+    assert ad.outside_root(root, str(root / "clips" / "x.mp4")) == ""  # absolute, inside
+    assert "is outside root" in ad.outside_root(root, "../../etc/passwd")
+    assert "is outside root" in ad.outside_root(root, "/etc/passwd")
+    assert "is outside root" in ad.outside_root(root, "clips/../../ds2/x.mp4")
+    assert "symlinked folder linked" in ad.outside_root(root, "linked/x.mp4")
 
 
 def test_csv_table_with_byte_order_mark(tmp_path, make_video):
     make_video(tmp_path / "x.mp4", n_frames=5)
     table = tmp_path / "t.csv"
     table.write_bytes("\ufeffmedia,split,label\r\nx.mp4,train,anger\r\n".encode())
-    items = mf.csv_items(tmp_path, table, mf.Report())
+    items = ad.csv_items(tmp_path, table, mf.Report())
     got = [(i.video_id, i.split, i.clip_label, i.line) for i in items]
     assert got == [("x", "train", "anger", 2)]
 
@@ -308,7 +309,7 @@ def test_csv_table_with_byte_order_mark(tmp_path, make_video):
 def test_csv_line_numbers_count_blank_lines(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("media,split,label\n\nx.mp4,train,anger\n\ny.mp4,dev,fear\n")
-    items = mf.csv_items(tmp_path, table, mf.Report())
+    items = ad.csv_items(tmp_path, table, mf.Report())
     assert [(i.video_id, i.line) for i in items] == [("x", 3), ("y", 5)]
 
 
@@ -326,7 +327,7 @@ def test_emodb_adapter_on_a_layout_it_builds(tmp_path):
         _wav(tmp_path / "wav" / f"{name}.wav")
     rep = mf.Report()
     classes = ("neutral", "anger", "happiness", "sadness", "boredom")  # no disgust
-    items = mf.emodb_items(tmp_path, classes, ("08",), ("09", "10"), rep)
+    items = ad.emodb_items(tmp_path, classes, ("08",), ("09", "10"), rep)
     got = {i.video_id: (i.split, i.speaker, i.clip_label) for i in items}
     assert got == {
         "03a01Wa": ("train", "03", "anger"),
@@ -343,13 +344,13 @@ def test_emodb_adapter_on_a_layout_it_builds(tmp_path):
     )
     assert {r.modality for r in rows} == {"audio"} and len(rows) == 5
     with pytest.raises(PipelineError, match=r"\['09'\] are in both"):
-        mf.emodb_items(tmp_path, classes, ("09",), ("09",), rep)
+        ad.emodb_items(tmp_path, classes, ("09",), ("09",), rep)
 
 
 def test_emodb_adapter_on_the_real_copy(emodb_dir):
     rep = mf.Report()
     classes = ("neutral", "anger", "boredom", "disgust", "fear", "happiness", "sadness")
-    items = mf.emodb_items(emodb_dir.parent, classes, ("03", "08"), ("09", "10"), rep)
+    items = ad.emodb_items(emodb_dir.parent, classes, ("03", "08"), ("09", "10"), rep)
     assert len(items) == 408 and not rep.warnings
     by_split = {s: {i.speaker for i in items if i.split == s} for s in ("train", "dev", "test")}
     assert by_split == {
