@@ -9,9 +9,8 @@
 * Valence/arousal track: Lin's concordance correlation coefficient (CCC) per
   dimension; the challenge score is the mean of the two.
 
-:func:`classification_metrics` is built on ``sklearn.metrics`` and is the reference;
-:func:`cpm_batch` scores many prediction vectors at once from bincount-based counts
-(used by the fusion weight search) and agrees with it to 1e-9.
+:func:`classification_metrics` is built on ``sklearn.metrics``; :func:`cpm_from_confusion`
+scores many confusion matrices at once (the fusion weight search) and agrees with it.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ __all__ = [
     "CPM_F1_WEIGHT",
     "CPM_ACC_WEIGHT",
     "classification_metrics",
-    "cpm_batch",
     "cpm_from_confusion",
     "at_chance",
     "ccc",
@@ -36,9 +34,6 @@ __all__ = [
 
 CPM_F1_WEIGHT = 0.67
 CPM_ACC_WEIGHT = 0.33
-
-# Upper bound on the number of int64 codes cpm_batch builds at once (32 MiB).
-_CPM_CHUNK_ELEMS = 1 << 22
 
 
 def _check_labels(name: str, y: np.ndarray, n_classes: int) -> None:
@@ -109,60 +104,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
         "confusion": confusion_matrix(yt, yp, labels=labels).astype(np.int64),
         "n_scored": int(yt.size),
     }
-
-
-def cpm_batch(y_true: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
-    """ABAW expression score (CPM) of many prediction vectors at once.
-
-    Parameters
-    ----------
-    y_true : (N,) int array
-        True class in ``[0, n_classes)`` or ``-1`` (masked).
-    preds : (M, N) int array
-        M candidate prediction vectors, values in ``[0, n_classes)``.
-    n_classes : int
-        Number of classes K; macro F1 averages over the classes that occur, as in
-        :func:`classification_metrics`.
-
-    Returns
-    -------
-    (M,) float64 array
-        ``0.67 * macro_f1 + 0.33 * accuracy`` per row of ``preds``.
-
-    Notes
-    -----
-    Per-candidate true-positive and predicted counts come from two ``np.bincount``
-    calls on ``row * K + class`` codes, in chunks of rows of bounded memory;
-    ``F1_k = 2 tp_k / (support_k + predicted_k)`` (0 where both are 0).
-    """
-    y_true = np.asarray(y_true)
-    preds = np.asarray(preds)
-    if preds.ndim != 2 or y_true.shape != (preds.shape[1],):
-        raise ValueError(
-            f"expected y_true (N,) and preds (M, N), got {y_true.shape}, {preds.shape}"
-        )
-    keep = y_true != -1
-    y = y_true[keep].astype(np.intp)
-    if y.size == 0:
-        raise ValueError("no labelled frames to score (every y_true is -1 or the input is empty)")
-    _check_labels("y_true", y, n_classes)
-    pr = preds if keep.all() else preds[:, keep]
-    _check_labels("preds", pr, n_classes)
-
-    n_cand, n = pr.shape
-    k = n_classes
-    support = np.bincount(y, minlength=k)
-    out = np.empty(n_cand, dtype=np.float64)
-    step = max(1, _CPM_CHUNK_ELEMS // n)
-    for c0 in range(0, n_cand, step):
-        c1 = min(c0 + step, n_cand)
-        code = pr[c0:c1].astype(np.intp)
-        hit = code == y
-        code += (np.arange(c1 - c0, dtype=np.intp) * k)[:, None]
-        n_pred = np.bincount(code.ravel(), minlength=(c1 - c0) * k).reshape(-1, k)
-        tp = np.bincount(code[hit], minlength=(c1 - c0) * k).reshape(-1, k)
-        out[c0:c1] = _cpm_from_counts(tp, n_pred, support, n)
-    return out
 
 
 def cpm_from_confusion(confusion: np.ndarray) -> np.ndarray:

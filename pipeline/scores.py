@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.io.h5 import iter_groups, read_attrs, read_group_attrs
+from pipeline.io.h5 import iter_groups, read_group_attrs
 
 
 def payload(task: str) -> tuple[str, str]:
@@ -161,11 +161,6 @@ def smooth_stacked(P: np.ndarray, index: list[tuple[str, int]], n_bins: int) -> 
         out[:, start : start + n] = smooth_scores(video, n_bins).transpose(1, 0, 2)
         start += n
     return out
-
-
-def classes_of(path: str | Path) -> list[str]:
-    """Class names stored with a scores file."""
-    return list(read_attrs(path)["classes"])
 
 
 def grid_scores(

@@ -14,9 +14,8 @@ Conventions
 * Categorical labels use ``-1`` for "no label"; valence/arousal labels outside
   ``[-1, 1]`` (Aff-Wild2 writes ``-5``) or NaN are "no label".
 
-All window reductions are vectorised (prefix sums over the frame axis, or sparse
-incidence products for the wide embedding statistics) with no Python loop per
-window; :func:`window_stats_loop` is the reference for tests and benchmarks only.
+Counts, labels and grids use prefix sums over the frame axis; the embedding statistics
+loop over windows (see :func:`window_stats`).
 """
 
 from __future__ import annotations
@@ -24,25 +23,17 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy import sparse
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "window_bounds",
     "window_stats",
-    "window_stats_loop",
-    "enough_valid",
     "window_labels",
     "window_va",
     "window_centres",
     "windows_to_grid",
 ]
-
-# Elements of the float64 work buffer that ``window_stats`` processes at once
-# (4 MiB: 256 frames x [D | D] at D = 1024). Small enough to stay in cache, which
-# measured 2x faster than 32 MiB; memory does not grow with video length.
-_ROW_CHUNK_ELEMS = 1 << 19
 
 
 def window_bounds(
@@ -112,7 +103,7 @@ def _check_bounds(
 def window_stats(
     x: np.ndarray, valid: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-window mean and population std of the valid frames (vectorised).
+    """Per-window mean and population std of the valid frames.
 
     Parameters
     ----------
@@ -128,99 +119,22 @@ def window_stats(
     Returns
     -------
     feats : (W, 2 * D) float32 array
-        ``[mean | std]`` per dimension over the valid frames of each window; the std
-        uses ``ddof=0``. Windows with no valid frame are all NaN.
+        ``[mean | std]`` per dimension over the valid frames of each window, computed in
+        float64; the std uses ``ddof=0``. Windows with no valid frame are all NaN.
     n_valid : (W,) int64 array
         Number of valid frames in each window.
 
     Notes
     -----
-    Two sparse reductions, both accumulated in float64 on data shifted by ``mu``,
-    the mean of up to 1,024 evenly spaced valid frames (an estimate of the video's
-    valid mean), so ``var = E[(x - mu)^2] - E[x - mu]^2`` cancels only as far as a
-    window's mean lies from the video mean:
-
-    1. frames -> segments: the sorted window edges cut the frame axis into
-       segments; a CSR incidence matrix over the valid frames sums ``x - mu`` and
-       ``(x - mu)^2`` per segment, in row chunks with one reused buffer
-       (``O(T D)`` work, bounded memory);
-    2. segments -> windows: a second incidence matrix adds up the segments of each
-       window (``O(D)`` per segment in a window; two per window at 50 % overlap).
-
-    Plain prefix sums (``np.cumsum`` along the frame axis and a difference per
-    window) give the same result but measured slower than the per-window loop on
-    the 2-core target machine, because the axis-0 cumsum of a wide array does not
-    vectorise; counts, labels and grids below do use prefix sums.
+    One loop step per window, each a vectorised reduction over the window's rows. A
+    sparse-incidence version measured 1.7x faster at T = 100,000, D = 1,024 (0.5 s vs
+    0.9 s, ``tests/benchmarks/bench_windows.py``), on a step that is never the bottleneck;
+    this one is kept because it can be read at a glance.
     """
     x = np.asarray(x)
     valid = np.asarray(valid, dtype=bool)
     if x.ndim != 2 or valid.shape != (x.shape[0],):
         raise ValueError(f"x must be (T, D) and valid (T,), got {x.shape}, {valid.shape}")
-    n_frames, dim = x.shape
-    starts, ends = _check_bounds(starts, ends, n_frames)
-    n_win = starts.size
-
-    cum_valid = np.concatenate([[0], np.cumsum(valid, dtype=np.int64)])
-    n_valid = cum_valid[ends] - cum_valid[starts]
-    if n_win == 0 or cum_valid[-1] == 0 or dim == 0:
-        return np.full((n_win, 2 * dim), np.nan, dtype=np.float32), n_valid
-    feats = np.empty((n_win, 2 * dim), dtype=np.float32)  # every row written below
-
-    valid_idx = np.flatnonzero(valid)
-    pick = np.linspace(0, valid_idx.size - 1, min(valid_idx.size, 1024)).astype(np.int64)
-    mu = x[valid_idx[pick]].mean(axis=0, dtype=np.float64)
-
-    # 1. frames -> segment sums of [x - mu | (x - mu)^2], chunk by chunk.
-    rows = max(1, _ROW_CHUNK_ELEMS // (2 * dim))
-    chunk_edges = np.arange(0, n_frames, rows, dtype=np.int64)
-    edges = np.unique(np.concatenate([starts, ends, chunk_edges, [n_frames]]))
-    seg = np.empty((edges.size - 1, 2 * dim), dtype=np.float64)
-    buf = np.empty((rows, 2 * dim), dtype=np.float64)
-    for c0 in chunk_edges:
-        c1 = min(c0 + rows, n_frames)
-        b = buf[: c1 - c0]
-        np.subtract(x[c0:c1], mu, out=b[:, :dim])
-        np.multiply(b[:, :dim], b[:, :dim], out=b[:, dim:])
-        lo, hi = np.searchsorted(edges, [c0, c1])
-        # Row j of the incidence matrix holds the valid frames of segment lo + j;
-        # invalid rows of b (possibly NaN) are never read.
-        indptr = cum_valid[edges[lo : hi + 1]] - cum_valid[c0]
-        cols = np.flatnonzero(valid[c0:c1])
-        inc = sparse.csr_array((np.ones(cols.size), cols, indptr), shape=(hi - lo, c1 - c0))
-        seg[lo:hi] = inc @ b
-
-    # 2. segments -> windows: window i spans segments [i_s[i], i_e[i]).
-    i_s = np.searchsorted(edges, starts)
-    i_e = np.searchsorted(edges, ends)
-    per_win = i_e - i_s
-    indptr = np.concatenate([[0], np.cumsum(per_win)])
-    cols = np.arange(indptr[-1]) - np.repeat(indptr[:-1] - i_s, per_win)
-    win_inc = sparse.csr_array((np.ones(cols.size), cols, indptr), shape=(n_win, seg.shape[0]))
-    for w0 in range(0, n_win, rows):
-        w1 = min(w0 + rows, n_win)
-        n = n_valid[w0:w1, None].astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):  # n == 0 -> NaN rows
-            moments = (win_inc[w0:w1] @ seg) / n
-        mean_shifted = moments[:, :dim]
-        var = moments[:, dim:]
-        var -= mean_shifted * mean_shifted
-        np.maximum(var, 0.0, out=var)  # NaN stays NaN
-        feats[w0:w1, :dim] = mean_shifted + mu
-        feats[w0:w1, dim:] = np.sqrt(var)
-    return feats, n_valid
-
-
-def window_stats_loop(
-    x: np.ndarray, valid: np.ndarray, starts: np.ndarray, ends: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reference implementation of :func:`window_stats` with one loop per window.
-
-    Same parameters and returns as :func:`window_stats`; each window's valid rows
-    are reduced with ``np.mean`` / ``np.std`` in float64. Used by the tests and the
-    benchmark; too slow for long videos.
-    """
-    x = np.asarray(x)
-    valid = np.asarray(valid, dtype=bool)
     n_frames, dim = x.shape
     starts, ends = _check_bounds(starts, ends, n_frames)
     feats = np.full((starts.size, 2 * dim), np.nan, dtype=np.float32)
@@ -232,30 +146,6 @@ def window_stats_loop(
             feats[i, :dim] = rows.mean(axis=0)
             feats[i, dim:] = rows.std(axis=0)
     return feats, n_valid
-
-
-def enough_valid(n_valid: np.ndarray, min_valid: int) -> np.ndarray:
-    """Flag windows with at least ``min_valid`` valid frames.
-
-    Parameters
-    ----------
-    n_valid : (W,) int array
-        Valid-frame counts, as returned by :func:`window_stats`.
-    min_valid : int
-        Smallest number of valid frames a usable window must hold (>= 1).
-
-    Returns
-    -------
-    (W,) bool array
-        True for windows to keep. Callers skip the others and can count them with
-        ``(~keep).sum()``; the count is also logged at DEBUG level.
-    """
-    if min_valid < 1:
-        raise ValueError(f"min_valid must be >= 1, got {min_valid}")
-    keep = np.asarray(n_valid) >= min_valid
-    n_low = keep.size - int(keep.sum())
-    log.debug("windows: %d / %d below min_valid=%d", n_low, keep.size, min_valid)
-    return keep
 
 
 def window_labels(

@@ -230,12 +230,6 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
-def video_ids(path: str | Path) -> list[str]:
-    """Sorted group (video) ids in a contract file."""
-    with _open(path) as f:
-        return sorted(f.keys())
-
-
 def read_group(
     path: str | Path, video_id: str, names: list[str] | None = None
 ) -> dict[str, np.ndarray]:

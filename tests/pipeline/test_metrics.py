@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-import pipeline.metrics as metrics
-from pipeline.metrics import ccc, classification_metrics, cpm_batch, cpm_from_confusion, va_metrics
+from pipeline.metrics import ccc, classification_metrics, cpm_from_confusion, va_metrics
 
 
 def test_classification_hand_computed():
@@ -78,27 +77,8 @@ def test_missing_classes_do_not_crash():
 def test_empty_and_out_of_range_inputs_raise():
     with pytest.raises(ValueError, match="no labelled frames"):
         classification_metrics(np.array([-1, -1]), np.array([0, 1]), 7)
-    with pytest.raises(ValueError, match="no labelled frames"):
-        cpm_batch(np.array([-1]), np.array([[0]]), 7)
     with pytest.raises(ValueError):
         classification_metrics(np.array([0, 1]), np.array([0, 7]), 7)
-    with pytest.raises(ValueError):
-        cpm_batch(np.array([0, 1]), np.array([[0, 7]]), 7)
-
-
-def test_cpm_batch_matches_sklearn_reference(monkeypatch):
-    monkeypatch.setattr(metrics, "_CPM_CHUNK_ELEMS", 1000)  # several row chunks
-    rng = np.random.default_rng(2)
-    y_true = rng.integers(-1, 7, size=400)
-    y_true[y_true == 6] = 5  # class 6 never true
-    preds = rng.integers(0, 7, size=(40, 400))
-    preds[0] = np.where(y_true >= 0, y_true, 0)  # a perfect row
-    preds[1] = 3  # a constant row: most classes never predicted
-    got = cpm_batch(y_true, preds, 7)
-    ref = np.array([classification_metrics(y_true, p, 7)["cpm"] for p in preds])
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
-    # Perfect row: F1 = 1 for the 6 classes that occur; class 6 occurs nowhere -> CPM 1.
-    assert got[0] == pytest.approx(1.0)
 
 
 def test_cpm_from_confusion_matches_reference():
