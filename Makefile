@@ -31,7 +31,7 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 # Every benchmark, figures to reports/benchmarks/ (about 10 minutes on 2 cores; needs ../shared/data
-# and, for separate_vocals and embed, models/pretrained from `make demo`)
+# and, for separate_vocals, embed and audio_emodb, models/pretrained from `make demo`)
 BENCHES := detect_faces separate_vocals embed audio_emodb windows fusion kelm
 bench: $(STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
