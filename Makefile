@@ -30,9 +30,9 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# Every benchmark, figures to reports/benchmarks/ (about 10 minutes on 2 cores; needs ../shared/data
+# Every benchmark, figures to reports/benchmarks/ (about 20 minutes on 2 cores; needs ../shared/data
 # and, for separate_vocals and embed, models/pretrained from `make demo`)
-BENCHES := detect_faces separate_vocals embed audio_emodb windows fusion kelm
+BENCHES := detect_faces mtcnn_torch separate_vocals embed audio_emodb windows fusion kelm
 bench: $(STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
 
