@@ -31,9 +31,9 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# Every benchmark, figures to reports/benchmarks/ (about 40 minutes on 2 cores; needs ../shared/data
+# Every benchmark, figures to reports/benchmarks/ (about 50 minutes on 2 cores; needs ../shared/data
 # and, for separate_vocals, embed and audio_emodb, models/pretrained from `make demo`)
-BENCHES := detect_faces face_memory separate_vocals embed audio_emodb raw_audio_emodb windows fusion kelm
+BENCHES := detect_faces mtcnn_torch face_memory separate_vocals embed audio_emodb raw_audio_emodb windows fusion kelm
 bench: $(TEST_STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
 

@@ -198,7 +198,7 @@ class BuildManifestSection(Section):
 class DetectFacesSection(Section):
     """Section ``detect_faces``: the fields of :class:`~pipeline.video.faces.FaceConfig`."""
 
-    detector: Literal["mtcnn", "dlib"]
+    detector: Literal["mtcnn", "mtcnn_torch", "dlib"]
     fps: PosFloat | None  # None = every frame
     min_face_px: PosInt
     dlib_landmarks: Literal[5, 68]
@@ -452,8 +452,9 @@ class BuildManifestParams(BuildManifestSection):
 
 
 class DetectFacesParams(DetectFacesSection):
-    """``detect_faces`` plus base.n_jobs."""
+    """``detect_faces`` plus base.device (for ``mtcnn_torch``), n_jobs, executor."""
 
+    device: Device
     n_jobs: NJobs
     executor: Executor
     dask_scheduler: str | None
@@ -608,7 +609,7 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "get_pretrained": (GetPretrainedParams, ()),
     "make_demo": (MakeDemoParams, ("seed",)),
     "build_manifest": (BuildManifestParams, ("seed", "task", "classes", "n_jobs")),
-    "detect_faces": (DetectFacesParams, ("n_jobs", "executor", "dask_scheduler")),
+    "detect_faces": (DetectFacesParams, ("device", "n_jobs", "executor", "dask_scheduler")),
     "extract_audio": (ExtractAudioParams, ("n_jobs", "executor", "dask_scheduler")),
     "separate_vocals": (SeparateVocalsParams, ("n_jobs", "executor", "dask_scheduler")),
     "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),

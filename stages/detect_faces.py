@@ -1,6 +1,7 @@
 """Stage `detect_faces`: per video, sample frames, detect and track the main face, align it.
 
-Reads  data/interim/manifest.csv and the media it lists; params base.n_jobs, detect_faces
+Reads  data/interim/manifest.csv and the media it lists; params base.device (mtcnn_torch),
+       base.n_jobs, base.executor, base.dask_scheduler, detect_faces
 Writes data/interim/faces/<video_id>.h5 (t, frame_index, faces, boxes, landmarks, scores,
        valid; per-video reuse), data/interim/faces_report.json (frames and found rate; rows
        without a video stream: "skipped" with the reason)
@@ -15,7 +16,6 @@ from pathlib import Path
 from pipeline.cli import stage_cli
 from pipeline.data import media
 from pipeline.data.manifest import no_stream, read_manifest
-from pipeline.embed.device import tensorflow_device
 from pipeline.io.per_video import VideoJob, code_digest, run_and_report, runtime
 from pipeline.params import load_params
 from pipeline.video import align, detectors, faces, track
@@ -35,14 +35,16 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
         )
         for r in read_manifest(manifest)
     ]
-    device = "cpu" if cfg.detector == "dlib" else tensorflow_device()  # mtcnn runs on TF
-    packages = ["av", "dlib-bin", "mtcnn", "numpy", "opencv-python-headless", "tensorflow"]
+    device, packages = faces.detector_runtime(face_cfg)
+    # the device enters the digests through runtime(); base.device itself ('auto' or the
+    # device named) is left out, so naming the device that auto picks reuses outputs
+    digested = {k: v for k, v in asdict(face_cfg).items() if k != "device"}
     run_and_report(
         jobs,
         partial(faces.detect_faces_job, cfg=face_cfg),
         report_path=report,
         out_dir=dst,
-        params=asdict(face_cfg),
+        params=digested,
         code=code_digest([faces, align, detectors, track, media]),
         n_jobs=cfg.n_jobs,
         executor=cfg.executor,

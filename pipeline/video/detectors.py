@@ -1,6 +1,7 @@
-"""Face detector backends behind one interface: MTCNN (``mtcnn`` wheel) and dlib (HOG).
+"""Face detector backends behind one interface: MTCNN (``mtcnn`` wheel, TensorFlow), the same
+MTCNN ported to torch (:mod:`pipeline.video.mtcnn_torch`, batched) and dlib (HOG).
 
-Both return, per image, a list of :class:`Detection` with the box in pixels
+All return, per image, a list of :class:`Detection` with the box in pixels
 ``(x1, y1, x2, y2)``, a score, and five landmarks ``[left eye, right eye, nose, mouth
 left, mouth right]`` in image coordinates (left = smaller x). dlib's 5-point model has no
 mouth corners: those rows are NaN, and alignment uses the points it has.
@@ -70,16 +71,68 @@ class MTCNNDetector:
         """Detect faces in equally sized RGB uint8 images [H, W, 3]; one list per image."""
         if not len(images):
             return []
-        f = self._shrink
-        if f < 1.0:
-            h, w = images[0].shape[:2]
-            size = (max(1, round(w * f)), max(1, round(h * f)))
-            images = [cv2.resize(img, size, interpolation=cv2.INTER_AREA) for img in images]
-            fx, fy = w / size[0], h / size[1]
-        else:
-            fx = fy = 1.0
+        images, fx, fy = _shrink(images, self._shrink)
         out = self._net.detect_faces(list(images), box_format="xyxy", **self._kw)
         return [[_from_mtcnn(d, fx, fy) for d in per_image] for per_image in out]
+
+
+class MTCNNTorchDetector:
+    """The ``mtcnn`` package's MTCNN ported to torch (:mod:`pipeline.video.mtcnn_torch`).
+
+    The detections of :class:`MTCNNDetector` called one frame at a time, whatever the batch
+    size: a batch of frames goes through each network together. ``min_face_px`` works as
+    there (the frames are shrunk by ``20 / min_face_px``).
+
+    Parameters
+    ----------
+    min_face_px : int
+        Smallest face to look for; larger values shrink the image pyramid (faster).
+    thresholds : (float, float, float)
+        P-Net, R-Net, O-Net confidence thresholds.
+    device : str
+        Torch device, ``cpu`` or ``cuda``.
+    """
+
+    name = "mtcnn_torch"
+
+    def __init__(
+        self,
+        min_face_px: int = 40,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
+        device: str = "cpu",
+    ):
+        from pipeline.video.mtcnn_torch import MTCNNTorch
+
+        self._net = MTCNNTorch(device=device, min_face_size=20, thresholds=thresholds)
+        self._shrink = min(1.0, 20.0 / float(min_face_px))
+
+    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Detect faces in equally sized RGB uint8 images [H, W, 3]; one list per image."""
+        if not len(images):
+            return []
+        images, fx, fy = _shrink(images, self._shrink)
+        scale = np.float32([fx, fy])
+        return [
+            [
+                Detection(
+                    r[:4].astype(np.float32) * np.tile(scale, 2),
+                    float(r[4]),
+                    r[5:].reshape(5, 2).astype(np.float32) * scale,
+                )
+                for r in rows
+            ]
+            for rows in self._net.detect(images)
+        ]
+
+
+def _shrink(images: list[np.ndarray], f: float) -> tuple[list[np.ndarray], float, float]:
+    """Images resized by ``f`` < 1 (area interpolation), and the factors back to full size."""
+    if f >= 1.0:
+        return images, 1.0, 1.0
+    h, w = images[0].shape[:2]
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    images = [cv2.resize(img, size, interpolation=cv2.INTER_AREA) for img in images]
+    return images, w / size[0], h / size[1]
 
 
 def _from_mtcnn(d: dict, fx: float = 1.0, fy: float = 1.0) -> Detection:
@@ -149,13 +202,24 @@ def _five_points(pts: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def get_detector(backend: str, min_face_px: int = 40, landmarks: int = 68, upsample: int = 0):
-    """The detector for ``backend`` ('mtcnn' or 'dlib'), created once per process."""
+def get_detector(
+    backend: str,
+    min_face_px: int = 40,
+    landmarks: int = 68,
+    upsample: int = 0,
+    device: str = "cpu",
+):
+    """The detector for ``backend`` ('mtcnn', 'mtcnn_torch' or 'dlib'), created once per
+    process. ``device`` (auto, cpu, cuda: base.device) is used by 'mtcnn_torch' only."""
     if backend == "mtcnn":
         return MTCNNDetector(min_face_px=min_face_px)
+    if backend == "mtcnn_torch":
+        from pipeline.embed.device import resolve_device
+
+        return MTCNNTorchDetector(min_face_px=min_face_px, device=resolve_device(device))
     if backend == "dlib":
         return DlibDetector(landmarks=landmarks, upsample=upsample)
-    raise ValueError(f"unknown face detector {backend!r}; use 'mtcnn' or 'dlib'")
+    raise ValueError(f"unknown face detector {backend!r}; use 'mtcnn', 'mtcnn_torch' or 'dlib'")
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ class FaceConfig:
     """Settings of :func:`face_track` (the ``detect_faces`` params; no defaults here:
     params.yaml holds them)."""
 
-    detector: str  # mtcnn | dlib
+    detector: str  # mtcnn | mtcnn_torch | dlib
     fps: float | None  # sampling rate; None = every frame
     min_face_px: int
     dlib_landmarks: int  # 5 | 68
@@ -50,6 +50,19 @@ class FaceConfig:
     track: str  # nearest | largest
     fill: str  # zeros | last
     batch_size: int
+    device: str  # base.device (auto | cpu | cuda); only mtcnn_torch uses it
+
+
+def detector_runtime(cfg: FaceConfig) -> tuple[str, list[str]]:
+    """The device the detector of ``cfg`` computes on (``cpu`` or ``cuda``) and the
+    distributions whose code computes a face track (for the per-video cache key)."""
+    from pipeline.embed.device import resolve_device, tensorflow_device
+
+    packages = ["av", "dlib-bin", "mtcnn", "numpy", "opencv-python-headless", "tensorflow"]
+    if cfg.detector == "mtcnn_torch":
+        return resolve_device(cfg.device), packages + ["torch"]
+    # mtcnn runs on the device TensorFlow picks, dlib on the CPU
+    return ("cpu" if cfg.detector == "dlib" else tensorflow_device()), packages
 
 
 def sample_frames(path: str | Path, fps: float | None, video_fps: float):
@@ -97,7 +110,9 @@ def iter_face_track(
         memory does not grow with the length or the number of frames of the video. Progress
         is logged at INFO every ``log_every_s`` seconds.
     """
-    det = get_detector(cfg.detector, cfg.min_face_px, cfg.dlib_landmarks, cfg.dlib_upsample)
+    det = get_detector(
+        cfg.detector, cfg.min_face_px, cfg.dlib_landmarks, cfg.dlib_upsample, cfg.device
+    )
     tracker = MainFaceTracker(cfg.track)
     state = {"last": None}  # the last valid aligned face (fill: last)
     n_done = n_found = 0

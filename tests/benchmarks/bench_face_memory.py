@@ -51,6 +51,7 @@ def _config():
         track="nearest",
         fill="zeros",
         batch_size=1,
+        device="cpu",
     )
 
 

@@ -71,7 +71,11 @@ def test_window_stats_reads_only_its_declared_keys():
         ("detect_faces.min_face_px", -5, "must be >= 1 (got -5)"),
         ("detect_faces.size_px", 0, "must be >= 8 (got 0)"),
         ("detect_faces.fps", 0, "must be > 0 (got 0)"),
-        ("detect_faces.detector", "retinaface", "must be 'mtcnn' or 'dlib' (got 'retinaface')"),
+        (
+            "detect_faces.detector",
+            "retinaface",
+            "must be 'mtcnn', 'mtcnn_torch' or 'dlib' (got 'retinaface')",
+        ),
         ("detect_faces.dlib_landmarks", "68", "must be 5 or 68 (got '68')"),
         ("extract_audio.rate_hz", 0, "must be >= 8000 (got 0)"),
         ("base.classes", ["neutral"], "at least two classes"),
