@@ -30,9 +30,9 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# Every benchmark, figures to reports/benchmarks/ (about 10 minutes on 2 cores; needs ../shared/data
-# and, for separate_vocals and embed, models/pretrained from `make demo`)
-BENCHES := detect_faces separate_vocals embed audio_emodb windows fusion kelm
+# Every benchmark, figures to reports/benchmarks/ (about 15 minutes on 2 cores; needs ../shared/data
+# and, for separate_vocals, embed and predict, the models of `make demo`)
+BENCHES := detect_faces separate_vocals embed audio_emodb windows fusion kelm predict
 bench: $(STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
 
