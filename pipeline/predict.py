@@ -396,6 +396,9 @@ class VideoPrediction:
 
 @contextmanager
 def _timed(seconds: dict[str, float], step: str, stem: str) -> Iterator[None]:
+    """Time a step into ``seconds`` and log its start and end (progress on long videos; the
+    face track also logs every 30 s)."""
+    log.info("%s: %s ...", stem, step)
     start = time.perf_counter()
     yield
     seconds[step] = round(seconds.get(step, 0.0) + time.perf_counter() - start, 3)
