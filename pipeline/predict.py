@@ -174,8 +174,9 @@ def check_model_set(root: Path, prm: PredictParams) -> dict[str, Any]:
       ``prm.path`` (covers ``fuse``, ``fit.<model>``, ``fit_raw_audio`` and the ``base`` keys
       they read);
     - where ``root`` sits in a DVC project (``dvc.lock`` beside it), every param value that
-      ``dvc.lock`` records for the stages that made the models (all but ``evaluate``) against
-      ``prm.path``: this covers the upstream stages (faces, audio, embeddings, windows) too.
+      ``dvc.lock`` records for the stages that made the models (those ``dvc.yaml`` defines,
+      all but ``evaluate``; :func:`lock_mismatch`) against ``prm.path``: this covers the
+      upstream stages (faces, audio, embeddings, windows) too.
 
     Without a ``dvc.lock`` (a model folder copied elsewhere) only the digests are checked.
 
@@ -248,29 +249,86 @@ def check_model_set(root: Path, prm: PredictParams) -> dict[str, Any]:
 
 def lock_mismatch(lock: Path, params: Path) -> str:
     """The first param whose value in ``params`` differs from what ``lock`` (a ``dvc.lock``)
-    records for the stages that made the models (every stage but ``evaluate``), or ``""``."""
+    records for the stages that made the models, or ``""``.
+
+    Those stages are the ones the ``dvc.yaml`` beside ``lock`` defines with the values of
+    ``params`` (``foreach`` and ``matrix`` items expanded, :func:`dvc_stage_names`), all but
+    ``evaluate``; a lock entry of a stage no longer defined (DVC keeps them) is ignored, and a
+    defined stage without an entry is a mismatch (its models were never made).
+    """
     import yaml
 
     from pipeline.params import read_yaml
 
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
     current = read_yaml(params)
-    for stage, entry in sorted(stages.items()):
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
+    dvc_yaml = lock.with_name("dvc.yaml")
+    wanted = dvc_stage_names(dvc_yaml, current) if dvc_yaml.is_file() else sorted(stages)
+    for stage in wanted:
         if stage.split("@")[0] == "evaluate":
             continue
-        for file, values in sorted((entry.get("params") or {}).items()):
+        if stage not in stages:
+            return f"{lock} has no entry for stage {stage} (never run with these params)"
+        for file, values in sorted((stages[stage].get("params") or {}).items()):
             if Path(file).name != "params.yaml":
                 continue
             for key, recorded in sorted(values.items()):
                 node: Any = current
                 for part in key.split("."):
                     node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
-                if node != recorded:
+                if not _same(node, recorded):
                     now = "no such key" if node is _ABSENT else f"{node!r}"
                     return (
                         f"{lock} records {key} = {recorded!r} (stage {stage}), {params} has {now}"
                     )
     return ""
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal params values, read from YAML files by different writers: DVC writes ``1e-05``,
+    which PyYAML (YAML 1.1) reads as a string, where params.yaml's ``1.0e-5`` is a float."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    numbers_or_text = [
+        isinstance(x, int | float | str) and not isinstance(x, bool) for x in (a, b)
+    ]
+    if isinstance(a, str) != isinstance(b, str) and all(numbers_or_text):
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def dvc_stage_names(dvc_yaml: Path, params: dict[str, Any]) -> list[str]:
+    """Names of the stages ``dvc_yaml`` defines with these params values, as ``dvc.lock`` names
+    them: ``name``, ``name@key`` for each item of a ``foreach: ${section.key}`` (mapping keys
+    or list items) and ``name@a-b`` for each combination of a ``matrix`` of such lists."""
+    import itertools
+
+    import yaml
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+            node: Any = params
+            for part in value[2:-1].split("."):
+                node = node[part]
+            return node
+        return value
+
+    names = []
+    for name, body in (yaml.safe_load(dvc_yaml.read_text()).get("stages") or {}).items():
+        if "foreach" in body:
+            items = resolve(body["foreach"])
+            names += [f"{name}@{key}" for key in items]  # mapping keys or list items
+        elif "matrix" in body:
+            axes = [resolve(values) for values in body["matrix"].values()]
+            names += [f"{name}@{'-'.join(map(str, c))}" for c in itertools.product(*axes)]
+        else:
+            names.append(name)
+    return sorted(names)
 
 
 _ABSENT = object()

@@ -205,18 +205,39 @@ def test_an_incomplete_model_set_names_the_missing_file(tmp_path):
 def test_dvc_lock_params_that_differ_make_the_set_stale(tmp_path):
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  finetune_faces: {cmd: x}\n"
+        "  window_stats: {foreach: '${window_stats.features}', do: {cmd: x}}\n"
+        "  fit: {matrix: {model: '${fit.models}', feature: [fer]}, cmd: x}\n"
+        "  evaluate: {cmd: x}\n"
+    )
+    entry = "    params:\n      params.yaml:\n        {}: {}\n"
     lock = tmp_path / "dvc.lock"
     lock.write_text(
         "schema: '2.0'\nstages:\n"
-        "  window_stats@fer:\n    params:\n      params.yaml:\n"
-        "        window_stats.window_s: 4.0\n"
-        "  evaluate:\n    params:\n      params.yaml:\n"
-        "        evaluate.timeline_videos: 99\n"
+        + "  finetune_faces:\n"
+        + entry.format("finetune_faces.weight_decay", "1e-05")  # DVC's float, a str to PyYAML
+        + "".join(
+            f"  window_stats@{f}:\n" + entry.format("window_stats.window_s", "4.0")
+            for f in ("fer", "finetuned", "logmel", "mfcc", "ge2e")
+        )
+        + "".join(
+            f"  fit@{m}-fer:\n" + entry.format(f"fit.{m}.C", "3.0" if m == "svm" else "10.0")
+            for m in ("svm", "kelm")
+        )
+        + "  window_stats@gone:\n"  # a stage no longer defined: DVC keeps its entry
+        + entry.format("window_stats.window_s", "8.0")
+        + "  evaluate:\n"  # evaluate makes no model
+        + entry.format("evaluate.timeline_videos", "99")
     )
-    assert predict.lock_mismatch(lock, params) == ""  # evaluate makes no model
+    assert "no entry for stage fit@lstm-fer" in predict.lock_mismatch(lock, params)  # not run
+    lock.write_text(lock.read_text() + "  fit@lstm-fer:\n" + entry.format("fit.lstm.lr", 0.003))
+    assert predict.lock_mismatch(lock, params) == ""
     params.write_text(params.read_text().replace("window_s: 4.0", "window_s: 2.0", 1))
     problem = predict.lock_mismatch(lock, params)
-    assert "window_stats.window_s = 4.0" in problem and "has 2.0" in problem
+    assert "window_stats.window_s = 4.0 (stage window_stats@fer)" in problem
+    assert f"{params} has 2.0" in problem
 
 
 def test_restrict_weights_renormalises_over_the_usable_models():
