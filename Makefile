@@ -30,7 +30,7 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# Every benchmark, figures to reports/benchmarks/ (about 15 minutes on 2 cores; needs ../shared/data
+# Every benchmark, figures to reports/benchmarks/ (about 20 minutes on 2 cores; needs ../shared/data
 # and, for separate_vocals, embed and predict, the models of `make demo`)
 BENCHES := detect_faces separate_vocals embed audio_emodb windows fusion kelm predict
 bench: $(STAMP)

@@ -1,13 +1,19 @@
 """Benchmark: seconds per minute of 720p video for `python -m pipeline.predict`.
 
-Builds 720p videos of ``--seconds`` (default 20 and 60 s) from a real CREMA-D clip the way
+Builds 720p videos of ``--seconds`` (default 60 and 120 s) from a real CREMA-D clip the way
 ../shared/tools/make_long_video.py builds its 1080p one (upscaled, letterboxed, looped, 25 fps,
 x264 ultrafast), with the clip's audio looped alongside (AAC mono, 44.1 kHz), so every
 modality runs. Each video is then predicted in a fresh process with a trained model set
 (default: this checkout's params.yaml and models/ from `make demo`). Reported per video: wall
 seconds of the whole process (imports and model loading included), seconds per minute of
 video, peak RSS of the process (``resource.getrusage``, MB; memory should not grow with the
-length of the video), and the seconds of each step from predict's JSON.
+length of the video), and the seconds of each step from predict's JSON. With two lengths, the
+marginal cost (the difference of the wall times per minute of the difference of the lengths)
+separates the fixed cost of a run (imports, loading TensorFlow, torch and the models) from the
+cost that grows with the video. Both default lengths exceed one Spleeter chunk (30 s), so the
+peak RSS of the two runs compares like with like. Then the clip's audio alone, looped to
+``--audio-seconds`` (default 60 and 480 s, WAV), shows the memory of the audio path on long
+inputs in seconds rather than minutes (no face track to wait for).
 
     python -m tests.benchmarks.bench_predict --out reports/benchmarks/predict.json
     python -m tests.benchmarks.bench_predict --params ../demo/params.yaml --models ../demo/models
@@ -25,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("AVEMO_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -97,9 +104,12 @@ def main() -> None:
     p.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     p.add_argument("--models", type=Path, default=ROOT / "models")
     p.add_argument("--clip", type=Path, default=CLIP)
-    p.add_argument("--seconds", type=int, nargs="+", default=[20, 60])
+    p.add_argument("--seconds", type=int, nargs="+", default=[60, 120])
+    p.add_argument("--audio-seconds", type=int, nargs="*", default=[60, 480])
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks" / "predict.json")
     args = p.parse_args()
+    from pipeline.data.media import read_audio
+
     if not args.clip.is_file():
         raise SystemExit(f"{args.clip}: CREMA-D clip not found (set AVEMO_SHARED_DATA)")
     runs = []
@@ -124,16 +134,36 @@ def main() -> None:
             }
             runs.append(run)
             print(json.dumps(run), flush=True)
+        audio_runs = []
+        wave, _ = read_audio(args.clip, AUDIO_RATE)
+        for seconds in sorted(args.audio_seconds):
+            wav = Path(tmp) / f"crema_audio_{seconds}s.wav"
+            sf.write(wav, np.resize(wave, seconds * AUDIO_RATE), AUDIO_RATE)
+            r = run_predict(wav, args.params, args.models, Path(tmp) / "out")
+            run = {
+                "audio_s": seconds,
+                "wall_s": round(r["wall_s"], 1),
+                "steps_s": r["seconds"],
+                "peak_rss_mb": r["peak_rss_mb"],
+            }
+            audio_runs.append(run)
+            print(json.dumps(run), flush=True)
+    marginal = None
+    if len(runs) >= 2:
+        a, b = runs[0], runs[-1]
+        marginal = round((b["wall_s"] - a["wall_s"]) / (b["video_s"] - a["video_s"]) * 60, 1)
     result = {
         "what": "python -m pipeline.predict on a 1280x720 25 fps video (CREMA-D clip upscaled, "
         "letterboxed and looped, with its audio), one fresh process per video",
         "clip": args.clip.name,
-        "params": str(args.params),
-        "models": str(args.models),
+        "params": os.path.relpath(args.params, ROOT),
+        "models": os.path.relpath(args.models, ROOT),
         "cpu_count": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,
+        "marginal_s_per_min_of_video": marginal,
+        "audio_only_runs": audio_runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
