@@ -69,6 +69,7 @@ __all__ = [
     "fuse_with",
     "fuse_splits",
     "fusion_records",
+    "restrict_weights",
 ]
 
 # Fused scores held per chunk of candidates (4 MiB of float32): chunks of about this size
@@ -860,6 +861,37 @@ def fuse_splits(
                 fused[name][vid] = (split, scores[start : start + n])
                 start += n
     return dev, fused
+
+
+def restrict_weights(w: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """Fusion weights over the models in ``use`` only (a video that lacks a modality).
+
+    Parameters
+    ----------
+    w : (L,) or (L, D) float array
+        Fitted weights (SWF, single and uniform: one per model; MCWF and va per-dimension:
+        one column per class or dimension, each summing to 1).
+    use : (L,) bool array
+        Models that have something to say; at least one.
+
+    Returns
+    -------
+    Array of the shape of ``w``: the weights of models not in ``use`` are 0 and every column
+    is renormalised to sum to 1 over the others; a column whose remaining weights are all 0
+    (e.g. the single model chosen is not in ``use``) becomes uniform over ``use``. ``w`` is
+    returned unchanged when ``use`` holds every model.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    use = np.asarray(use, dtype=bool)
+    if not use.any():
+        raise ValueError("restrict_weights: no model to use")
+    if use.all():
+        return w
+    kept = w * (use if w.ndim == 1 else use[:, None])
+    total = kept.sum(axis=0)
+    uniform = _uniform(use, None if w.ndim == 1 else w.shape[1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, kept / total, uniform)
 
 
 def fusion_records(dev: DevFusion, cfg: FusionConfig, classes: list[str]) -> dict[str, dict]:

@@ -17,8 +17,9 @@ from pipeline.data.manifest import no_stream, read_manifest
 from pipeline.embed import audio_features, cnn14
 from pipeline.embed.device import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.io.h5 import read_attrs, read_group, skipped_group
+from pipeline.io.h5 import skipped_group
 from pipeline.io.per_video import build_grouped_file, code_digest, runtime
+from pipeline.labels.resample import media_duration_s
 from pipeline.params import load_params
 
 
@@ -32,9 +33,7 @@ def _embed(
 ):
     if skip.get(vid):
         return skipped_group(backbone.dim, skip[vid])
-    wave = read_group(src, vid, ["wave"])["wave"]
-    rate = int(read_attrs(src)["rate_hz"])
-    return audio_features.embed_video_audio(backbone, wave, rate, durations[vid], grid_rate), {}
+    return audio_features.embed_audio_file(backbone, src, vid, durations[vid], grid_rate), {}
 
 
 @stage_cli
@@ -60,7 +59,7 @@ def main(
     )
     rt = runtime(["librosa", "numpy", "torch"], device)
     rows = read_manifest(manifest)
-    durations = {r.video_id: (r.n_frames / r.fps if r.has_video else r.duration_s) for r in rows}
+    durations = {r.video_id: media_duration_s(r) for r in rows}
     skip = {r.video_id: no_stream(r, "audio") for r in rows}
     # videos without audio have no file there; their (empty) group is keyed on the manifest
     items = [(v, manifest if skip[v] else audio / f"{v}.h5") for v in sorted(skip)]

@@ -19,7 +19,7 @@ from pipeline.data.manifest import no_stream, read_manifest
 from pipeline.embed import face_backbones, fer_xception, resnet50_vggface2
 from pipeline.embed.device import resolve_device
 from pipeline.errors import PipelineError
-from pipeline.io.h5 import read_attrs, read_group, skipped_group
+from pipeline.io.h5 import read_attrs, skipped_group
 from pipeline.io.per_video import build_grouped_file, code_digest, runtime
 from pipeline.params import load_params
 
@@ -27,10 +27,7 @@ from pipeline.params import load_params
 def _embed(vid: str, src: Path, backbone, batch_size: int, workers: int, skip: dict[str, str]):
     if skip.get(vid):
         return skipped_group(backbone.dim, skip[vid])
-    g = read_group(src, vid, ["t", "valid"])
-    x, p = face_backbones.embed_video_faces(backbone, src, vid, g["valid"], batch_size, workers)
-    arrays = {"t": g["t"], "x": x, "valid": g["valid"]} | ({"p": p} if p is not None else {})
-    return arrays, {}
+    return face_backbones.embed_faces_file(backbone, src, vid, batch_size, workers), {}
 
 
 @stage_cli

@@ -179,3 +179,19 @@ def embed_video_audio(
         "x": x.astype(np.float32),
         "valid": np.isfinite(x).all(axis=1),
     }
+
+
+def embed_audio_file(
+    backbone: AudioBackbone,
+    src: Path,
+    video_id: str,
+    duration_s: float,
+    grid_rate_hz: float,
+) -> dict[str, np.ndarray]:
+    """:func:`embed_video_audio` of the waveform an ``extract_audio`` / ``separate_vocals``
+    file holds for ``video_id`` (``wave`` [S] at the file's ``rate_hz``)."""
+    from pipeline.io.h5 import read_attrs, read_group
+
+    wave = read_group(src, video_id, ["wave"])["wave"]
+    rate = int(read_attrs(src)["rate_hz"])
+    return embed_video_audio(backbone, wave, rate, duration_s, grid_rate_hz)

@@ -145,3 +145,19 @@ def embed_video_faces(
                 p = np.zeros((len(valid), ps.shape[1]), np.float32)
             p[sel] = ps
     return x, p
+
+
+def embed_faces_file(
+    backbone: FaceBackbone,
+    faces_file: Path,
+    video_id: str,
+    batch_size: int,
+    num_workers: int = 0,
+) -> dict[str, np.ndarray]:
+    """The embedding group of one ``detect_faces`` file: ``t``, ``x`` [T, dim], ``valid``
+    (and ``p`` [T, K] for backbones with class scores), by :func:`embed_video_faces`."""
+    from pipeline.io.h5 import read_group
+
+    g = read_group(faces_file, video_id, ["t", "valid"])
+    x, p = embed_video_faces(backbone, faces_file, video_id, g["valid"], batch_size, num_workers)
+    return {"t": g["t"], "x": x, "valid": g["valid"]} | ({"p": p} if p is not None else {})

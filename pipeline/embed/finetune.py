@@ -360,6 +360,29 @@ def finetune_out_of_fold(
     return net, history, embedder
 
 
+def embed_video(
+    net: FineTuneNet, row, faces_dir, n_classes: int, device: str = "cpu"
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(arrays, group attrs)`` of one manifest row: ``t, x`` (hidden layer), ``p`` (softmax,
+    or valence/arousal for va) and ``valid``, from ``faces_dir/<video_id>.h5`` read a chunk of
+    faces at a time. A row without a video stream gets an empty group with attribute
+    ``skipped`` (:func:`~pipeline.io.h5.skipped_group`)."""
+    from pipeline.data.manifest import no_stream
+    from pipeline.io.h5 import read_group, read_rows, skipped_group
+
+    k = 2 if net.task == "va" else n_classes
+    if reason := no_stream(row, "video"):
+        arrays, attrs = skipped_group(net.hidden_dim, reason)
+        return {**arrays, "p": np.zeros((0, k), np.float32)}, attrs
+    path = faces_dir / f"{row.video_id}.h5"
+    g = read_group(path, row.video_id, ["t", "valid"])
+    x = np.zeros((len(g["t"]), net.hidden_dim), np.float32)
+    p = np.zeros((len(g["t"]), k), np.float32)
+    for idx, faces in read_rows(path, row.video_id, "faces", np.flatnonzero(g["valid"])):
+        x[idx], p[idx] = net.embed(faces, device=device)
+    return {"t": g["t"], "x": x, "p": p, "valid": g["valid"]}, {}
+
+
 def embed_videos(
     net: FineTuneNet,
     rows,
@@ -369,26 +392,12 @@ def embed_videos(
     device: str = "cpu",
     embedder: dict[str, FineTuneNet] | None = None,
 ) -> None:
-    """Write ``t, x`` (hidden layer), ``p`` (softmax, or valence/arousal for va) and ``valid``.
+    """Write :func:`embed_video` of every row to ``writer``.
 
     ``embedder`` maps video ids to the model that embeds them (out-of-fold train videos);
-    other videos use ``net``. Rows without a video stream get an empty group with attribute
-    ``skipped`` (:func:`~pipeline.io.h5.skipped_group`).
+    other videos use ``net``.
     """
-    from pipeline.data.manifest import no_stream
-    from pipeline.io.h5 import read_group, read_rows, skipped_group
-
     for r in rows:
-        if reason := no_stream(r, "video"):
-            arrays, attrs = skipped_group(net.hidden_dim, reason)
-            p = np.zeros((0, 2 if net.task == "va" else n_classes), np.float32)
-            writer.add(r.video_id, attrs=attrs, p=p, **arrays)
-            continue
-        path = faces_dir / f"{r.video_id}.h5"
-        g = read_group(path, r.video_id, ["t", "valid"])
-        x = np.zeros((len(g["t"]), net.hidden_dim), np.float32)
-        p = np.zeros((len(g["t"]), 2 if net.task == "va" else n_classes), np.float32)
         model = (embedder or {}).get(r.video_id, net)
-        for idx, faces in read_rows(path, r.video_id, "faces", np.flatnonzero(g["valid"])):
-            x[idx], p[idx] = model.embed(faces, device=device)
-        writer.add(r.video_id, t=g["t"], x=x, p=p, valid=g["valid"])
+        arrays, attrs = embed_video(model, r, faces_dir, n_classes, device)
+        writer.add(r.video_id, attrs=attrs, **arrays)

@@ -64,6 +64,42 @@ def no_windows(dim: int, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     return out
 
 
+def window_features(
+    emb: dict[str, np.ndarray],
+    t_grid: np.ndarray,
+    rate_hz: float,
+    *,
+    window_s: float,
+    overlap: float,
+    min_valid_frac: float,
+) -> dict[str, np.ndarray]:
+    """Window features of one video, without labels (what a model needs to score it).
+
+    Parameters
+    ----------
+    emb : ``t`` [T], ``x`` [T, D], ``valid`` [T] (an embedding group)
+    t_grid : [n] the video's 5 Hz bin centres (s); n = number of grid bins
+
+    Returns
+    -------
+    ``t`` [W] window centres (s), ``x`` [W, 2D] float32, ``start``/``end`` [W] int32 grid
+    bins, ``n_valid`` [W], ``valid`` [W] bool.
+    """
+    n = len(t_grid)
+    xg, vg = to_grid(emb["t"], emb["x"], emb["valid"], n, rate_hz)
+    starts, ends = window_bounds(n, rate_hz, window_s, overlap)
+    feats, n_valid = window_stats(xg, vg, starts, ends)
+    need = np.maximum(1, np.ceil(min_valid_frac * (ends - starts))).astype(int)
+    return {
+        "t": window_centres(t_grid, starts, ends),
+        "x": np.nan_to_num(feats).astype(np.float32),
+        "start": starts.astype(np.int32),
+        "end": ends.astype(np.int32),
+        "n_valid": n_valid.astype(np.int32),
+        "valid": n_valid >= need,
+    }
+
+
 def summarise_video(
     emb: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
@@ -83,22 +119,17 @@ def summarise_video(
 
     Returns
     -------
-    ``t`` [W] window centres (s), ``x`` [W, 2D] float32, ``y`` [W] int8 or ``va`` [W, 2],
-    ``start``/``end`` [W] int32 grid bins, ``n_valid`` [W], ``valid`` [W] bool.
+    The arrays of :func:`window_features`, plus ``y`` [W] int8 (expr) or ``va`` [W, 2].
     """
-    n = len(labels["t"])
-    xg, vg = to_grid(emb["t"], emb["x"], emb["valid"], n, rate_hz)
-    starts, ends = window_bounds(n, rate_hz, window_s, overlap)
-    feats, n_valid = window_stats(xg, vg, starts, ends)
-    need = np.maximum(1, np.ceil(min_valid_frac * (ends - starts))).astype(int)
-    out = {
-        "t": window_centres(labels["t"], starts, ends),
-        "x": np.nan_to_num(feats).astype(np.float32),
-        "start": starts.astype(np.int32),
-        "end": ends.astype(np.int32),
-        "n_valid": n_valid.astype(np.int32),
-        "valid": n_valid >= need,
-    }
+    out = window_features(
+        emb,
+        labels["t"],
+        rate_hz,
+        window_s=window_s,
+        overlap=overlap,
+        min_valid_frac=min_valid_frac,
+    )
+    starts, ends = out["start"].astype(np.int64), out["end"].astype(np.int64)
     if "y" in labels:
         out["y"] = window_labels(labels["y"], starts, ends, n_classes).astype(np.int8)
     else:

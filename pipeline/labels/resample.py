@@ -25,6 +25,13 @@ def n_bins(duration_s: float, rate_hz: float) -> int:
     return max(1, math.ceil(round(duration_s * rate_hz, 9)))
 
 
+def media_duration_s(row) -> float:
+    """The duration the 5 Hz grid of a manifest row covers, in seconds: decoded frames / fps
+    for media with a video stream, the (decoded) duration for audio-only media."""
+    n_frames = row.n_frames if row.has_video else 0
+    return n_frames / row.fps if n_frames else row.duration_s
+
+
 def grid_times(n: int, rate_hz: float) -> np.ndarray:
     """Bin centres in seconds, float64 [n]."""
     return (np.arange(n) + 0.5) / rate_hz
@@ -145,9 +152,7 @@ def video_labels_5hz(
     Returns ``{"t": [n] s, "y": [n] int8}`` for ``task='expr'`` or ``{"t", "va": [n, 2]}``
     for ``task='va'``, plus ``valid`` [n] bool (annotated bins).
     """
-    n_frames = row.n_frames if row.has_video else 0
-    duration = n_frames / row.fps if n_frames else row.duration_s
-    n = n_bins(duration, rate_hz)
+    n = n_bins(media_duration_s(row), rate_hz)
     t = grid_times(n, rate_hz)
     frames = frame_labels(row, task=task, classes=classes, rate_hz=rate_hz)
     if frames is not None:

@@ -137,6 +137,64 @@ def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.nda
     return out
 
 
+def training_prior(class_counts) -> np.ndarray:
+    """Class prior [K] float32 from the training windows' class counts (``report.json``'s
+    ``class_counts``): the scores of grid bins that no valid window covers."""
+    counts = np.asarray(class_counts)
+    return counts.astype(np.float32) / int(counts.sum())
+
+
+def model_classes(model) -> np.ndarray:
+    """The class indices a fitted classifier (or a pipeline ending in one) predicts."""
+    return model.classes_ if hasattr(model, "classes_") else model[-1].classes_
+
+
+def window_proba(
+    name: str, model, videos: dict[str, dict], split: str, n_classes: int, seq_len: int = 0
+) -> dict[str, np.ndarray]:
+    """Class probabilities [W, K] of every window of the ``split`` videos.
+
+    Parameters
+    ----------
+    name : svm | kelm | lstm (the LSTM scores sequences of ``seq_len`` windows)
+    videos : ``{video_id: {"x", "y", "valid", "attrs": {"split", ...}}}`` (``y`` may be all
+        -1: the LSTM's sequences carry it, nothing else reads it)
+
+    Returns
+    -------
+    ``{video_id: (W, K) float32}``; classes the model never saw get 0. A video with W = 0
+    windows (no such modality) gets a (0, K) array.
+    """
+    classes = model_classes(model)
+    ids = sorted(v for v, g in videos.items() if g["attrs"]["split"] == split)
+    if name == "lstm":
+        Xq, _, index = sequences(videos, split, seq_len)
+        pq = full_proba(model.predict_proba(Xq), classes, n_classes)
+        per_window = {v: np.zeros((len(videos[v]["y"]), n_classes), np.float32) for v in ids}
+        for (vid, s, n), p in zip(index, pq):
+            per_window[vid][s : s + n] = p[:n]
+        return per_window
+    return {
+        v: (
+            full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes)
+            if len(videos[v]["x"])
+            else np.zeros((0, n_classes), np.float32)
+        )
+        for v in ids
+    }  # W = 0: a video without this feature's modality
+
+
+def video_grid(
+    window_values: np.ndarray, g: dict, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One video's window predictions (valid windows only) averaged onto its 5 Hz grid
+    (``g["attrs"]["n_grid"]`` bins); :func:`pipeline.scores.grid_scores`."""
+    ok = g["valid"]
+    return grid_scores(
+        window_values[ok], g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]), fallback
+    )
+
+
 def fit_and_score(
     name: str, cfg: Any, videos: dict[str, dict], n_classes: int, seed: int
 ) -> tuple[Any, dict[str, dict], dict]:
@@ -169,7 +227,7 @@ def fit_and_score(
         )
     if len(np.unique(y)) < 2:
         raise PipelineError(f"{name}: the training windows hold fewer than two classes")
-    prior = np.bincount(y, minlength=n_classes).astype(np.float32) / len(y)
+    prior = training_prior(np.bincount(y, minlength=n_classes))
     model = make_model(name, cfg, y, n_classes, seed, groups)
     if name == "lstm":
         Xs, ys, _ = sequences(videos, "train", cfg.seq_len)
@@ -178,36 +236,17 @@ def fit_and_score(
         model.fit(Xs, ys, Xd, yd)
     else:
         model.fit(X, y)
-    classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
     scores: dict[str, dict] = {}
     dev_windows: dict[str, np.ndarray] = {}
+    seq_len = cfg.seq_len if name == "lstm" else 0
     for split in ("dev", "test"):
-        ids = sorted(v for v, g in videos.items() if g["attrs"]["split"] == split)
-        if not ids:
+        if not any(g["attrs"]["split"] == split for g in videos.values()):
             continue
-        if name == "lstm":
-            Xq, _, index = sequences(videos, split, cfg.seq_len)
-            pq = full_proba(model.predict_proba(Xq), classes, n_classes)
-            per_window = {v: np.zeros((len(videos[v]["y"]), n_classes), np.float32) for v in ids}
-            for (vid, s, n), p in zip(index, pq):
-                per_window[vid][s : s + n] = p[:n]
-        else:
-            per_window = {
-                v: (
-                    full_proba(model.predict_proba(videos[v]["x"]), classes, n_classes)
-                    if len(videos[v]["x"])
-                    else np.zeros((0, n_classes), np.float32)
-                )
-                for v in ids
-            }  # W = 0: a video without this feature's modality
+        per_window = window_proba(name, model, videos, split, n_classes, seq_len)
         if split == "dev":
             dev_windows = per_window
-        for vid in ids:
-            g = videos[vid]
-            ok = g["valid"]
-            p, covered = grid_scores(
-                per_window[vid][ok], g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]), prior
-            )
+        for vid in sorted(per_window):
+            p, covered = video_grid(per_window[vid], videos[vid], prior)
             scores[vid] = {"p": p, "covered": covered}
     report = {
         "model": name,
@@ -294,10 +333,17 @@ def fit_and_score_va(
     for vid, g in sorted(videos.items()):
         if g["attrs"]["split"] not in ("dev", "test"):
             continue
-        ok = g["valid"]
-        pred = np.clip(model.predict(g["x"][ok]), -1, 1) if ok.any() else np.zeros((0, 2))
-        va, covered = grid_scores(
-            pred, g["start"][ok], g["end"][ok], int(g["attrs"]["n_grid"]), mean
-        )
+        va, covered = video_grid(window_va_pred(model, g), g, mean)
         scores[vid] = {"va": va, "covered": covered}
-    return model, scores, {"model": name, "task": "va", "train_windows": int(len(Y))}
+    report = {"model": name, "task": "va", "train_windows": int(len(Y))}
+    return model, scores, {**report, "train_mean": mean.tolist()}
+
+
+def window_va_pred(model, g: dict) -> np.ndarray:
+    """Valence/arousal [W, 2] in [-1, 1] of a video's windows; only valid windows are
+    predicted (the others hold 0, and :func:`video_grid` never reads them)."""
+    ok = g["valid"]
+    out = np.zeros((len(ok), 2))
+    if ok.any():
+        out[ok] = np.clip(model.predict(g["x"][ok]), -1, 1)
+    return out

@@ -54,6 +54,36 @@ def _spans(wave: np.ndarray, sr: int, window_s: float, overlap: float, rate_hz: 
     return x, start, end
 
 
+def raw_audio_prior(class_counts) -> np.ndarray:
+    """Class prior [K] float32 from the training windows' class counts (``report.json``'s
+    ``class_counts``): the scores of a video without audio."""
+    counts = np.asarray(class_counts)
+    return (counts / counts.sum()).astype(np.float32)
+
+
+def video_windows(
+    wave: np.ndarray, sr: int, n: int, window_s: float, overlap: float, rate_hz: float
+) -> dict[str, np.ndarray]:
+    """Raw-audio windows of one video without labels: ``x`` [W, samples], ``start``/``end``
+    [W] bins of its ``n``-bin grid (what :func:`raw_audio_grid` scores)."""
+    x, start, end = _spans(wave, sr, window_s, overlap, rate_hz, n)
+    return {"x": x, "start": start, "end": end}
+
+
+def raw_audio_grid(
+    model: AudioCNNLSTMClassifier,
+    x: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    n: int,
+    prior: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of raw-audio windows ``x`` averaged onto an ``n``-bin grid:
+    ``(p [n, K] float32, covered [n])``; uncovered bins get ``prior``."""
+    p = full_proba(model.predict_proba(x), model.classes_, len(prior))
+    return grid_scores(p, start, end, n, prior)
+
+
 def fit_raw_audio(
     videos: dict[str, dict],
     cfg: Any,
@@ -104,7 +134,7 @@ def fit_raw_audio(
     )
     model.fit(X, y, Xd if len(yd) else None, yd if len(yd) else None)
     counts = np.bincount(y[y >= 0], minlength=n_classes)
-    prior = (counts / counts.sum()).astype(np.float32)
+    prior = raw_audio_prior(counts)
     scores = {}
     for vid, g in sorted(videos.items()):
         if g["split"] not in ("dev", "test"):
@@ -114,8 +144,7 @@ def fit_raw_audio(
             scores[vid] = {"p": np.tile(prior, (n, 1)), "covered": np.zeros(n, bool)}
             continue
         w = win[vid]
-        p = full_proba(model.predict_proba(w["x"]), model.classes_, n_classes)
-        grid, covered = grid_scores(p, w["start"], w["end"], n, prior)
+        grid, covered = raw_audio_grid(model, w["x"], w["start"], w["end"], n, prior)
         scores[vid] = {"p": grid, "covered": covered}
     report = {
         "model": "cnn_lstm_raw",
@@ -238,8 +267,5 @@ def fit_raw_audio_va(
         w = win[vid]
         grid, covered = grid_scores(predict_va(net, w["x"], device), w["start"], w["end"], n, mean)
         scores[vid] = {"va": grid, "covered": covered}
-    return (
-        net,
-        scores,
-        {"model": "cnn_lstm_raw", "task": "va", "train_windows": int(len(Y)), "history": history},
-    )
+    report = {"model": "cnn_lstm_raw", "task": "va", "train_windows": int(len(Y))}
+    return net, scores, {**report, "history": history, "train_mean": mean.tolist()}
