@@ -389,6 +389,7 @@ class ModelSet:
             ("audio backbone", name),
             lambda: load_audio_backbone(
                 name,
+                pretrained_dir=self.root / "pretrained",
                 weights=entry.weights if entry else None,
                 device=self.device,
                 rate_hz=cfg.label_rate_hz,

@@ -181,6 +181,7 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
         backbone="mfcc",
         manifest=manifest,
         audio=source,
+        pretrained=models / "pretrained",
         dst=feats / "audio" / "mfcc.h5",
     )
     for name, src in SMALL["window_stats"]["features"].items():
