@@ -77,16 +77,7 @@ class H5Writer:
         self, video_id: str, attrs: Mapping[str, Any] | None = None, **arrays: np.ndarray
     ) -> None:
         """Add group ``video_id`` holding ``arrays`` (and optional group attributes)."""
-        if self._last is not None and video_id <= self._last:
-            raise ValueError(
-                f"{self._path}: groups must be added in sorted order "
-                f"({video_id!r} after {self._last!r})"
-            )
-        self._last = video_id
-        group = self._f.create_group(video_id)
-        for key in sorted(attrs or {}):
-            group.attrs[key] = _attr_value(attrs[key])
-        _write_arrays(group, arrays)
+        _write_arrays(self._new_group(video_id, attrs), arrays)
 
     def stream(
         self,
@@ -107,6 +98,9 @@ class H5Writer:
             Filter of the datasets whose rows hold at least 1 KiB (face crops); small rows
             (times, boxes) stay uncompressed.
         """
+        return GroupAppender(self._new_group(video_id, attrs), rows, compression)
+
+    def _new_group(self, video_id: str, attrs: Mapping[str, Any] | None) -> h5py.Group:
         if self._last is not None and video_id <= self._last:
             raise ValueError(
                 f"{self._path}: groups must be added in sorted order "
@@ -116,7 +110,7 @@ class H5Writer:
         group = self._f.create_group(video_id)
         for key in sorted(attrs or {}):
             group.attrs[key] = _attr_value(attrs[key])
-        return GroupAppender(group, rows, compression)
+        return group
 
     def set_attrs(self, **file_attrs: Any) -> None:
         """Set file attributes known only at the end (e.g. a streamed video's report)."""
