@@ -136,7 +136,7 @@ def iter_face_track(
                 )
                 next_log = time.monotonic() + log_every_s
         if pending and (not batch or sum(len(p["t"]) for p in pending) >= YIELD_ROWS):
-            yield {name: np.concatenate([p[name] for p in pending]) for name in pending[0]}
+            yield _concat_rows(pending)
             pending = []
         if not batch:
             return
@@ -189,6 +189,11 @@ def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str,
             name: np.zeros((0,) + shape, dtype)
             for name, (shape, dtype) in face_rows(cfg.size_px).items()
         }
+    return _concat_rows(parts)
+
+
+def _concat_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Consecutive pieces of a face track joined along time."""
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
