@@ -357,6 +357,8 @@ class FitRawAudioSection(Section):
     batch_size: PosInt
     patience: PosInt
     class_weight_r: PosFloat
+    augment: bool
+    cosine: bool
 
 
 class FuseSection(Section):

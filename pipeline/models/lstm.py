@@ -25,6 +25,7 @@ import copy
 import logging
 import math
 import numbers
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -172,6 +173,8 @@ def fit_torch_classifier(
     generator: torch.Generator,
     weight_decay: float = 0.0,
     grad_clip: float | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    cosine: bool = False,
 ) -> tuple[list[dict], int]:
     """Train a classifier module with Adam and early stopping on the validation loss.
 
@@ -205,11 +208,19 @@ def fit_torch_classifier(
         CPU generator that shuffles the mini-batches.
     grad_clip : float or None
         Clip the global gradient norm to this value.
+    augment : callable or None
+        ``augment(xb, generator) -> xb``: a random transform of each training batch (on the
+        CPU, drawn from ``generator``, so a seed gives the same run); validation data is
+        never augmented.
+    cosine : bool
+        Anneal the learning rate from ``lr`` to 0 over ``epochs`` (cosine); the late,
+        small steps settle the weights, so the epoch early stopping keeps is less noisy.
 
     Returns
     -------
     history : list of dict
-        One dict per epoch run: ``epoch`` (1-based), ``train_loss`` (mean over the
+        One dict per epoch run: ``epoch`` (1-based), ``lr`` (the epoch's learning rate),
+        ``train_loss`` (mean over the
         epoch's batches, weighted by labelled targets), ``val_loss`` (None without a
         validation set).
     best_epoch : int
@@ -222,17 +233,20 @@ def fit_torch_classifier(
         else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
     )
     opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs) if cosine else None
     n = X.shape[0]
     has_val = X_val is not None and X_val.shape[0] > 0
     best_loss, best_epoch, best_state, wait = math.inf, 0, None, 0
     history: list[dict] = []
     for epoch in range(1, epochs + 1):
         module.train()
+        epoch_lr = opt.param_groups[0]["lr"]
         order = torch.randperm(n, generator=generator)
         total, denom = 0.0, 0.0
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
-            xb, yb = X[idx].to(device), y[idx].to(device)
+            xb = X[idx] if augment is None else augment(X[idx], generator)
+            xb, yb = xb.to(device), y[idx].to(device)
             if not bool((yb != MASK_LABEL).any()):
                 continue  # nothing labelled in this batch
             loss_sum, dn = _masked_ce_sum(module(xb), yb, weight)
@@ -244,11 +258,15 @@ def fit_torch_classifier(
             opt.step()
             total += float(loss_sum.detach())
             denom += float(dn.detach())
+        if schedule is not None:
+            schedule.step()
         train_loss = total / denom if denom > 0 else math.nan
         val_loss = (
             _mean_loss(module, X_val, y_val, weight, batch_size, device) if has_val else None
         )
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        history.append(
+            {"epoch": epoch, "lr": epoch_lr, "train_loss": train_loss, "val_loss": val_loss}
+        )
         log.info("epoch %d/%d train_loss %.5f val_loss %s", epoch, epochs, train_loss, val_loss)
         if not has_val:
             best_epoch = epoch

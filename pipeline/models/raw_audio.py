@@ -127,6 +127,8 @@ def fit_raw_audio(
         lr=cfg.lr,
         batch_size=cfg.batch_size,
         patience=cfg.patience,
+        augment=cfg.augment,
+        cosine=cfg.cosine,
         class_weight="log",
         class_weight_r=cfg.class_weight_r,
         device=device,

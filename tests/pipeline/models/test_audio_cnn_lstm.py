@@ -6,14 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
+from pipeline.models.audio_cnn_lstm import (
+    AudioCNNLSTM,
+    AudioCNNLSTMClassifier,
+    augment_waveforms,
+    raw_audio_windows,
+)
 
 torch.set_num_threads(1)
 
 SR = 16_000
 TINY = dict(
     channels=(8, 16, 16),
-    kernel_size=9,
+    kernel_sizes=(9, 9, 9),
+    strides=(1, 1, 1),
     pool_sizes=(4, 4, 4),
     lstm_hidden=16,
     lstm_layers=2,
@@ -82,14 +88,26 @@ def test_model_output_shapes_on_four_second_windows():
 
 
 def test_model_rejects_too_short_windows():
-    model = AudioCNNLSTM(n_classes=2, **{k: TINY[k] for k in ("channels", "pool_sizes")})
+    arch = ("channels", "kernel_sizes", "strides", "pool_sizes")
+    model = AudioCNNLSTM(n_classes=2, **{k: TINY[k] for k in arch})
     with pytest.raises(ValueError, match="pooling"):
         model(torch.zeros(1, 1, 32))
 
 
-def test_model_needs_three_blocks():
-    with pytest.raises(ValueError):
-        AudioCNNLSTM(2, channels=(8, 8), pool_sizes=(4, 4))
+def test_model_needs_three_blocks_of_one_shape():
+    with pytest.raises(ValueError, match="at least 3"):
+        AudioCNNLSTM(2, channels=(8, 8), kernel_sizes=(9, 9), strides=(1, 1), pool_sizes=(4, 4))
+    with pytest.raises(ValueError, match="one entry per block"):
+        AudioCNNLSTM(2, channels=(8, 8, 8), kernel_sizes=(9, 9), strides=(1, 1, 1))
+
+
+def test_first_block_stride_sets_the_time_step():
+    """Stride and pooling together divide the time axis: (4 * 4) * 4 * 4 * 4 = 1024."""
+    model = AudioCNNLSTM(3).eval()
+    assert model.min_samples == 1024
+    assert model.features[0].stride == (4,) and model.features[0].kernel_size == (80,)
+    with torch.no_grad():
+        assert model.features(torch.randn(1, 1, 32_000)).shape == (1, 128, 31)
 
 
 # ---------------------------------------------------------------------- classifier
@@ -155,3 +173,38 @@ def test_output_does_not_depend_on_the_recording_level():
     x = torch.randn(2, 1, 4096) * 0.01
     with torch.no_grad():
         torch.testing.assert_close(net(x), net(x * 300.0), rtol=1e-4, atol=1e-4)
+
+
+# -------------------------------------------------------------------- augmentation
+def test_augment_is_a_circular_shift_plus_noise_at_the_drawn_snr():
+    x = torch.randn(6, 1, 4000)
+    clean = augment_waveforms(x, torch.Generator().manual_seed(0), snr_db=(300.0, 300.0))
+    for row, out in zip(x[:, 0].numpy(), clean[:, 0].numpy()):
+        shifts = [s for s in range(4000) if np.allclose(np.roll(row, -s), out, atol=1e-5)]
+        assert len(shifts) == 1  # exactly one rotation of the input
+    noisy = augment_waveforms(x, torch.Generator().manual_seed(0), snr_db=(10.0, 10.0))
+    noise = noisy - clean  # same generator: same shifts, noise added on top
+    ratio = (noise.pow(2).mean(-1) / clean.pow(2).mean(-1)).numpy()
+    np.testing.assert_allclose(ratio, 0.1, rtol=0.15)  # 10 dB
+    again = augment_waveforms(x, torch.Generator().manual_seed(0), snr_db=(10.0, 10.0))
+    torch.testing.assert_close(noisy, again, rtol=0, atol=0)
+    assert x.shape == noisy.shape
+
+
+def test_training_augments_train_batches_only_and_decays_the_lr(monkeypatch):
+    X, y = _sines(12, seed=5)
+    Xv, yv = _sines(6, seed=6)
+    seen = []
+    clf = AudioCNNLSTMClassifier(
+        epochs=4, lr=1e-3, patience=None, cosine=True, random_state=0, **TINY
+    )
+
+    def counting(xb, generator):  # the real augmentation, counting the windows it gets
+        seen.append(xb.shape[0])
+        return augment_waveforms(xb, generator)
+
+    monkeypatch.setattr("pipeline.models.audio_cnn_lstm.augment_waveforms", counting)
+    clf.set_params(augment=True).fit(X, y, X_val=Xv, y_val=yv)
+    assert sum(seen) == 4 * 12  # every training window once per epoch, no validation window
+    lrs = [h["lr"] for h in clf.history_]
+    np.testing.assert_allclose(lrs, [1e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)])

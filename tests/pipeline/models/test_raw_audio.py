@@ -47,6 +47,8 @@ def test_learns_tones_and_scores_every_dev_bin():
         batch_size=8,
         patience=12,
         class_weight_r=0.34,
+        augment=True,  # the params.yaml training recipe
+        cosine=True,
     )
     _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
     assert sorted(scores) == ["dev", "silent", "test"] and report["missing_classes"] == []
@@ -77,6 +79,8 @@ def test_class_missing_from_training_but_present_in_dev():
         batch_size=8,
         patience=2,
         class_weight_r=0.34,
+        augment=False,
+        cosine=False,
     )
     _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
     assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
@@ -101,7 +105,7 @@ def test_va_regression_learns_loudness_to_arousal():
     videos["dev"] = video("dev", levels(rng.uniform(-0.9, 0.9, 8)))
     videos["test"] = video("test", levels(np.linspace(-0.8, 0.8, 8)))
     cfg = SimpleNamespace(
-        window_s=0.5, overlap=0.4, epochs=25, lr=0.003, batch_size=8, patience=25
+        window_s=0.5, overlap=0.4, epochs=25, lr=0.001, batch_size=8, patience=25
     )
     _, scores, report = fit_raw_audio_va(videos, cfg, seed=0, rate_hz=5.0)
     assert report["task"] == "va" and scores["test"]["va"].shape == (40, 2)
