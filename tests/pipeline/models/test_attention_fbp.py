@@ -10,6 +10,7 @@ from pipeline.models.attention_fbp import (
     AttentionFBPNet,
     AttentionPool,
     FactorizedBilinearPooling,
+    masked_softmax_pool,
 )
 from pipeline.models.fusion_inputs import pack_inputs
 from pipeline.models.lstm import fit_torch_classifier
@@ -99,6 +100,16 @@ def test_masked_values_change_nothing_and_empty_windows_are_zero(kind, windows):
     assert x.grad[torch.from_numpy(mask)].abs().sum() > 0
 
 
+def test_masked_softmax_pool_ignores_invalid_positions():
+    scores = torch.tensor([[0.0, 1.0, 50.0], [3.0, -2.0, 7.0]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    values = torch.arange(6.0).reshape(1, 3, 2).expand(2, 3, 2)
+    out = masked_softmax_pool(scores, mask, values)
+    w = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    np.testing.assert_allclose(out[0].numpy(), w @ [[0, 1], [2, 3]], rtol=1e-6)
+    assert (out[1] == 0).all()  # no valid position: zeros, whatever the values
+
+
 def test_unknown_attention_and_fusion_are_refused():
     with pytest.raises(ValueError, match="attention kind"):
         AttentionPool(4, "cross")
@@ -172,9 +183,12 @@ def test_net_learns_a_two_modality_set_with_the_shared_loop(hyper):
     torch.manual_seed(0)
     net = AttentionFBPNet(dv, da, 3, **hyper)  # as the fusion_net stage builds it
     history, best = _train(net, x, y)
+    x_new, y_new, _, _ = _two_modality_set(n=60, seed=1)  # fresh windows: no memorising
     with torch.no_grad():
         acc = (net(x).argmax(1) == y).float().mean().item()
+        acc_new = (net(x_new).argmax(1) == y_new).float().mean().item()
     assert acc >= 0.95 and best == 40 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert acc_new >= 0.9  # without either modality it stays near 2/3
 
 
 def test_net_output_shapes_masking_and_determinism():
