@@ -215,3 +215,14 @@ def test_net_output_shapes_masking_and_determinism():
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
     torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+def test_net_rebuilds_from_its_init_kwargs_and_state_dict():
+    from pipeline.models.persist import module_bytes, module_from_bytes
+
+    x, _, dv, da = _two_modality_set(n=6)
+    torch.manual_seed(0)
+    net = AttentionFBPNet(dv, da, 2, "transformer", "relation", fbp_out=8, hidden=5).eval()
+    back = module_from_bytes(module_bytes(net))
+    assert back.init_kwargs == net.init_kwargs
+    torch.testing.assert_close(back(x), net(x), rtol=0, atol=0)
