@@ -33,7 +33,7 @@ test: $(TEST_STAMP)
 
 # Every benchmark, figures to reports/benchmarks/ (about 50 minutes on 2 cores; needs ../shared/data
 # and, for separate_vocals, embed, audio_emodb and predict, the models of `make demo`)
-BENCHES := detect_faces mtcnn_torch face_memory separate_vocals embed audio_emodb raw_audio_emodb windows fusion kelm predict
+BENCHES := detect_faces mtcnn_torch face_memory separate_vocals embed enhance audio_emodb raw_audio_emodb windows fusion kelm predict
 bench: $(TEST_STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
 

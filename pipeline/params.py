@@ -246,11 +246,19 @@ class Backbone(Section):
     weights: Str | None  # a checkpoint path, or None for the built-in weights
 
 
+class FaceBackboneEntry(Backbone):
+    """One entry of ``embed_faces.backbones``: weights and feature enhancement."""
+
+    # none | mean | meanstd | normfft: aggregate 18 rotated/scaled/flipped views of each
+    # face (pipeline.embed.enhance); meanstd doubles the embedding size
+    enhance: Literal["none", "mean", "meanstd", "normfft"]
+
+
 class EmbedFacesSection(Section):
-    """Section ``embed_faces``: backbones (name -> {weights}) and batch size."""
+    """Section ``embed_faces``: backbones (name -> {weights, enhance}) and batch size."""
 
     batch_size: PosInt
-    backbones: dict[FaceBackbone, Backbone]
+    backbones: dict[FaceBackbone, FaceBackboneEntry]
 
 
 class FinetuneFacesSection(Section):

@@ -356,19 +356,24 @@ class ModelSet:
         return self._loaded[key]
 
     def face_backbone(self, name: str):
-        """The ``embed_faces`` backbone ``name`` (``face_backbones.FaceBackbone``)."""
+        """The ``embed_faces`` backbone ``name`` (``face_backbones.FaceBackbone``), with the
+        feature enhancement of its ``embed_faces`` entry."""
+        from pipeline.embed.enhance import enhance_backbone
         from pipeline.embed.face_backbones import load_face_backbone
 
         cfg = self.prm.embed_faces
         entry = cfg.backbones.get(name)
         return self._once(
             ("face backbone", name),
-            lambda: load_face_backbone(
-                name,
-                pretrained_dir=self.root / "pretrained",
-                weights=entry.weights if entry else None,
-                device=self.device,
-                batch_size=cfg.batch_size,
+            lambda: enhance_backbone(
+                load_face_backbone(
+                    name,
+                    pretrained_dir=self.root / "pretrained",
+                    weights=entry.weights if entry else None,
+                    device=self.device,
+                    batch_size=cfg.batch_size,
+                ),
+                entry.enhance if entry else "none",
             ),
         )
 

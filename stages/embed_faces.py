@@ -3,7 +3,8 @@
 Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, models/pretrained;
        params base.device, base.n_jobs, embed_faces
 Writes features/faces/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
-       (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256.
+       (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256,
+       dim (2 x the backbone's for enhance meanstd) and, unless none, enhance.
        Videos without a video stream: an empty group with attribute `skipped`.
 """
 
@@ -16,7 +17,7 @@ import torch
 
 from pipeline.cli import stage_cli
 from pipeline.data.manifest import no_stream, read_manifest
-from pipeline.embed import face_backbones, fer_xception, resnet50_vggface2
+from pipeline.embed import enhance, face_backbones, fer_xception, resnet50_vggface2
 from pipeline.embed.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.io.h5 import read_attrs, skipped_group
@@ -45,6 +46,7 @@ def main(
     torch.set_num_threads(cfg.n_jobs if cfg.n_jobs > 0 else torch.get_num_threads())
     entry = cfg.backbones.get(backbone)
     weights = entry.weights if entry else None
+    kind = entry.enhance if entry else "none"
     model = face_backbones.load_face_backbone(
         backbone,
         pretrained_dir=pretrained,
@@ -52,6 +54,10 @@ def main(
         device=device,
         batch_size=cfg.batch_size,
     )
+    model = enhance.enhance_backbone(model, kind)
+    # enhance none keeps the params, code digest and attributes (so the bytes) of before
+    extra = {} if kind == "none" else {"enhance": kind}
+    modules = [face_backbones, fer_xception, resnet50_vggface2] + ([enhance] if extra else [])
     rows = read_manifest(manifest)
     skip = {r.video_id: no_stream(r, "video") for r in rows}
     # rows without video have no faces file; their (empty) group is keyed on the manifest
@@ -70,8 +76,9 @@ def main(
         dst,
         items,
         embed,
-        params={"backbone": backbone, "weights_sha256": model.weights_sha256, "runtime": rt},
-        code=code_digest([face_backbones, fer_xception, resnet50_vggface2]),
+        params={"backbone": backbone, "weights_sha256": model.weights_sha256, "runtime": rt}
+        | extra,
+        code=code_digest(modules),
         desc=f"embed_faces[{backbone}]",
         stage="embed_faces",
         model=backbone,
@@ -80,6 +87,7 @@ def main(
         dim=model.dim,
         fps=fps,
         runtime=rt,
+        **extra,
     )
 
 

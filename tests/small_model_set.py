@@ -27,7 +27,7 @@ SMALL = {
     "build_manifest": {"adapter": "csv", "root": "data/raw/crema", "csv_file": "table.csv"},
     "detect_faces": {"detector": "dlib", "fps": 2.5},
     "separate_vocals": {"method": "none"},
-    "embed_faces": {"backbones": {"fer_xception": {"weights": None}}},
+    "embed_faces": {"backbones": {"fer_xception": {"weights": None, "enhance": "none"}}},
     "finetune_faces": {"epochs": 1, "oof_folds": 0, "batch_size": 16},
     "embed_audio": {"backbones": {"mfcc": {"weights": None}}},
     "window_stats": {

@@ -179,6 +179,10 @@ def test_unknown_section_and_unknown_backbone(tmp_path):
     assert "embed_faces.backbones.arcface: unknown name (known: 'fer_xception'" in _error(
         tmp_path, data
     )
+    data = _with("embed_faces.backbones", {"fer_xception": {"weights": None, "enhance": "max"}})
+    assert "embed_faces.backbones.fer_xception.enhance:" in _error(tmp_path, data)
+    data = _with("embed_faces.backbones", {"fer_xception": {"weights": None}})
+    assert "embed_faces.backbones.fer_xception.enhance:" in _error(tmp_path, data)
 
 
 def test_missing_key_section_and_base_key(tmp_path):

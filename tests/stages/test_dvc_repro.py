@@ -32,7 +32,7 @@ SMALL = {  # params overrides: 4 short videos, one backbone per modality, few ep
         "split_counts": {"train": 2, "dev": 1, "test": 1},
     },
     "detect_faces": {"fps": 2.5},
-    "embed_faces": {"backbones": {"fer_xception": {"weights": None}}},
+    "embed_faces": {"backbones": {"fer_xception": {"weights": None, "enhance": "none"}}},
     "finetune_faces": {"epochs": 1, "oof_folds": 2},
     "embed_audio": {"backbones": {"mfcc": {"weights": None}}},
     "window_stats": {
