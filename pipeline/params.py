@@ -367,6 +367,7 @@ class FitRawAudioSection(Section):
     class_weight_r: PosFloat
     augment: bool
     cosine: bool
+    ema: Annotated[Float, Field(gt=0, lt=1)] | None  # null = off
 
 
 class FuseSection(Section):

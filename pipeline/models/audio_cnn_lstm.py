@@ -1,13 +1,13 @@
 """End-to-end 1D CNN + LSTM on raw audio (model 4 of the ABAW 2020 system).
 
 The raw 16 kHz waveform is cut into 4 s windows (64,000 samples) that overlap by 2/5
-of a window (hop 0.6 * 4 s = 2.4 s). Each window goes through a stack of 1-D
-convolution blocks (Conv1d -> BatchNorm -> ReLU -> MaxPool -> Dropout 0.3), each of
-which divides the time resolution by its pool size, then two LSTM layers over the
-remaining time steps; the last LSTM step is mapped to K class logits
-(sequence-to-one). Training uses Adam (lr 0.00025) on the categorical cross-entropy,
-optionally with the logarithmic class weights of the paper (r = 0.34), and early
-stopping on a validation set.
+of a window (hop 0.6 * 4 s = 2.4 s). Each window goes through a learned filterbank (a
+strided 1-D convolution, log magnitude, per-window normalisation), 1-D convolution blocks
+(Conv1d -> BatchNorm -> ReLU -> MaxPool -> Dropout 0.3), then two LSTM layers whose
+outputs are averaged over time and mapped to K class logits (sequence-to-one). Training
+uses Adam on the categorical cross-entropy, optionally with the logarithmic class weights of
+the paper (r = 0.34), augmentation (:func:`augment_waveforms`), a cosine learning-rate decay,
+an exponential moving average of the weights, and early stopping on a validation set.
 
 Window predictions are mapped back to the 5 Hz label grid elsewhere
 (``pipeline.features.windows``); ``starts_s`` of :func:`raw_audio_windows` gives each
@@ -124,75 +124,92 @@ def augment_waveforms(
 
 
 class AudioCNNLSTM(nn.Module):
-    """1-D CNN + 2-layer LSTM over a raw waveform window; logits of the last step.
+    """1-D CNN + 2-layer LSTM over a raw waveform window.
+
+    The first convolution is a learned filterbank: ``n_filters`` kernels of ``filter_len``
+    samples moved by ``filter_hop`` (25 ms and 10 ms at 16 kHz), then the log of the filter
+    outputs' magnitude and a per-window normalisation of every filter over time (cepstral
+    mean and variance normalisation of a learned spectrogram: it removes the speaker's and
+    the channel's constant colouring). Conv blocks (Conv1d -> BatchNorm -> ReLU -> MaxPool
+    -> Dropout) over the 100 Hz frames follow, then the LSTM; the logits come from its
+    outputs averaged over time (``readout='mean'``) or from its last step (``'last'``).
+
+    On the speaker-independent EmoDB split a plain strided-conv stack at the full sample
+    rate is 10x slower per epoch and swings between chance and 0.5 UAR from one epoch to
+    the next (tests/benchmarks/bench_raw_audio_emodb.py).
 
     Parameters
     ----------
     n_classes : int
-        Number of output classes K.
-    channels : sequence of int, default=(32, 64, 128, 128)
-        Output channels of the conv blocks (at least 3 blocks).
-    kernel_sizes : sequence of int, default=(80, 9, 9, 9)
-        Convolution kernel length per block, in samples of the block's input rate, 'same'
-        padding. The first block's 80 samples are 5 ms at 16 kHz (the seed-003 audio
-        model's kernel): long enough to learn band-pass filters of speech.
-    strides : sequence of int, default=(4, 1, 1, 1)
-        Convolution stride per block. A stride on the first block keeps the 16 kHz input
-        from being carried at full rate through BatchNorm, ReLU and pooling (6x faster
-        training on a CPU than stride 1 with the same LSTM time step).
-    pool_sizes : sequence of int, default=(4, 4, 4, 4)
-        Max-pool size (= stride) per block. The time axis shrinks by the product of strides
-        and pool sizes (1024: a 4 s window at 16 kHz becomes 62 LSTM steps of 64 ms).
+        Number of outputs K.
+    n_filters : int, default=40
+        Filters of the learned filterbank.
+    filter_len, filter_hop : int, default=400, 160
+        Filter length and hop in samples (25 ms and 10 ms at 16 kHz).
+    channels : sequence of int, default=(64, 128)
+        Output channels of the conv blocks after the filterbank (at least 2).
+    kernel_size : int, default=5
+        Kernel of those blocks, in frames ('same' padding).
+    pool_sizes : sequence of int, default=(2, 2)
+        Max-pool size per block: a 4 s window becomes 100 LSTM steps of 40 ms.
     dropout : float, default=0.3
-        Dropout after each conv block and before the output layer.
+        Dropout after each conv block, between LSTM layers and before the output layer.
     lstm_hidden : int, default=128
-        Hidden units of each LSTM layer.
     lstm_layers : int, default=2
-        Number of LSTM layers.
+    readout : {'mean', 'last'}, default='mean'
 
     Each window is standardised to zero mean and unit variance first, so the output does not
     depend on the recording level.
 
     Shapes
     ------
-    input : (B, 1, samples) or (B, samples) float; ``samples >= prod(strides * pool_sizes)``
+    input : (B, 1, samples) or (B, samples) float; ``samples >= filter_hop * prod(pool_sizes)``
     output : (B, K) logits
     """
 
     def __init__(
         self,
         n_classes: int,
-        channels: Sequence[int] = (32, 64, 128, 128),
-        kernel_sizes: Sequence[int] = (80, 9, 9, 9),
-        strides: Sequence[int] = (4, 1, 1, 1),
-        pool_sizes: Sequence[int] = (4, 4, 4, 4),
+        n_filters: int = 40,
+        filter_len: int = 400,
+        filter_hop: int = 160,
+        channels: Sequence[int] = (64, 128),
+        kernel_size: int = 5,
+        pool_sizes: Sequence[int] = (2, 2),
         dropout: float = 0.3,
         lstm_hidden: int = 128,
         lstm_layers: int = 2,
+        readout: str = "mean",
     ):
         super().__init__()
-        channels, kernel_sizes = tuple(channels), tuple(kernel_sizes)
-        strides, pool_sizes = tuple(strides), tuple(pool_sizes)
+        channels, pool_sizes = tuple(channels), tuple(pool_sizes)
         self.init_kwargs = dict(
             n_classes=n_classes,
+            n_filters=n_filters,
+            filter_len=filter_len,
+            filter_hop=filter_hop,
             channels=channels,
-            kernel_sizes=kernel_sizes,
-            strides=strides,
+            kernel_size=kernel_size,
             pool_sizes=pool_sizes,
             dropout=dropout,
             lstm_hidden=lstm_hidden,
             lstm_layers=lstm_layers,
+            readout=readout,
         )  # to rebuild from a state dict (persist)
-        if not len(channels) == len(kernel_sizes) == len(strides) == len(pool_sizes):
-            raise ValueError(
-                "channels, kernel_sizes, strides and pool_sizes need one entry per block"
-            )
-        if len(channels) < 3:
-            raise ValueError("AudioCNNLSTM needs at least 3 conv blocks")
-        blocks, c_in = [], 1
-        for c_out, kernel, stride, pool in zip(channels, kernel_sizes, strides, pool_sizes):
+        if len(channels) != len(pool_sizes):
+            raise ValueError("channels and pool_sizes need one entry per block")
+        if len(channels) < 2:
+            raise ValueError("AudioCNNLSTM needs at least 2 conv blocks after the filterbank")
+        if readout not in ("mean", "last"):
+            raise ValueError(f"readout must be 'mean' or 'last', got {readout!r}")
+        self.readout = readout
+        self.filterbank = nn.Conv1d(
+            1, n_filters, filter_len, stride=filter_hop, padding=filter_len // 2, bias=False
+        )
+        blocks, c_in = [], n_filters
+        for c_out, pool in zip(channels, pool_sizes):
             blocks += [
-                nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+                nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False),
                 nn.BatchNorm1d(c_out),
                 nn.ReLU(inplace=True),
                 nn.MaxPool1d(pool),
@@ -200,7 +217,7 @@ class AudioCNNLSTM(nn.Module):
             ]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
-        self.min_samples = int(np.prod(strides) * np.prod(pool_sizes))
+        self.min_samples = int(filter_hop * np.prod(pool_sizes))
         self.lstm = nn.LSTM(
             c_in,
             lstm_hidden,
@@ -211,20 +228,26 @@ class AudioCNNLSTM(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(lstm_hidden, n_classes)
 
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised log filterbank frames: (B, 1, samples) -> (B, n_filters, frames)."""
+        # each window to zero mean, unit variance (the seed-003 audio model's input scaling):
+        # the level of separated vocals varies by orders of magnitude between recordings
+        x = (x - x.mean(dim=-1, keepdim=True)) / (x.std(dim=-1, keepdim=True) + 1e-5)
+        h = torch.log1p(10.0 * self.filterbank(x).abs())
+        return (h - h.mean(dim=-1, keepdim=True)) / (h.std(dim=-1, keepdim=True) + 1e-5)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(1)  # [B, samples] -> [B, 1, samples]
         if x.shape[-1] < self.min_samples:
             raise ValueError(
-                f"windows of {x.shape[-1]} samples are shorter than the total pooling "
-                f"factor {self.min_samples}"
+                f"windows of {x.shape[-1]} samples are shorter than the filterbank hop times "
+                f"the pooling ({self.min_samples})"
             )
-        # each window to zero mean, unit variance (the seed-003 audio model's input scaling):
-        # the level of separated vocals varies by orders of magnitude between recordings
-        x = (x - x.mean(dim=-1, keepdim=True)) / (x.std(dim=-1, keepdim=True) + 1e-5)
-        h = self.features(x)  # [B, C, T']
+        h = self.features(self.frames(x))  # [B, C, T']
         out, _ = self.lstm(h.transpose(1, 2))  # [B, T', H]
-        return self.head(self.drop(out[:, -1]))  # [B, K]
+        pooled = out.mean(dim=1) if self.readout == "mean" else out[:, -1]
+        return self.head(self.drop(pooled))  # [B, K]
 
 
 class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
@@ -232,7 +255,8 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    channels, kernel_sizes, strides, pool_sizes, dropout, lstm_hidden, lstm_layers
+    n_filters, filter_len, filter_hop, channels, kernel_size, pool_sizes, dropout,
+    lstm_hidden, lstm_layers, readout
         Architecture, see :class:`AudioCNNLSTM`.
     epochs : int, default=50
         Maximum number of epochs.
@@ -256,6 +280,9 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         Train on randomly shifted, noisy copies of the windows (:func:`augment_waveforms`).
     cosine : bool, default=False
         Cosine learning-rate decay to 0 over ``epochs``.
+    ema : float or None, default=None
+        Decay per step of an exponential moving average of the weights; validation and
+        prediction use the average (see :func:`pipeline.models.lstm.fit_torch_classifier`).
     class_weight : dict, 'log', 'balanced' or None, default=None
         Cross-entropy class weights; ``'log'`` is the paper's logarithmic weighting.
     class_weight_r : float, default=0.34
@@ -281,13 +308,16 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        channels: Sequence[int] = (32, 64, 128, 128),
-        kernel_sizes: Sequence[int] = (80, 9, 9, 9),
-        strides: Sequence[int] = (4, 1, 1, 1),
-        pool_sizes: Sequence[int] = (4, 4, 4, 4),
+        n_filters: int = 40,
+        filter_len: int = 400,
+        filter_hop: int = 160,
+        channels: Sequence[int] = (64, 128),
+        kernel_size: int = 5,
+        pool_sizes: Sequence[int] = (2, 2),
         dropout: float = 0.3,
         lstm_hidden: int = 128,
         lstm_layers: int = 2,
+        readout: str = "mean",
         epochs: int = 50,
         lr: float = 0.00025,
         batch_size: int = 32,
@@ -298,18 +328,22 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         grad_clip: float | None = 5.0,
         augment: bool = False,
         cosine: bool = False,
+        ema: float | None = None,
         class_weight: dict | str | None = None,
         class_weight_r: float = 0.34,
         device: str = "cpu",
         random_state: int | np.random.RandomState | None = None,
     ):
+        self.n_filters = n_filters
+        self.filter_len = filter_len
+        self.filter_hop = filter_hop
         self.channels = channels
-        self.kernel_sizes = kernel_sizes
-        self.strides = strides
+        self.kernel_size = kernel_size
         self.pool_sizes = pool_sizes
         self.dropout = dropout
         self.lstm_hidden = lstm_hidden
         self.lstm_layers = lstm_layers
+        self.readout = readout
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -320,6 +354,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         self.grad_clip = grad_clip
         self.augment = augment
         self.cosine = cosine
+        self.ema = ema
         self.class_weight = class_weight
         self.class_weight_r = class_weight_r
         self.device = device
@@ -373,18 +408,21 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
             torch.manual_seed(seed)
             module = AudioCNNLSTM(
                 len(self.classes_),
-                self.channels,
-                self.kernel_sizes,
-                self.strides,
-                self.pool_sizes,
-                self.dropout,
-                self.lstm_hidden,
-                self.lstm_layers,
+                n_filters=self.n_filters,
+                filter_len=self.filter_len,
+                filter_hop=self.filter_hop,
+                channels=self.channels,
+                kernel_size=self.kernel_size,
+                pool_sizes=self.pool_sizes,
+                dropout=self.dropout,
+                lstm_hidden=self.lstm_hidden,
+                lstm_layers=self.lstm_layers,
+                readout=self.readout,
             )
             if X.shape[1] < module.min_samples:
                 raise ValueError(
-                    f"windows of {X.shape[1]} samples are shorter than the total pooling "
-                    f"factor {module.min_samples}"
+                    f"windows of {X.shape[1]} samples are shorter than the filterbank hop "
+                    f"times the pooling ({module.min_samples})"
                 )
             self.history_, self.best_epoch_ = fit_torch_classifier(
                 module,
@@ -404,6 +442,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
                 grad_clip=self.grad_clip,
                 augment=augment_waveforms if self.augment else None,
                 cosine=self.cosine,
+                ema=self.ema,
             )
         self.module_ = module
         self.n_epochs_ = len(self.history_)

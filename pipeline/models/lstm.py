@@ -175,6 +175,7 @@ def fit_torch_classifier(
     grad_clip: float | None = None,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     cosine: bool = False,
+    ema: float | None = None,
 ) -> tuple[list[dict], int]:
     """Train a classifier module with Adam and early stopping on the validation loss.
 
@@ -215,6 +216,11 @@ def fit_torch_classifier(
     cosine : bool
         Anneal the learning rate from ``lr`` to 0 over ``epochs`` (cosine); the late,
         small steps settle the weights, so the epoch early stopping keeps is less noisy.
+    ema : float or None
+        Decay per optimiser step of an exponential moving average of the weights (and
+        BatchNorm statistics); validation and the returned module use the average.
+        0.99 averages over about the last 100 steps: on a few hundred windows the raw weights
+        jump between epochs, their average does not.
 
     Returns
     -------
@@ -234,6 +240,14 @@ def fit_torch_classifier(
     )
     opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs) if cosine else None
+    averaged = (
+        None
+        if ema is None
+        else torch.optim.swa_utils.AveragedModel(
+            module, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema), use_buffers=True
+        )
+    )
+    judged = module if averaged is None else averaged.module  # the weights validation sees
     n = X.shape[0]
     has_val = X_val is not None and X_val.shape[0] > 0
     best_loss, best_epoch, best_state, wait = math.inf, 0, None, 0
@@ -256,13 +270,15 @@ def fit_torch_classifier(
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(module)
             total += float(loss_sum.detach())
             denom += float(dn.detach())
         if schedule is not None:
             schedule.step()
         train_loss = total / denom if denom > 0 else math.nan
         val_loss = (
-            _mean_loss(module, X_val, y_val, weight, batch_size, device) if has_val else None
+            _mean_loss(judged, X_val, y_val, weight, batch_size, device) if has_val else None
         )
         history.append(
             {"epoch": epoch, "lr": epoch_lr, "train_loss": train_loss, "val_loss": val_loss}
@@ -273,7 +289,7 @@ def fit_torch_classifier(
             continue
         if val_loss < best_loss - tol:
             best_loss, best_epoch, wait = val_loss, epoch, 0
-            best_state = copy.deepcopy(module.state_dict())
+            best_state = copy.deepcopy(judged.state_dict())
         else:
             wait += 1
             if patience is not None and wait >= patience:
@@ -284,6 +300,8 @@ def fit_torch_classifier(
                     best_loss,
                 )
                 break
+    if best_state is None and averaged is not None:
+        best_state = averaged.module.state_dict()  # no validation: the final average
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()

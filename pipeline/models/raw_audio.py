@@ -129,6 +129,7 @@ def fit_raw_audio(
         patience=cfg.patience,
         augment=cfg.augment,
         cosine=cfg.cosine,
+        ema=cfg.ema,
         class_weight="log",
         class_weight_r=cfg.class_weight_r,
         device=device,

@@ -22,6 +22,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 import torch
+import yaml
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTMClassifier
@@ -29,11 +30,18 @@ from pipeline.models.audio_cnn_lstm import AudioCNNLSTMClassifier
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("AVEMO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CODES = "NWLEAFT"  # neutral anger boredom disgust fear happiness sadness (configs/emodb.yaml)
+PIPELINE = {  # fit_raw_audio of params.yaml (configs/emodb.yaml changes only window_s)
+    k: v
+    for k, v in yaml.safe_load((ROOT / "params.yaml").read_text())["fit_raw_audio"].items()
+    if k in ("epochs", "lr", "batch_size", "patience", "augment", "cosine", "ema")
+}
 SETTINGS = {
-    # fit_raw_audio params of configs/emodb.yaml (params.yaml defaults, window_s 2.0)
-    "pipeline": dict(epochs=15, lr=0.00025, batch_size=16, patience=4),
-    "longer": dict(epochs=40, lr=0.00025, batch_size=16, patience=10),
-    "lr_1e-3": dict(epochs=40, lr=0.001, batch_size=16, patience=10),
+    "pipeline": PIPELINE,
+    "pipeline_cosine": {**PIPELINE, "cosine": True},
+    "no_augment": {**PIPELINE, "augment": False},
+    "no_average": {**PIPELINE, "ema": None},
+    # the recipe before this benchmark (paper's lr, no augmentation, no weight average)
+    "paper_lr": dict(epochs=15, lr=0.00025, batch_size=16, patience=4),
 }
 
 

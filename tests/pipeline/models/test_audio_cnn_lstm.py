@@ -17,10 +17,12 @@ torch.set_num_threads(1)
 
 SR = 16_000
 TINY = dict(
-    channels=(8, 16, 16),
-    kernel_sizes=(9, 9, 9),
-    strides=(1, 1, 1),
-    pool_sizes=(4, 4, 4),
+    n_filters=8,
+    filter_len=64,
+    filter_hop=32,
+    channels=(8, 16),
+    kernel_size=3,
+    pool_sizes=(2, 2),
     lstm_hidden=16,
     lstm_layers=2,
     batch_size=8,
@@ -74,40 +76,66 @@ def test_model_output_shapes_on_four_second_windows():
     torch.manual_seed(0)
     model = AudioCNNLSTM(n_classes=7).eval()
     n_conv = sum(isinstance(m, torch.nn.Conv1d) for m in model.features)
-    assert n_conv >= 3
+    assert n_conv >= 2  # plus the filterbank
     assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.3 for m in model.features) == n_conv
     assert model.lstm.num_layers == 2
     x = torch.randn(2, 1, 64_000)
     with torch.no_grad():
-        h = model.features(x)
+        h = model.features(model.frames(x))
         out = model(x)
         out_2d = model(x[:, 0])
-    assert h.shape == (2, 128, 64_000 // 1024)  # time resolution reduced
+    assert h.shape == (2, 128, 100)  # 401 frames of 10 ms, pooled by 2 twice
     assert out.shape == (2, 7)
     torch.testing.assert_close(out, out_2d)
 
 
 def test_model_rejects_too_short_windows():
-    arch = ("channels", "kernel_sizes", "strides", "pool_sizes")
+    arch = ("n_filters", "filter_len", "filter_hop", "channels", "kernel_size", "pool_sizes")
     model = AudioCNNLSTM(n_classes=2, **{k: TINY[k] for k in arch})
     with pytest.raises(ValueError, match="pooling"):
         model(torch.zeros(1, 1, 32))
 
 
-def test_model_needs_three_blocks_of_one_shape():
-    with pytest.raises(ValueError, match="at least 3"):
-        AudioCNNLSTM(2, channels=(8, 8), kernel_sizes=(9, 9), strides=(1, 1), pool_sizes=(4, 4))
+def test_model_needs_two_blocks_of_one_shape():
+    with pytest.raises(ValueError, match="at least 2"):
+        AudioCNNLSTM(2, channels=(8,), pool_sizes=(4,))
     with pytest.raises(ValueError, match="one entry per block"):
-        AudioCNNLSTM(2, channels=(8, 8, 8), kernel_sizes=(9, 9), strides=(1, 1, 1))
+        AudioCNNLSTM(2, channels=(8, 8, 8), pool_sizes=(2, 2))
+    with pytest.raises(ValueError, match="readout"):
+        AudioCNNLSTM(2, readout="max")
 
 
-def test_first_block_stride_sets_the_time_step():
-    """Stride and pooling together divide the time axis: (4 * 4) * 4 * 4 * 4 = 1024."""
+def test_filterbank_frames_are_normalised_log_magnitudes():
+    """25 ms filters every 10 ms; each filter's log magnitude has zero mean and unit
+    variance over the window's frames, so a constant colouring of the channel cancels."""
+    torch.manual_seed(0)
     model = AudioCNNLSTM(3).eval()
-    assert model.min_samples == 1024
-    assert model.features[0].stride == (4,) and model.features[0].kernel_size == (80,)
+    x = torch.randn(2, 1, 32_000)
     with torch.no_grad():
-        assert model.features(torch.randn(1, 1, 32_000)).shape == (1, 128, 31)
+        h = model.frames(x)
+        z = (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-5)
+        raw = torch.log1p(
+            10
+            * torch.nn.functional.conv1d(z, model.filterbank.weight, stride=160, padding=200).abs()
+        )
+    assert h.shape == (2, 40, 201)
+    torch.testing.assert_close(
+        h, (raw - raw.mean(-1, keepdim=True)) / (raw.std(-1, keepdim=True) + 1e-5)
+    )
+    torch.testing.assert_close(h.mean(-1), torch.zeros(2, 40), atol=1e-5, rtol=0)
+    torch.testing.assert_close(h.std(-1), torch.ones(2, 40), atol=1e-3, rtol=0)
+
+
+def test_mean_and_last_readouts_differ_only_in_pooling():
+    torch.manual_seed(0)
+    mean = AudioCNNLSTM(3, readout="mean").eval()
+    last = AudioCNNLSTM(3, readout="last").eval()
+    last.load_state_dict(mean.state_dict())
+    x = torch.randn(2, 1, 16_000)
+    with torch.no_grad():
+        out, _ = mean.lstm(mean.features(mean.frames(x)).transpose(1, 2))
+        torch.testing.assert_close(mean(x), mean.head(out.mean(1)))
+        torch.testing.assert_close(last(x), mean.head(out[:, -1]))
 
 
 # ---------------------------------------------------------------------- classifier
@@ -208,3 +236,19 @@ def test_training_augments_train_batches_only_and_decays_the_lr(monkeypatch):
     assert sum(seen) == 4 * 12  # every training window once per epoch, no validation window
     lrs = [h["lr"] for h in clf.history_]
     np.testing.assert_allclose(lrs, [1e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)])
+
+
+def test_weight_average_returns_the_averaged_weights():
+    """ema -> 0 keeps the last weights (the same run as without averaging); ema -> 1 keeps
+    the weights of the first step (the average barely moves from its first value)."""
+    X, y = _sines(16, seed=7)
+    base = dict(TINY, epochs=3, lr=3e-3, validation_fraction=0.0, random_state=0)
+    fit = lambda **kw: AudioCNNLSTMClassifier(**{**base, **kw}).fit(X, y)  # noqa: E731
+    plain, near_last = fit(), fit(ema=1e-12)
+    for a, b in zip(plain.module_.state_dict().values(), near_last.module_.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    first_step = fit(epochs=1, batch_size=16, ema=None)  # one batch of 16 = one step
+    near_first = fit(ema=1 - 1e-12, batch_size=16)
+    w = lambda m: m.module_.head.weight  # noqa: E731
+    torch.testing.assert_close(w(near_first), w(first_step))
+    assert not torch.allclose(w(near_first), w(plain))

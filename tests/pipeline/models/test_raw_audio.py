@@ -48,7 +48,8 @@ def test_learns_tones_and_scores_every_dev_bin():
         patience=12,
         class_weight_r=0.34,
         augment=True,  # the params.yaml training recipe
-        cosine=True,
+        cosine=False,
+        ema=0.99,
     )
     _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
     assert sorted(scores) == ["dev", "silent", "test"] and report["missing_classes"] == []
@@ -81,6 +82,7 @@ def test_class_missing_from_training_but_present_in_dev():
         class_weight_r=0.34,
         augment=False,
         cosine=False,
+        ema=None,
     )
     _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
     assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
