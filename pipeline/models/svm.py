@@ -70,13 +70,19 @@ def calibration_folds(
     classes = np.unique(y)
     counts = np.bincount(np.searchsorted(classes, y))
     if groups is not None:
-        for k in range(min(max_folds, len(np.unique(groups))), 1, -1):
+        # StratifiedGroupKFold refuses more folds than the largest class has windows
+        for k in range(min(max_folds, len(np.unique(groups)), counts.max()), 1, -1):
             folds = list(StratifiedGroupKFold(n_splits=k).split(np.zeros(len(y)), y, groups))
             if all(np.array_equal(np.unique(y[tr]), classes) for tr, _ in folds):
                 return folds
         log.warning(
             "SVM calibration: too few videos per class for folds by video; "
             "using stratified folds over windows"
+        )
+    if counts.min() < 2:  # it would be missing from the fitting part of one fold
+        raise ValueError(
+            "SVM calibration needs two or more training windows per class; class counts are "
+            f"{dict(zip(classes.tolist(), counts.tolist()))} (take svm out of fit.models)"
         )
     k = int(max(2, min(max_folds, counts.min())))
     return list(StratifiedKFold(n_splits=k).split(np.zeros(len(y)), y))

@@ -158,3 +158,21 @@ def test_calibration_folds_fall_back_to_stratified_when_a_class_lives_in_one_vid
     folds = calibration_folds(y, groups)
     assert "stratified folds" in caplog.text
     assert all(set(y[train]) == {0, 1, 2} for train, _ in folds)
+
+
+def test_calibration_with_fewer_windows_per_class_than_folds():
+    """Three windows per class in six videos: grouped folds (at most 3, the largest class's
+    count), and the calibrated SVM fits; a class with a single window is refused by name."""
+    from pipeline.models.svm import calibration_folds
+
+    y = np.repeat([0, 1, 2, 3], 3)
+    groups = np.repeat([f"v{i}" for i in range(6)], 2)
+    folds = calibration_folds(y, groups)
+    assert 2 <= len(folds) <= 3
+    assert all(set(y[train]) == {0, 1, 2, 3} for train, _ in folds)
+    assert all(not set(groups[train]) & set(groups[cal]) for train, cal in folds)
+    X = np.random.default_rng(0).normal(size=(len(y), 4)) + y[:, None]
+    proba = make_svm(y=y, calibration_cv=folds).fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="two or more training windows per class"):
+        calibration_folds(np.array([0, 1, 1, 2, 2]), None)
