@@ -25,6 +25,7 @@ import copy
 import logging
 import math
 import numbers
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -172,8 +173,12 @@ def fit_torch_classifier(
     generator: torch.Generator,
     weight_decay: float = 0.0,
     grad_clip: float | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[dict], int]:
     """Train a classifier module with Adam and early stopping on the validation loss.
+
+    The loss is the masked, class-weighted cross-entropy unless ``loss_fn`` is given
+    (e.g. ``1 - CCC`` for valence/arousal regression).
 
     Parameters
     ----------
@@ -205,6 +210,12 @@ def fit_torch_classifier(
         CPU generator that shuffles the mini-batches.
     grad_clip : float or None
         Clip the global gradient norm to this value.
+    loss_fn : callable or None
+        ``loss_fn(outputs [B, ...], targets [B, ...]) -> scalar`` replacing the
+        cross-entropy: ``y`` then holds float targets (no masking, no class weights), a
+        batch of one item is skipped (a correlation needs two), the training loss is the
+        item-weighted mean of the batch losses and the validation loss is ``loss_fn`` of
+        all validation outputs at once.
 
     Returns
     -------
@@ -233,10 +244,16 @@ def fit_torch_classifier(
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             xb, yb = X[idx].to(device), y[idx].to(device)
-            if not bool((yb != MASK_LABEL).any()):
+            if loss_fn is not None:
+                if len(idx) < 2:
+                    continue  # a correlation needs two items
+                loss = loss_fn(module(xb), yb)
+                loss_sum, dn = loss * len(idx), torch.tensor(float(len(idx)))
+            elif not bool((yb != MASK_LABEL).any()):
                 continue  # nothing labelled in this batch
-            loss_sum, dn = _masked_ce_sum(module(xb), yb, weight)
-            loss = loss_sum / dn
+            else:
+                loss_sum, dn = _masked_ce_sum(module(xb), yb, weight)
+                loss = loss_sum / dn
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
@@ -245,9 +262,13 @@ def fit_torch_classifier(
             total += float(loss_sum.detach())
             denom += float(dn.detach())
         train_loss = total / denom if denom > 0 else math.nan
-        val_loss = (
-            _mean_loss(module, X_val, y_val, weight, batch_size, device) if has_val else None
-        )
+        if not has_val:
+            val_loss = None
+        elif loss_fn is not None:
+            out = predict_logits(module, X_val, batch_size=batch_size, device=device)
+            val_loss = float(loss_fn(out, y_val.float()))
+        else:
+            val_loss = _mean_loss(module, X_val, y_val, weight, batch_size, device)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         log.info("epoch %d/%d train_loss %.5f val_loss %s", epoch, epochs, train_loss, val_loss)
         if not has_val:
