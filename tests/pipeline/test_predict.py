@@ -89,6 +89,7 @@ def test_a_real_clip_gets_every_output_and_the_scores_fuse_wrote(
     assert summary["fusion"]["models"] == choice["models"]
     assert summary["models_used"] and set(summary["models_used"]) <= set(choice["models"])
     assert {"kelm_fer", "svm_finetuned", "lstm_mfcc"} <= set(summary["models_used"])
+    assert "conv_lstm" in choice["models"]  # the fusion network is scored like the others
     assert summary["modalities"]["face"]["usable"] and summary["modalities"]["audio"]["usable"]
     assert summary["models_left_out"] == {}
     assert summary["dominant_emotion"] in classes
@@ -137,15 +138,21 @@ def test_missing_modalities_use_what_the_video_has(
     assert not face["face"]["usable"] and face["audio"]["usable"]
     assert "no face found" in face["face"]["why"]
     assert s["no_face"]["models_used"] and all(
-        m.endswith("_mfcc") or m == "cnn_lstm_raw" for m in s["no_face"]["models_used"]
+        m.endswith("_mfcc") or m in ("cnn_lstm_raw", "conv_lstm")
+        for m in s["no_face"]["models_used"]
     )
     assert "kelm_fer" in s["no_face"]["models_left_out"]
+    # the fusion network reads both and scores with the modality the video has
+    assert "conv_lstm" not in s["no_face"]["models_left_out"]
+    assert "conv_lstm" not in s["no_audio"]["models_left_out"]
+    assert "conv_lstm" in s["neither"]["models_left_out"]
     assert all(r["face"] == "0" for r in _rows(out / "no_face_frames.csv"))
 
     assert audio["face"]["usable"] and not audio["audio"]["usable"]
     assert audio["audio"]["why"] == "no audio track (modality video)"
     assert s["no_audio"]["models_used"] and all(
-        m.endswith(("_fer", "_finetuned")) for m in s["no_audio"]["models_used"]
+        m.endswith(("_fer", "_finetuned")) or m == "conv_lstm"
+        for m in s["no_audio"]["models_used"]
     )
     assert s["no_audio"]["fusion"]["renormalised"]
     assert s["no_audio"]["dominant_emotion"] == "happiness"  # the clip's own emotion
