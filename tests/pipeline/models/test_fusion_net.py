@@ -1,5 +1,6 @@
 """The data path, training and scoring shared by the fusion networks (fusion_net)."""
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -161,7 +162,7 @@ def test_scores_every_dev_test_video_on_its_grid(fitted):
     assert report["train_windows"] == 9 * len(window_spans(30, 9, 3)[0])
     assert report["class_counts"] == [24, 24, 24]
     assert len(report["history"]) >= 1 and {"train_loss", "val_loss"} <= set(report["history"][0])
-    assert report["cpu_s_per_epoch"] > 0
+    assert "cpu" not in json.dumps(report)  # no timings in outputs: the same bytes every run
 
 
 def test_a_video_without_audio_gets_invalid_audio_bins_and_still_gets_scores(fitted):
