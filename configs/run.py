@@ -27,6 +27,7 @@ REPLACE = {
     "window_stats.features",
     "embed_faces.backbones",
     "embed_audio.backbones",
+    "fit_fusion_net.nets",
     "make_demo.split_counts",
     "build_manifest.split_fractions",
     "finetune_faces.thinning",

@@ -28,8 +28,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     Strict,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -98,6 +100,7 @@ Split = Literal["train", "dev", "test"]
 Source = Literal["vocals", "audio"]
 FitModel = Literal["svm", "kelm", "lstm"]
 FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50"]
+FusionNetName = Literal["conv_lstm", "attention_fbp"]  # keys of fusion_net.NETS
 AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14"]
 
 
@@ -366,8 +369,90 @@ class FitRawAudioSection(Section):
     patience: PosInt
     class_weight_r: PosFloat
     augment: bool
+    spec_masks: NonNegInt
     cosine: bool
     ema: Annotated[Float, Field(gt=0, lt=1)] | None  # null = off
+
+
+class ConvLSTMNetParams(Section):
+    """One entry of ``fit_fusion_net.nets``: seed 002's conv pre-transform + LSTM network
+    (pipeline.models.conv_lstm_fusion.ConvLSTMFusionNet; the paper: 64, [1, 3, 5], 3, 256, 2)."""
+
+    channels: PosInt
+    kernels: Annotated[tuple[PosInt, ...], Field(min_length=1)]
+    pool: PosInt
+    lstm_hidden: PosInt
+    lstm_layers: PosInt
+    dropout: OpenFraction
+
+    @field_validator("kernels")
+    @classmethod
+    def _odd(cls, kernels: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k % 2 == 0 for k in kernels):
+            raise ValueError("kernel sizes must be odd (padding keeps the number of steps)")
+        return kernels
+
+
+class AttentionFBPNetParams(Section):
+    """One entry of ``fit_fusion_net.nets``: seed 001's attention pooling + factorized bilinear
+    pooling network (pipeline.models.attention_fbp.AttentionFBPNet)."""
+
+    visual_attention: Literal["self", "relation", "transformer"]
+    audio_attention: Literal["self", "relation", "transformer"]
+    fusion: Literal["fbp", "concat"]
+    fbp_k: PosInt
+    fbp_out: PosInt
+    dropout: OpenFraction
+    hidden: PosInt | None  # a per-bin FC + ReLU before the attention; null = none
+    attention_hidden: PosInt
+    input_norm: bool
+    power_norm: bool
+
+
+_NET_HYPER: dict[str, type[Section]] = {
+    "conv_lstm": ConvLSTMNetParams,
+    "attention_fbp": AttentionFBPNetParams,
+}
+
+
+def _net_kind(hyper: Any) -> str | None:
+    """Which network's hyper-parameters ``hyper`` holds: the network whose keys it shares
+    most (so that a typo is reported against that network's keys only)."""
+    if not isinstance(hyper, dict):
+        return next((n for n, m in _NET_HYPER.items() if isinstance(hyper, m)), None)
+    return max(_NET_HYPER, key=lambda n: len(set(hyper) & set(_NET_HYPER[n].model_fields)))
+
+
+# The hyper-parameters of any fusion network; a new network adds its model here and above.
+FusionNetHyper = Annotated[
+    Annotated[ConvLSTMNetParams, Tag("conv_lstm")]
+    | Annotated[AttentionFBPNetParams, Tag("attention_fbp")],
+    Discriminator(_net_kind),
+]
+
+
+class FitFusionNetSection(Section):
+    """Section ``fit_fusion_net``: model-level fusion networks on face + audio embeddings."""
+
+    faces: Annotated[Str, Field(pattern=r"^faces/[A-Za-z0-9_]+$")]  # faces/<backbone>
+    audio: Annotated[Str, Field(pattern=r"^audio/[A-Za-z0-9_]+$")]  # audio/<backbone>
+    seq_len: PosInt  # window length in 5 Hz bins (the paper: 27)
+    hop: PosInt  # bins between window starts
+    epochs: PosInt
+    lr: LearningRate
+    batch_size: Annotated[Int, Field(ge=2)]  # CCC (base.task va) needs two items per batch
+    patience: PosInt
+    class_weight_r: PosFloat
+    nets: dict[FusionNetName, FusionNetHyper]  # name -> hyper-parameters (dvc foreach)
+
+    @model_validator(mode="after")
+    def _nets(self) -> FitFusionNetSection:
+        for name, hyper in self.nets.items():
+            if not isinstance(hyper, _NET_HYPER[name]):
+                raise _error(f"nets.{name}", f"must hold the keys of {_NET_HYPER[name].__name__}")
+            if self.seq_len < getattr(hyper, "pool", 1):
+                raise _error("seq_len", f"must be >= nets.{name}.pool (got {self.seq_len})")
+        return self
 
 
 class FuseSection(Section):
@@ -408,6 +493,7 @@ class ParamsFile(Section):
     window_stats: WindowStatsSection
     fit: FitSection
     fit_raw_audio: FitRawAudioSection
+    fit_fusion_net: FitFusionNetSection
     fuse: FuseSection
     evaluate: EvaluateSection
 
@@ -427,13 +513,17 @@ class ParamsFile(Section):
                 f"{missing} not in window_stats.features "
                 f"{list(self.window_stats.features)} (dvc foreach)",
             )
+        if self.fit_fusion_net.nets:
+            self._fusion_net_inputs()
         if self.base.task == "va" and self.fuse.entropy_gate is not None:
             raise _error(
                 "fuse.entropy_gate",
                 "must be null for base.task va (the gate needs class probabilities)",
             )
         if self.fuse.models != ("all",):
-            produced = pipeline_models(self.fit.models, self.fit.features)
+            produced = pipeline_models(
+                self.fit.models, self.fit.features, tuple(self.fit_fusion_net.nets)
+            )
             unknown = sorted(set(self.fuse.models) - set(produced))
             if unknown or len(self.fuse.models) < 2:
                 raise _error(
@@ -442,6 +532,21 @@ class ParamsFile(Section):
                     f"{produced} (got {list(self.fuse.models)})",
                 )
         return self
+
+    def _fusion_net_inputs(self) -> None:
+        """fit_fusion_net.faces / .audio must be embedding files the pipeline makes."""
+        backbone = self.fit_fusion_net.faces.split("/")[1]
+        made = [*self.embed_faces.backbones, "finetuned"]
+        if backbone not in made:
+            raise _error(
+                "fit_fusion_net.faces", f"{backbone!r} is not made (embed_faces.backbones {made})"
+            )
+        backbone = self.fit_fusion_net.audio.split("/")[1]
+        made = list(self.embed_audio.backbones)
+        if backbone not in made:
+            raise _error(
+                "fit_fusion_net.audio", f"{backbone!r} is not made (embed_audio.backbones {made})"
+            )
 
 
 # Stage views: a section plus the base keys (and other sections' keys) the stage reads.
@@ -587,11 +692,23 @@ class FitRawAudioParams(FitRawAudioSection):
     task: Task
 
 
+class FitFusionNetParams(FitFusionNetSection):
+    """``fit_fusion_net`` plus base.seed, classes, label_rate_hz, device, task."""
+
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    device: Device
+    task: Task
+
+
 class FuseParams(FuseSection):
-    """``fuse`` plus fit.models, fit.features and base.seed, classes, label_rate_hz, task."""
+    """``fuse`` plus fit.models, fit.features, fit_fusion_net.nets and base.seed, classes,
+    label_rate_hz, task."""
 
     fit_models: tuple[FitModel, ...]
     fit_features: tuple[Str, ...]
+    fit_nets: dict[FusionNetName, FusionNetHyper]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
@@ -606,10 +723,12 @@ class FuseParams(FuseSection):
 
 
 class EvaluateParams(EvaluateSection):
-    """``evaluate`` plus fit.models, fit.features and base.classes, label_rate_hz, task."""
+    """``evaluate`` plus fit.models, fit.features, fit_fusion_net.nets and base.classes,
+    label_rate_hz, task."""
 
     fit_models: tuple[FitModel, ...]
     fit_features: tuple[Str, ...]
+    fit_nets: dict[FusionNetName, FusionNetHyper]
     classes: Classes
     label_rate_hz: PosFloat
     task: Task
@@ -636,15 +755,22 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "fit.kelm": (FitKELMParams, ("seed", "classes", "label_rate_hz", "task")),
     "fit.lstm": (FitLSTMParams, ("seed", "classes", "label_rate_hz", "task")),
     "fit_raw_audio": (FitRawAudioParams, ("seed", "classes", "label_rate_hz", "device", "task")),
+    "fit_fusion_net": (
+        FitFusionNetParams,
+        ("seed", "classes", "label_rate_hz", "device", "task"),
+    ),
     "fuse": (FuseParams, ("seed", "classes", "label_rate_hz", "task")),
     "evaluate": (EvaluateParams, ("classes", "label_rate_hz", "task")),
 }
 # Keys a stage reads from other stages' sections: field -> "section.key". `fuse` and
-# `evaluate` need the fit matrix to know which models the pipeline produces.
-OTHER_KEYS: dict[str, dict[str, str]] = {
-    "fuse": {"fit_models": "fit.models", "fit_features": "fit.features"},
-    "evaluate": {"fit_models": "fit.models", "fit_features": "fit.features"},
+# `evaluate` need the fit matrix and the fusion networks to know which models the pipeline
+# produces.
+_PRODUCED = {
+    "fit_models": "fit.models",
+    "fit_features": "fit.features",
+    "fit_nets": "fit_fusion_net.nets",
 }
+OTHER_KEYS: dict[str, dict[str, str]] = {"fuse": _PRODUCED, "evaluate": _PRODUCED}
 # Stages that read only some keys of their section (the others drive DVC's foreach/matrix);
 # dvc.yaml declares exactly these keys, so editing the others re-runs nothing here.
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
@@ -801,6 +927,10 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
     parts: list[Any] = []
     for part in loc:
         node = _unwrap(node)
+        tagged = _tagged_member(node, part)
+        if tagged is not None:  # a tagged union's tag: not a params key
+            node = tagged
+            continue
         if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
             node = node.model_fields[part].annotation
         elif typing.get_origin(node) is dict and part != "[key]":
@@ -812,6 +942,17 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
             break
         parts.append(part)
     return parts, _unwrap(node)
+
+
+def _tagged_member(tp: Any, part: Any) -> Any:
+    """The member of tagged union ``tp`` whose ``Tag`` is ``part`` (None if there is none)."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    for member in typing.get_args(tp):
+        meta = typing.get_args(member)[1:] if typing.get_origin(member) is Annotated else ()
+        if any(isinstance(m, Tag) and m.tag == part for m in meta):
+            return typing.get_args(member)[0]
+    return None
 
 
 def _unwrap(tp: Any) -> Any:

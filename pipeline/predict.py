@@ -7,7 +7,10 @@ Each video goes through the stages' own code, with the params of ``--params``: t
 ``build_manifest``, the streamed face track of ``detect_faces``, ``extract_audio`` and
 ``separate_vocals``, the embeddings of every feature a fused model reads (``embed_faces``,
 the ``finetune_faces`` network, ``embed_audio``), ``window_stats``' window features, the
-fitted models of ``models/fit`` and the fusion rule ``fuse`` chose
+fitted models of ``models/fit`` (the model-level fusion networks of ``fit_fusion_net`` read
+the face and the audio embedding on the 5 Hz grid, with the code of
+:mod:`pipeline.models.fusion_net`, and need only one usable modality) and the fusion rule
+``fuse`` chose
 (``models/fuse/choice.json``). The face track, audio and vocals go to a temporary folder in
 the stages' HDF5 formats, so memory does not grow with the length of a video: decoded frames
 are held one detector batch at a time and face crops are read back a chunk at a time.
@@ -82,6 +85,7 @@ class PredictParams:
     features: dict[str, str]  # window_stats.features: feature -> embedding file under features/
     fit: dict[str, Any]  # classifier -> fit.<classifier> params
     fit_raw_audio: Any
+    fit_fusion_net: Any
     fuse: Any
 
     @property
@@ -114,6 +118,7 @@ def load_predict_params(path: str | Path) -> PredictParams:
         features=dict(whole.window_stats.features),
         fit={m: load_params(f"fit.{m}", path) for m in ("svm", "kelm", "lstm")},
         fit_raw_audio=load_params("fit_raw_audio", path),
+        fit_fusion_net=load_params("fit_fusion_net", path),
         fuse=load_params("fuse", path),
     )
 
@@ -121,9 +126,14 @@ def load_predict_params(path: str | Path) -> PredictParams:
 # ------------------------------------------------------------------------------ model set
 
 
+def is_fusion_net(prm: PredictParams, name: str) -> bool:
+    """Whether ``name`` is a model-level fusion network (``fit_fusion_net.nets``)."""
+    return name in prm.fit_fusion_net.nets
+
+
 def split_model(name: str) -> tuple[str, str | None]:
-    """``(classifier, feature)`` of a fitted model's name; ``(cnn_lstm_raw, None)`` for the
-    raw-audio model."""
+    """``(classifier, feature)`` of a fit-matrix model's name; ``(cnn_lstm_raw, None)`` for the
+    raw-audio model (fusion networks: :func:`model_inputs`)."""
     if name == RAW_AUDIO:
         return name, None
     classifier, _, feature = name.partition("_")
@@ -141,22 +151,32 @@ def feature_source(prm: PredictParams, feature: str) -> tuple[str, str]:
     return kind, backbone
 
 
-def modality_of(prm: PredictParams, name: str) -> str:
-    """``face`` or ``audio``: what a fitted model needs."""
-    classifier, feature = split_model(name)
-    if feature is None:
-        return "audio"
-    return "face" if feature_source(prm, feature)[0] == "faces" else "audio"
+def model_inputs(prm: PredictParams, name: str) -> list[tuple[str, str]]:
+    """``(faces | audio, backbone)`` of each embedding a fitted model reads: one for a
+    fit-matrix model, face and audio for a fusion network, none for the raw-audio model."""
+    if is_fusion_net(prm, name):
+        cfg = prm.fit_fusion_net
+        return [tuple(cfg.faces.split("/")), tuple(cfg.audio.split("/"))]
+    feature = split_model(name)[1]
+    return [] if feature is None else [feature_source(prm, feature)]
+
+
+def modalities_of(prm: PredictParams, name: str) -> list[str]:
+    """``face`` and/or ``audio``: what a fitted model reads (a fusion network reads both and
+    works with either one)."""
+    if split_model(name)[1] is None and not is_fusion_net(prm, name):
+        return ["audio"]
+    return ["face" if kind == "faces" else "audio" for kind, _ in model_inputs(prm, name)]
 
 
 def uses_vocals(prm: PredictParams, names: list[str]) -> bool:
     """Whether a model in ``names`` reads the separated vocals (``embed_audio.source`` or
     ``fit_raw_audio.source`` is ``vocals``)."""
     for name in names:
-        if split_model(name)[1] is None:
+        if name == RAW_AUDIO:
             if prm.fit_raw_audio.source == "vocals":
                 return True
-        elif modality_of(prm, name) == "audio" and prm.embed_audio.source == "vocals":
+        elif "audio" in modalities_of(prm, name) and prm.embed_audio.source == "vocals":
             return True
     return False
 
@@ -201,10 +221,14 @@ def check_model_set(root: Path, prm: PredictParams) -> dict[str, Any]:
     for name in choice["models"]:
         classifier, feature = split_model(name)
         folder = root / "fit" / name
-        va_raw = name == RAW_AUDIO and prm.task == "va"
-        needed += [folder / ("model.pt" if va_raw else "model.joblib"), folder / "report.json"]
+        torch_file = (name == RAW_AUDIO and prm.task == "va") or is_fusion_net(prm, name)
+        needed += [folder / ("model.pt" if torch_file else "model.joblib"), folder / "report.json"]
         needed.append(folder / "scores.h5")
-        if feature is None:
+        if is_fusion_net(prm, name):
+            digests[folder / "scores.h5"] = ("fit_fusion_net", prm.fit_fusion_net)
+            if ("faces", "finetuned") in model_inputs(prm, name):
+                needed.append(root / "finetune_faces" / "model.pt")
+        elif feature is None:
             digests[folder / "scores.h5"] = ("fit_raw_audio", prm.fit_raw_audio)
         elif classifier in prm.fit:
             digests[folder / "scores.h5"] = (f"fit.{classifier}", prm.fit[classifier])
@@ -230,11 +254,7 @@ def check_model_set(root: Path, prm: PredictParams) -> dict[str, Any]:
             raise PipelineError(f"{root}: stale model set: {problem}; " + STALE_HINT)
     checkpoints = set()
     for name in choice["models"]:
-        _, feature = split_model(name)
-        if feature is not None and feature_source(prm, feature) in (
-            ("faces", "fer_xception"),
-            ("faces", "finetuned"),
-        ):
+        if {("faces", "fer_xception"), ("faces", "finetuned")} & set(model_inputs(prm, name)):
             checkpoints.add("fer_xception")
     if prm.separate_vocals.method == "spleeter" and uses_vocals(prm, choice["models"]):
         checkpoints.add("spleeter_2stems")
@@ -403,10 +423,15 @@ class ModelSet:
         )
 
     def estimator(self, name: str):
-        """The fitted model ``name`` (``model.joblib``; the raw-audio va network: ``model.pt``)."""
+        """The fitted model ``name`` (``model.joblib``; the raw-audio va network and the fusion
+        networks: ``model.pt``)."""
         folder = self.root / "fit" / name
 
         def load():
+            if is_fusion_net(self.prm, name):
+                from pipeline.models.fusion_net import TrainedFusionNet
+
+                return TrainedFusionNet.load(folder / "model.pt")
             if name == RAW_AUDIO and self.prm.task == "va":
                 import torch
 
@@ -642,11 +667,21 @@ def _model_scores(
 
     prm, vid, K = ms.prm, row.video_id, len(ms.prm.classes)
     key = "va" if prm.task == "va" else "p"
-    usable = [m for m in ms.names if modalities[modality_of(prm, m)]["usable"]]
-    features = sorted({f for m in usable if (f := split_model(m)[1]) is not None})
+
+    def usable_inputs(m: str) -> list[tuple[str, str]]:
+        return [
+            src
+            for src, mod in zip(model_inputs(prm, m), modalities_of(prm, m))
+            if modalities[mod]["usable"]
+        ]
+
+    usable = [m for m in ms.names if any(modalities[k]["usable"] for k in modalities_of(prm, m))]
+    features = sorted(
+        {f for m in usable if not is_fusion_net(prm, m) and (f := split_model(m)[1]) is not None}
+    )
 
     embeddings: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for kind, backbone in sorted({feature_source(prm, f) for f in features}):
+    for kind, backbone in sorted({src for m in usable for src in usable_inputs(m)}):
         with _timed(seconds, f"embed {kind}/{backbone}", vid):
             if kind == "faces" and backbone == "finetuned":
                 arrays, _ = embed_video(ms.finetuned(), row, faces_dir, K, ms.device)
@@ -692,7 +727,16 @@ def _model_scores(
                 out[name] = {key: np.tile(fallback, (n, 1)), "covered": np.zeros(n, bool)}
                 continue
             est = ms.estimator(name)
-            if feature is None:  # the raw-audio CNN + LSTM on its own windows of the waveform
+            if is_fusion_net(prm, name):  # both embeddings on the grid, a missing one invalid
+                face_src, audio_src = model_inputs(prm, name)
+                have = usable_inputs(name)
+                values, covered = est.video_scores(
+                    embeddings[face_src] if face_src in have else None,
+                    embeddings[audio_src] if audio_src in have else None,
+                    n,
+                    fallback,
+                )
+            elif feature is None:  # the raw-audio CNN + LSTM on its own windows of the waveform
                 cfg = prm.fit_raw_audio
                 src = sources[cfg.source]
                 wave = read_group(src, vid, ["wave"])["wave"]
@@ -732,9 +776,9 @@ def _fuse(
     P = smooth_stacked(P, [("video", n)], int(choice["smooth_bins"]))
     left_out = {}
     for m in names:
-        modality = modality_of(prm, m)
-        if not modalities[modality]["usable"]:
-            left_out[m] = f"no usable {modality}: {modalities[modality]['why']}"
+        lacking = [k for k in modalities_of(prm, m) if not modalities[k]["usable"]]
+        if len(lacking) == len(modalities_of(prm, m)):
+            left_out[m] = "; ".join(f"no usable {k}: {modalities[k]['why']}" for k in lacking)
         elif not scores[m]["covered"].any():
             left_out[m] = "no window with enough valid frames"
     use = np.array([m not in left_out for m in names])

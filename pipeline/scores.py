@@ -34,9 +34,13 @@ def read_scores(path: str | Path, task: str = "expr") -> dict[str, dict[str, np.
 RAW_AUDIO_MODEL = "cnn_lstm_raw"  # the fit_raw_audio stage's model folder
 
 
-def pipeline_models(classifiers: tuple[str, ...], features: tuple[str, ...]) -> list[str]:
-    """Names of the models the pipeline fits: the fit matrix plus the raw-audio model."""
-    return sorted(f"{c}_{f}" for c in classifiers for f in features) + [RAW_AUDIO_MODEL]
+def pipeline_models(
+    classifiers: tuple[str, ...], features: tuple[str, ...], nets: tuple[str, ...] = ()
+) -> list[str]:
+    """Names of the models the pipeline fits: the fit matrix, the raw-audio model and the
+    model-level fusion networks (``fit_fusion_net.nets``, model folders named by the net)."""
+    matrix = sorted(f"{c}_{f}" for c in classifiers for f in features)
+    return matrix + [RAW_AUDIO_MODEL] + sorted(nets)
 
 
 def find_scores(root: str | Path, names: list[str] | None = None) -> dict[str, Path]:

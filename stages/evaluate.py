@@ -2,7 +2,8 @@
 
 Reads  models/fit/*/scores.h5, models/fuse/*/scores.h5, data/interim/labels_5hz.h5,
        data/interim/manifest.csv and the label files it lists (the official per-frame units);
-       params base.classes, base.label_rate_hz, base.task, fit.models, fit.features, evaluate
+       params base.classes, base.label_rate_hz, base.task, fit.models, fit.features,
+       fit_fusion_net.nets, evaluate
 Writes reports/metrics.json (split -> model -> metrics, per frame or per clip, with the 5 Hz
        figures under grid_5hz; DVC metrics), reports/summary.md,
        reports/plots/confusion_<split>.json (DVC plots data, best model by dev CPM; expr),
@@ -39,7 +40,9 @@ def main(
 ) -> None:
     """Score every model and fusion on dev and test."""
     cfg = load_params("evaluate", params)
-    fitted = find_scores(scores, pipeline_models(cfg.fit_models, cfg.fit_features))
+    fitted = find_scores(
+        scores, pipeline_models(cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets))
+    )
     files = {
         **fitted,
         **{f"fusion_{k}": v for k, v in find_scores(fused, ["swf", "mcwf", "chosen"]).items()},

@@ -2,9 +2,9 @@
 of sample: uniform weights, the best single model, SWF and MCWF are cross-validated over dev
 groups, and the pooled held-out score picks shrinkage and the rule used (pipeline.fusion).
 
-Reads  models/fit/<model>/scores.h5 (the models of the fit matrix and the raw-audio model),
+Reads  models/fit/<model>/scores.h5 (the fit matrix, the raw-audio model, the fusion nets),
        data/interim/labels_5hz.h5; params base.seed, base.classes, base.label_rate_hz,
-       base.task, fit.models, fit.features, fuse
+       base.task, fit.models, fit.features, fit_fusion_net.nets, fuse
 Writes models/fuse/<swf|mcwf|chosen>/scores.h5 (the fit format; dev rows hold held-out
        cross-validated scores), models/fuse/<swf|mcwf>/weights.json, models/fuse/choice.json
 """
@@ -30,7 +30,7 @@ log = logging.getLogger("stages.fuse")
 def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
     """Judge fusion rules by cross-validation on dev; write fused dev/test scores."""
     cfg = load_params("fuse", params)
-    produced = sc.pipeline_models(cfg.fit_models, cfg.fit_features)
+    produced = sc.pipeline_models(cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets))
     names = produced if cfg.models == ("all",) else list(cfg.models)
     per_model = {m: sc.read_scores(p, cfg.task) for m, p in sc.find_scores(scores, names).items()}
     lab = sc.read_labels(labels, cfg.task)

@@ -6,7 +6,8 @@ the pretrained checkpoints), for tests that need what ``make demo`` trains.
 clips: every clip three times (ids ``a_*`` and ``c_*`` in train, ``b_*`` in dev or test;
 two train videos per class give the SVM's calibration folds by video), dlib faces at 2.5 fps,
 no vocal separation, the FER backbone plus the fine-tuned one and MFCCs, 1 s windows, every
-classifier (SVM, KELM, LSTM) on every feature, the raw-audio CNN, and fusion over all of them.
+classifier (SVM, KELM, LSTM) on every feature, the raw-audio CNN, small model-level fusion
+networks (conv + LSTM, attention + FBP) on FER + MFCC embeddings, and fusion over all of them.
 Tiny and not a benchmark of anything: it exists so that every prediction path has a trained
 model behind it. About a minute on 2 CPU cores.
 """
@@ -44,6 +45,35 @@ SMALL = {
         "lstm": {"epochs": 3, "patience": 2, "seq_len": 2},
     },
     "fit_raw_audio": {"epochs": 1, "window_s": 1.0, "patience": 1},
+    "fit_fusion_net": {
+        "faces": "faces/fer_xception",
+        "audio": "audio/mfcc",
+        "seq_len": 6,
+        "hop": 3,
+        "epochs": 2,
+        "nets": {
+            "conv_lstm": {
+                "channels": 8,
+                "kernels": [1, 3, 5],
+                "pool": 3,
+                "lstm_hidden": 16,
+                "lstm_layers": 2,
+                "dropout": 0.0,
+            },
+            "attention_fbp": {
+                "visual_attention": "self",
+                "audio_attention": "transformer",
+                "fusion": "fbp",
+                "fbp_k": 2,
+                "fbp_out": 8,
+                "dropout": 0.0,
+                "hidden": None,
+                "attention_hidden": 8,
+                "input_norm": True,
+                "power_norm": True,
+            },
+        },
+    },
     "fuse": {"n_draws": 50, "cv_folds": 3},
 }
 DEV = ("ANG", "HAP", "SAD")  # the b_ copies of these clips are dev, the others test
@@ -94,6 +124,7 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
         extract_audio,
         finetune_faces,
         fit,
+        fit_fusion_net,
         fit_raw_audio,
         fuse,
         resample_labels,
@@ -201,5 +232,14 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
                 dst=models / "fit" / f"{model}_{feature}",
             )
     run(fit_raw_audio.main, audio=source, labels=labels, dst=models / "fit" / "cnn_lstm_raw")
+    for net in ("conv_lstm", "attention_fbp"):
+        run(
+            fit_fusion_net.main,
+            net=net,
+            faces=feats / "faces" / "fer_xception.h5",
+            audio=feats / "audio" / "mfcc.h5",
+            labels=labels,
+            dst=models / "fit" / net,
+        )
     run(fuse.main, scores=models / "fit", labels=labels, dst=models / "fuse")
     return params

@@ -157,6 +157,10 @@ class AudioCNNLSTM(nn.Module):
     lstm_hidden : int, default=128
     lstm_layers : int, default=2
     readout : {'mean', 'last'}, default='mean'
+    spec_masks : int, default=0
+        In training only: this many random bands of up to 8 filters and this many random
+        stretches of up to 20 frames (0.2 s) of the filterbank output are set to zero
+        (SpecAugment, Park et al. 2019), drawn from torch's global generator.
 
     Each window is standardised to zero mean and unit variance first, so the output does not
     depend on the recording level.
@@ -180,6 +184,7 @@ class AudioCNNLSTM(nn.Module):
         lstm_hidden: int = 128,
         lstm_layers: int = 2,
         readout: str = "mean",
+        spec_masks: int = 0,
     ):
         super().__init__()
         channels, pool_sizes = tuple(channels), tuple(pool_sizes)
@@ -195,6 +200,7 @@ class AudioCNNLSTM(nn.Module):
             lstm_hidden=lstm_hidden,
             lstm_layers=lstm_layers,
             readout=readout,
+            spec_masks=spec_masks,
         )  # to rebuild from a state dict (persist)
         if len(channels) != len(pool_sizes):
             raise ValueError("channels and pool_sizes need one entry per block")
@@ -203,6 +209,7 @@ class AudioCNNLSTM(nn.Module):
         if readout not in ("mean", "last"):
             raise ValueError(f"readout must be 'mean' or 'last', got {readout!r}")
         self.readout = readout
+        self.spec_masks = spec_masks
         self.filterbank = nn.Conv1d(
             1, n_filters, filter_len, stride=filter_hop, padding=filter_len // 2, bias=False
         )
@@ -236,6 +243,18 @@ class AudioCNNLSTM(nn.Module):
         h = torch.log1p(10.0 * self.filterbank(x).abs())
         return (h - h.mean(dim=-1, keepdim=True)) / (h.std(dim=-1, keepdim=True) + 1e-5)
 
+    def _masks(self, shape: torch.Size) -> torch.Tensor:
+        """(B, F, T) float of ones with ``spec_masks`` filter bands and time stretches zeroed."""
+        b, f, t = shape
+        keep = torch.ones(shape)
+        filters, frames = torch.arange(f)[None, :], torch.arange(t)[None, :]
+        for _ in range(self.spec_masks):
+            f0, fw = torch.randint(0, f, (b, 1)), torch.randint(0, 9, (b, 1))
+            t0, tw = torch.randint(0, t, (b, 1)), torch.randint(0, 21, (b, 1))
+            keep *= (~((filters >= f0) & (filters < f0 + fw)))[:, :, None]
+            keep *= (~((frames >= t0) & (frames < t0 + tw)))[:, None, :]
+        return keep.to(self.filterbank.weight.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(1)  # [B, samples] -> [B, 1, samples]
@@ -244,7 +263,10 @@ class AudioCNNLSTM(nn.Module):
                 f"windows of {x.shape[-1]} samples are shorter than the filterbank hop times "
                 f"the pooling ({self.min_samples})"
             )
-        h = self.features(self.frames(x))  # [B, C, T']
+        h = self.frames(x)  # [B, F, T]
+        if self.training and self.spec_masks:
+            h = h * self._masks(h.shape)
+        h = self.features(h)  # [B, C, T']
         out, _ = self.lstm(h.transpose(1, 2))  # [B, T', H]
         pooled = out.mean(dim=1) if self.readout == "mean" else out[:, -1]
         return self.head(self.drop(pooled))  # [B, K]
@@ -256,8 +278,8 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     n_filters, filter_len, filter_hop, channels, kernel_size, pool_sizes, dropout,
-    lstm_hidden, lstm_layers, readout
-        Architecture, see :class:`AudioCNNLSTM`.
+    lstm_hidden, lstm_layers, readout, spec_masks
+        Architecture and its training-time masking, see :class:`AudioCNNLSTM`.
     epochs : int, default=50
         Maximum number of epochs.
     lr : float, default=0.00025
@@ -318,6 +340,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         lstm_hidden: int = 128,
         lstm_layers: int = 2,
         readout: str = "mean",
+        spec_masks: int = 0,
         epochs: int = 50,
         lr: float = 0.00025,
         batch_size: int = 32,
@@ -344,6 +367,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         self.lstm_hidden = lstm_hidden
         self.lstm_layers = lstm_layers
         self.readout = readout
+        self.spec_masks = spec_masks
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -418,6 +442,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
                 lstm_hidden=self.lstm_hidden,
                 lstm_layers=self.lstm_layers,
                 readout=self.readout,
+                spec_masks=self.spec_masks,
             )
             if X.shape[1] < module.min_samples:
                 raise ValueError(

@@ -176,8 +176,12 @@ def fit_torch_classifier(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     cosine: bool = False,
     ema: float | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[dict], int]:
     """Train a classifier module with Adam and early stopping on the validation loss.
+
+    The loss is the masked, class-weighted cross-entropy unless ``loss_fn`` is given
+    (e.g. ``1 - CCC`` for valence/arousal regression).
 
     Parameters
     ----------
@@ -221,6 +225,12 @@ def fit_torch_classifier(
         BatchNorm statistics); validation and the returned module use the average.
         0.99 averages over about the last 100 steps: on a few hundred windows the raw weights
         jump between epochs, their average does not.
+    loss_fn : callable or None
+        ``loss_fn(outputs [B, ...], targets [B, ...]) -> scalar`` replacing the
+        cross-entropy: ``y`` then holds float targets (no masking, no class weights), a
+        batch of one item is skipped (a correlation needs two), the training loss is the
+        item-weighted mean of the batch losses and the validation loss is ``loss_fn`` of
+        all validation outputs at once.
 
     Returns
     -------
@@ -261,10 +271,16 @@ def fit_torch_classifier(
             idx = order[i : i + batch_size]
             xb = X[idx] if augment is None else augment(X[idx], generator)
             xb, yb = xb.to(device), y[idx].to(device)
-            if not bool((yb != MASK_LABEL).any()):
+            if loss_fn is not None:
+                if len(idx) < 2:
+                    continue  # a correlation needs two items
+                loss = loss_fn(module(xb), yb)
+                loss_sum, dn = loss * len(idx), torch.tensor(float(len(idx)))
+            elif not bool((yb != MASK_LABEL).any()):
                 continue  # nothing labelled in this batch
-            loss_sum, dn = _masked_ce_sum(module(xb), yb, weight)
-            loss = loss_sum / dn
+            else:
+                loss_sum, dn = _masked_ce_sum(module(xb), yb, weight)
+                loss = loss_sum / dn
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip is not None:
@@ -277,9 +293,13 @@ def fit_torch_classifier(
         if schedule is not None:
             schedule.step()
         train_loss = total / denom if denom > 0 else math.nan
-        val_loss = (
-            _mean_loss(judged, X_val, y_val, weight, batch_size, device) if has_val else None
-        )
+        if not has_val:
+            val_loss = None
+        elif loss_fn is not None:
+            out = predict_logits(judged, X_val, batch_size=batch_size, device=device)
+            val_loss = float(loss_fn(out, y_val.float()))
+        else:
+            val_loss = _mean_loss(judged, X_val, y_val, weight, batch_size, device)
         history.append(
             {"epoch": epoch, "lr": epoch_lr, "train_loss": train_loss, "val_loss": val_loss}
         )

@@ -128,6 +128,7 @@ def fit_raw_audio(
         batch_size=cfg.batch_size,
         patience=cfg.patience,
         augment=cfg.augment,
+        spec_masks=cfg.spec_masks,
         cosine=cfg.cosine,
         ema=cfg.ema,
         class_weight="log",

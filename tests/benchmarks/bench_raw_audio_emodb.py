@@ -33,12 +33,13 @@ CODES = "NWLEAFT"  # neutral anger boredom disgust fear happiness sadness (confi
 PIPELINE = {  # fit_raw_audio of params.yaml (configs/emodb.yaml changes only window_s)
     k: v
     for k, v in yaml.safe_load((ROOT / "params.yaml").read_text())["fit_raw_audio"].items()
-    if k in ("epochs", "lr", "batch_size", "patience", "augment", "cosine", "ema")
+    if k in ("epochs", "lr", "batch_size", "patience", "augment", "spec_masks", "cosine", "ema")
 }
 SETTINGS = {
     "pipeline": PIPELINE,
     "pipeline_cosine": {**PIPELINE, "cosine": True},
-    "no_augment": {**PIPELINE, "augment": False},
+    "no_augment": {**PIPELINE, "augment": False, "spec_masks": 0},
+    "no_masks": {**PIPELINE, "spec_masks": 0},
     "no_average": {**PIPELINE, "ema": None},
     # the recipe before this benchmark (paper's lr, no augmentation, no weight average)
     "paper_lr": dict(epochs=15, lr=0.00025, batch_size=16, patience=4),

@@ -121,12 +121,32 @@ def test_window_stats_reads_only_its_declared_keys():
         ("fuse.n_draws", -1, "must be >= 0 (got -1)"),
         ("fuse.concentration", 0, "must be > 0 (got 0)"),
         ("fit_raw_audio.patience", 0, "must be >= 1 (got 0)"),
+        ("fit_fusion_net.faces", "fer_xception", "should match pattern"),
+        ("fit_fusion_net.faces", "faces/vggface2_resnet50", "'vggface2_resnet50' is not made"),
+        ("fit_fusion_net.audio", "audio/cnn14", "'cnn14' is not made (embed_audio.backbones"),
+        ("fit_fusion_net.batch_size", 1, "must be >= 2 (got 1)"),
+        ("fit_fusion_net.seq_len", 2, "must be >= nets.conv_lstm.pool (got 2)"),
+        ("fit_fusion_net.nets.conv_lstm.kernels", [1, 4], "kernel sizes must be odd"),
+        ("fit_fusion_net.nets.conv_lstm.lstm_hidden", 0, "must be >= 1 (got 0)"),
         ("get_pretrained.models", ["nope"], "unknown checkpoints ['nope']"),
     ],
 )
 def test_invalid_values_name_the_param(tmp_path, dotted, value, problem):
     message = _error(tmp_path, _with(dotted, value))
     assert f": {dotted}" in message and problem in message, message
+
+
+def test_fusion_nets_are_named_and_reach_fuse_and_evaluate(tmp_path):
+    message = _error(tmp_path, _with("fit_fusion_net.nets", {"transformer": {}}))
+    assert "fit_fusion_net.nets" in message and "conv_lstm" in message, message
+    for stage in ("fuse", "evaluate"):
+        assert list(load_params(stage, ROOT / "params.yaml").fit_nets) == [
+            "conv_lstm",
+            "attention_fbp",
+        ]
+    data = _with("fit_fusion_net.nets", {})  # no fusion network (e.g. audio-only data)
+    data["fit_fusion_net"]["faces"] = "faces/not_made"  # then its inputs are not checked
+    assert load_params("fuse", _write(tmp_path, data)).fit_nets == {}
 
 
 def test_the_message_format(tmp_path):
@@ -229,3 +249,11 @@ def test_unreadable_params_file(tmp_path):
         load_params("make_demo", bad)
     with pytest.raises(ParamsError, match="unknown stage"):
         load_params("fit.knn", ROOT / "params.yaml")
+
+
+def test_a_fusion_net_typo_is_reported_against_that_net_only(tmp_path):
+    """Each net's entry is checked against its own keys: one message, the full path."""
+    data = _with("fit_fusion_net.nets.attention_fbp.fusion", "sum")
+    message = _error(tmp_path, data)
+    assert "fit_fusion_net.nets.attention_fbp.fusion: must be" in message, message
+    assert "conv_lstm" not in message and "unknown key" not in message, message

@@ -23,6 +23,7 @@ from pipeline.data.media import iter_video_frames, probe
 from pipeline.errors import DataError, PipelineError
 from pipeline.fusion import restrict_weights
 from pipeline.io.h5 import iter_groups
+from pipeline.models.fusion_net import NETS
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -89,6 +90,7 @@ def test_a_real_clip_gets_every_output_and_the_scores_fuse_wrote(
     assert summary["fusion"]["models"] == choice["models"]
     assert summary["models_used"] and set(summary["models_used"]) <= set(choice["models"])
     assert {"kelm_fer", "svm_finetuned", "lstm_mfcc"} <= set(summary["models_used"])
+    assert set(NETS) <= set(choice["models"])  # the fusion networks are scored like the others
     assert summary["modalities"]["face"]["usable"] and summary["modalities"]["audio"]["usable"]
     assert summary["models_left_out"] == {}
     assert summary["dominant_emotion"] in classes
@@ -137,15 +139,20 @@ def test_missing_modalities_use_what_the_video_has(
     assert not face["face"]["usable"] and face["audio"]["usable"]
     assert "no face found" in face["face"]["why"]
     assert s["no_face"]["models_used"] and all(
-        m.endswith("_mfcc") or m == "cnn_lstm_raw" for m in s["no_face"]["models_used"]
+        m.endswith("_mfcc") or m in ("cnn_lstm_raw", *NETS) for m in s["no_face"]["models_used"]
     )
     assert "kelm_fer" in s["no_face"]["models_left_out"]
+    # the fusion networks read both and score with the modality the video has
+    for net in NETS:
+        assert net not in s["no_face"]["models_left_out"]
+        assert net not in s["no_audio"]["models_left_out"]
+        assert net in s["neither"]["models_left_out"]
     assert all(r["face"] == "0" for r in _rows(out / "no_face_frames.csv"))
 
     assert audio["face"]["usable"] and not audio["audio"]["usable"]
     assert audio["audio"]["why"] == "no audio track (modality video)"
     assert s["no_audio"]["models_used"] and all(
-        m.endswith(("_fer", "_finetuned")) for m in s["no_audio"]["models_used"]
+        m.endswith(("_fer", "_finetuned")) or m in NETS for m in s["no_audio"]["models_used"]
     )
     assert s["no_audio"]["fusion"]["renormalised"]
     assert s["no_audio"]["dominant_emotion"] == "happiness"  # the clip's own emotion

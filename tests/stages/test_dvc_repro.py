@@ -45,6 +45,7 @@ SMALL = {  # params overrides: 4 short videos, one backbone per modality, few ep
     },
     "fit": {"models": ["svm", "kelm"], "features": ["fer", "mfcc"]},
     "fit_raw_audio": {"epochs": 2},
+    "fit_fusion_net": {"audio": "audio/mfcc", "epochs": 2},
     "fuse": {"n_draws": 200},
     "evaluate": {"timeline_videos": 1},
 }
@@ -116,15 +117,22 @@ def test_full_pipeline_then_nothing_to_run(project):
         "fit@svm-fer",
         "fit@kelm-mfcc",
         "fit_raw_audio",
+        "fit_fusion_net@conv_lstm",
+        "fit_fusion_net@attention_fbp",
         "fuse",
         "evaluate",
     ):
         assert f"Running stage '{stage}'" in first, stage
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics) == {"dev", "test"}
-    assert {"svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"} <= set(
-        metrics["dev"]
-    )
+    assert {
+        "svm_fer",
+        "kelm_mfcc",
+        "cnn_lstm_raw",
+        "conv_lstm",
+        "attention_fbp",
+        "fusion_swf",
+    } <= set(metrics["dev"])
     for m in metrics["dev"].values():
         assert 0 <= m["cpm"] <= 1 and m["cpm"] == pytest.approx(
             0.67 * m["macro_f1"] + 0.33 * m["accuracy"], abs=1e-5
@@ -221,7 +229,15 @@ def test_experiments_queue_and_va(project):
     assert faces["counts"]["done"] == 4
     assert all(v["frames"] > 0 for v in faces["videos"].values())  # statistics kept on reuse
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    for name in ("svm_fer", "kelm_mfcc", "cnn_lstm_raw", "fusion_swf", "fusion_mcwf"):
+    for name in (
+        "svm_fer",
+        "kelm_mfcc",
+        "cnn_lstm_raw",
+        "conv_lstm",
+        "attention_fbp",
+        "fusion_swf",
+        "fusion_mcwf",
+    ):
         m = metrics["test"][name]
         assert -1 <= m["ccc_valence"] <= 1 and m["ccc_mean"] == pytest.approx(
             (m["ccc_valence"] + m["ccc_arousal"]) / 2, abs=1e-5

@@ -7,8 +7,8 @@ Two chains through the real stage entry points in tmp_path:
   resample_labels -> window_stats, on tiny real files (one audio-only WAV, one MP4 without
   audio);
 - synthetic embeddings (written by the contract the embedding stages follow) ->
-  window_stats -> fit (kelm) -> fuse -> evaluate, with an audio-only dev video and a
-  video-only test video.
+  window_stats -> fit (kelm) and fit_fusion_net (conv_lstm, on both embedding files) -> fuse
+  -> evaluate, with an audio-only dev video and a video-only test video.
 """
 
 import csv
@@ -33,6 +33,7 @@ from stages import (
     evaluate,
     extract_audio,
     fit,
+    fit_fusion_net,
     fuse,
     resample_labels,
     window_stats,
@@ -167,6 +168,14 @@ def test_media_chain_skips_the_missing_modality(tmp_path, make_video, pretrained
         assert all(len(g["x"]) > 0 for v, g in windows.items() if v != lacking)
 
 
+SMALL_NET = {
+    "channels": 8,
+    "kernels": [1, 3, 5],
+    "pool": 3,
+    "lstm_hidden": 16,
+    "lstm_layers": 1,
+    "dropout": 0.0,
+}
 CLASSES = ["neutral", "anger", "disgust", "fear", "happiness", "sadness"]
 # id -> (split, clip label, modality); 20 s each: 9 windows of 4 s at 50 % overlap
 VIDEOS = {
@@ -211,7 +220,8 @@ def _synthetic(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
     params = _params(
         tmp_path,
         fit={"models": ["kelm"], "features": ["fer", "logmel"]},
-        fuse={"models": ["kelm_fer", "kelm_logmel"], "n_draws": 20},
+        fit_fusion_net={"seq_len": 9, "hop": 3, "epochs": 3, "nets": {"conv_lstm": SMALL_NET}},
+        fuse={"models": ["kelm_fer", "kelm_logmel", "conv_lstm"], "n_draws": 20},
     )
     labels = tmp_path / "labels_5hz.h5"
     resample_labels.main(
@@ -273,6 +283,30 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
     assert prior[[1, 3, 5]].sum() == pytest.approx(1.0)
     assert not read_scores(fitted / "kelm_logmel" / "scores.h5")["te_silent"]["covered"].any()
 
+    fit_fusion_net.main(
+        [
+            "--net",
+            "conv_lstm",
+            "--faces",
+            str(files["fer"]),
+            "--audio",
+            str(files["logmel"]),
+            "--labels",
+            str(labels),
+            "--dst",
+            str(fitted / "conv_lstm"),
+            *p,
+        ]
+    )
+    net = read_scores(fitted / "conv_lstm" / "scores.h5")
+    assert sorted(net) == ["dev_fear", "dev_speech", "te_anger", "te_silent"]
+    for vid in net:  # one modality is enough for the fusion net: every bin covered
+        assert net[vid]["covered"].all() and net[vid]["p"].shape == (100, 6)
+    report = json.loads((fitted / "conv_lstm" / "report.json").read_text())
+    assert report["videos_without_face"] == ["dev_speech", "tr_speech"]
+    assert report["videos_without_audio"] == ["te_silent"]
+    assert (fitted / "conv_lstm" / "model.pt").is_file()
+
     shutil.copytree(fitted / "kelm_logmel", fitted / "cnn_lstm_raw")  # evaluate reads model 4
     fuse.main(
         ["--scores", str(fitted), "--labels", str(labels), "--dst", str(tmp_path / "fuse"), *p]
@@ -300,7 +334,9 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
         ]
     )
     metrics = json.loads((rep / "metrics.json").read_text())
-    assert {"kelm_fer", "kelm_logmel", "fusion_swf"} <= set(metrics["test"])
+    assert {"kelm_fer", "kelm_logmel", "conv_lstm", "fusion_swf"} <= set(metrics["test"])
+    weights = json.loads((tmp_path / "fuse" / "swf" / "weights.json").read_text())
+    assert "conv_lstm" in json.dumps(weights)
 
 
 def test_window_stats_still_stops_for_a_video_without_embeddings(tmp_path):

@@ -252,3 +252,24 @@ def test_weight_average_returns_the_averaged_weights():
     w = lambda m: m.module_.head.weight  # noqa: E731
     torch.testing.assert_close(w(near_first), w(first_step))
     assert not torch.allclose(w(near_first), w(plain))
+
+
+def test_spec_masks_zero_bands_and_stretches_in_training_only():
+    torch.manual_seed(0)
+    model = AudioCNNLSTM(3, spec_masks=2)
+    keep = model._masks(torch.Size([64, 40, 201]))
+    for item in keep:
+        dropped_filters = (item == 0).all(dim=1).sum()  # a band: zero at every frame
+        dropped_frames = (item == 0).all(dim=0).sum()  # a stretch: zero in every filter
+        assert dropped_filters <= 2 * 8 and dropped_frames <= 2 * 20
+        assert ((item == 0) == ((item == 0).all(1)[:, None] | (item == 0).all(0)[None])).all()
+    assert (keep == 0).any(dim=(1, 2)).float().mean() > 0.8  # nearly every item masked
+    plain = AudioCNNLSTM(3, spec_masks=0)
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(2, 1, 16_000)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), plain.eval()(x))  # no masks at inference
+        model.train(), plain.train()
+        torch.manual_seed(1)
+        a = model.features(model.frames(x) * model._masks(model.frames(x).shape))
+        assert not torch.allclose(a, plain.features(model.frames(x)))

@@ -48,6 +48,7 @@ def test_learns_tones_and_scores_every_dev_bin():
         patience=12,
         class_weight_r=0.34,
         augment=True,  # the params.yaml training recipe
+        spec_masks=2,
         cosine=False,
         ema=0.99,
     )
@@ -81,6 +82,7 @@ def test_class_missing_from_training_but_present_in_dev():
         patience=2,
         class_weight_r=0.34,
         augment=False,
+        spec_masks=0,
         cosine=False,
         ema=None,
     )
