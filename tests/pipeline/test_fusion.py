@@ -528,3 +528,14 @@ def test_fuse_stage_writes_weights_choice_and_out_of_fold_dev_scores(tmp_path):
         y_dev = np.concatenate([y[v] for v in vids[:6]])
         assert _cpm(y_dev, p) == pytest.approx(rec["dev_score_cv"], abs=1e-12)
     assert (tmp_path / "fuse" / "chosen" / "scores.h5").is_file()
+
+
+def test_the_best_single_model_wins_unless_fusion_beats_it_beyond_the_noise():
+    """The preference order starts with the single model: when every rule is within
+    ``choice_se`` standard errors of the best (here: an infinitely wide band), no fusion."""
+    rng = np.random.default_rng(5)
+    P, y, groups = _good_and_noise(rng, 6, 25)
+    models = ["good", "noise1", "noise2", "noise3"]
+    dev = fuse_dev(P, y, groups, models, replace(CFG, choice_se=1e9))
+    assert dev.chosen == "single"
+    np.testing.assert_array_equal(dev.fits["single"].weights, [1, 0, 0, 0])
