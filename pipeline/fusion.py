@@ -581,6 +581,10 @@ class FusionConfig:
         The one-standard-error rule: the pipeline uses the first rule (in the order of
         :data:`METHODS`) whose cross-validated score is within ``choice_se`` standard errors
         of the best one; 0 takes the best score.
+    rule : {"auto", "single", "uniform", "swf", "mcwf"}
+        ``auto``: the rule the cross-validation picks (``choice_se``); a rule's name uses it
+        whatever the cross-validation says (e.g. ``mcwf``, the ABAW 2020 paper's), with its
+        cross-validated score still reported.
     smooth_bins : int
         :func:`pipeline.scores.smooth_stacked` window applied to every model's scores
         before fusion (0 or 1: off).
@@ -596,6 +600,7 @@ class FusionConfig:
     cv_group: str
     shrinkage: tuple[float, ...]
     choice_se: float
+    rule: str
     smooth_bins: int
     entropy_gate: float | None
 
@@ -775,6 +780,8 @@ def fuse_dev(
         se = float(np.std(fits[best].fold_scores, ddof=1) / np.sqrt(n_folds))
         bar = fits[best].dev_score_cv - cfg.choice_se * se
         chosen = next(m for m in METHODS if fits[m].dev_score_cv >= bar)
+    if cfg.rule != "auto":
+        chosen = cfg.rule
     log.info(
         "fusion choice: %s (cross-validated dev score %s; best %s, standard error %s; %s)",
         chosen,

@@ -466,6 +466,7 @@ class FuseSection(Section):
     cv_group: Literal["speaker", "video"]
     shrinkage: Annotated[tuple[Fraction, ...], Field(min_length=1)]  # tried by CV
     choice_se: NonNegFloat  # one-standard-error rule; 0 = best cross-validated score
+    rule: Literal["auto", "single", "uniform", "swf", "mcwf"]  # auto = the CV choice
     smooth_bins: NonNegInt  # centred moving average of every model's scores; 0 or 1 = off
     entropy_gate: Annotated[Float, Field(gt=0, le=1)] | None  # expr only; null = off
 

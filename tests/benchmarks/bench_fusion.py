@@ -315,6 +315,7 @@ def cheap_wins(seeds: list[int], n_draws: int) -> dict:
                 cv_group="speaker",
                 shrinkage=(0.0, 0.25, 0.5, 0.75),
                 choice_se=1.0,
+                rule="auto",
                 smooth_bins=smooth,
                 entropy_gate=gate,
             )

@@ -255,6 +255,7 @@ CFG = FusionConfig(
     cv_group="speaker",
     shrinkage=(0.0, 0.25, 0.5),
     choice_se=1.0,
+    rule="auto",
     smooth_bins=0,
     entropy_gate=None,
 )
@@ -539,3 +540,14 @@ def test_the_best_single_model_wins_unless_fusion_beats_it_beyond_the_noise():
     dev = fuse_dev(P, y, groups, models, replace(CFG, choice_se=1e9))
     assert dev.chosen == "single"
     np.testing.assert_array_equal(dev.fits["single"].weights, [1, 0, 0, 0])
+
+
+def test_a_named_rule_is_used_whatever_the_cross_validation_says():
+    rng = np.random.default_rng(3)
+    P, y, groups = _good_and_noise(rng, 6, 25)
+    models = ["good", "noise1", "noise2", "noise3"]
+    auto = fuse_dev(P, y, groups, models, CFG)
+    assert auto.chosen == "single"
+    forced = fuse_dev(P, y, groups, models, replace(CFG, rule="mcwf"))
+    assert forced.chosen == "mcwf" and forced.best_cv == auto.best_cv
+    assert forced.fits["mcwf"].dev_score_cv == auto.fits["mcwf"].dev_score_cv  # still reported
