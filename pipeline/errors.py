@@ -28,3 +28,13 @@ class DataError(PipelineError):
 
 class ParamsError(PipelineError):
     """A missing, misspelled or invalid key in params.yaml."""
+
+
+class NothingToFit(PipelineError):
+    """The train split holds no sample a model can learn from, because the data lacks the
+    model's modality (no faces in an audio-only corpus, no audio in an image corpus).
+
+    Model stages catch it and write a skip record (:func:`pipeline.scores.write_skipped`)
+    instead of a model, so a plain ``dvc repro`` runs on any dataset; fusion and evaluation
+    leave such models out and say why.
+    """

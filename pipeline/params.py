@@ -212,6 +212,7 @@ class DetectFacesSection(Section):
     track: Literal["nearest", "largest"]
     fill: Literal["zeros", "last"]
     batch_size: PosInt
+    images: Literal["aligned", "detect"]
 
 
 class ExtractAudioSection(Section):
@@ -554,9 +555,11 @@ class ParamsFile(Section):
 
 
 class MakeDemoParams(MakeDemoSection):
-    """``make_demo`` plus base.seed."""
+    """``make_demo`` plus base.seed and build_manifest.adapter (the demo is made only for
+    the ``demo`` adapter)."""
 
     seed: Seed
+    adapter: str
 
 
 class BuildManifestParams(BuildManifestSection):
@@ -771,7 +774,11 @@ _PRODUCED = {
     "fit_features": "fit.features",
     "fit_nets": "fit_fusion_net.nets",
 }
-OTHER_KEYS: dict[str, dict[str, str]] = {"fuse": _PRODUCED, "evaluate": _PRODUCED}
+OTHER_KEYS: dict[str, dict[str, str]] = {
+    "fuse": _PRODUCED,
+    "evaluate": _PRODUCED,
+    "make_demo": {"adapter": "build_manifest.adapter"},
+}
 # Stages that read only some keys of their section (the others drive DVC's foreach/matrix);
 # dvc.yaml declares exactly these keys, so editing the others re-runs nothing here.
 SECTION_KEYS: dict[str, tuple[str, ...]] = {

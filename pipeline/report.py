@@ -277,15 +277,20 @@ def evaluate_all(
     return Evaluation(out, stacked, names, key, best, table, measure)
 
 
-def summary_markdown(ev: Evaluation) -> str:
-    """The report's Markdown summary: measure, best model, table."""
+def summary_markdown(ev: Evaluation, skipped: dict[str, str] | None = None) -> str:
+    """The report's Markdown summary: measure, best model, table, and the models that were
+    not fitted (``skipped``: ``{model: why}``, the skip records of
+    :func:`pipeline.scores.write_skipped`)."""
+    notes = "".join(f"- `{name}`: {why}\n" for name, why in sorted((skipped or {}).items()))
+    if notes:
+        notes = "\n## Not fitted (nothing to learn from in this data)\n\n" + notes
     return (
         f"# Results ({', '.join(ev.metrics)})\n\n{ev.measure}; unannotated frames masked. "
         "The same figures on the 5 Hz grid are in metrics.json under `grid_5hz`. Every dev "
         "figure is out of sample: single models are fitted on train, and the dev scores of "
         "the fusions (`fusion_swf`, `fusion_mcwf`, and `fusion_chosen`, the rule `fuse` "
         "picks) are cross-validated over dev groups (models/fuse/choice.json). "
-        f"Best on dev: **{ev.best}**.\n\n" + ev.table
+        f"Best on dev: **{ev.best}**.\n\n" + ev.table + notes
     )
 
 

@@ -10,12 +10,17 @@ and the payload is the training prior or mean); group attribute ``split``.
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.io.atomic import atomic_path, write_json
 from pipeline.io.h5 import iter_groups, read_group_attrs
+
+log = logging.getLogger(__name__)
 
 
 def payload(task: str) -> tuple[str, str]:
@@ -43,20 +48,53 @@ def pipeline_models(
     return matrix + [RAW_AUDIO_MODEL] + sorted(nets)
 
 
+def write_skipped(dst: str | Path, model: str, reason: str) -> None:
+    """Write the skip record of a model with nothing to fit: the folder ``dst`` holding only
+    ``report.json`` = ``{"model": model, "skipped": reason}`` (no ``scores.h5``)."""
+    log.warning("%s: nothing to fit (%s); wrote a skip record to %s", model, reason, dst)
+    with atomic_path(dst) as tmp:
+        tmp.mkdir()
+        write_json(tmp / "report.json", {"model": model, "skipped": reason})
+
+
+def skip_reason(folder: str | Path) -> str | None:
+    """Why the model in ``folder`` was skipped (its skip record), or None when it was fitted."""
+    report = Path(folder) / "report.json"
+    if (Path(folder) / "scores.h5").is_file() or not report.is_file():
+        return None
+    return json.loads(report.read_text()).get("skipped")
+
+
 def find_scores(root: str | Path, names: list[str] | None = None) -> dict[str, Path]:
-    """``{model_name: scores.h5}`` under ``root``: the given ``names`` (each must exist), or
-    every model folder found (sorted).
+    """``{model_name: scores.h5}`` under ``root``: the given ``names`` (each must exist, as
+    scores or as a skip record, see :func:`write_skipped`; skipped models are left out), or
+    every model folder with scores (sorted).
 
     Naming the models keeps folders of models no longer in the pipeline (left behind when
     ``fit.features`` shrinks) out of fusion and evaluation.
+
+    Raises
+    ------
+    PipelineError
+        A named model has neither scores nor a skip record, or every named model was skipped.
     """
     root = Path(root)
     if names is None:
         return {p.parent.name: p for p in sorted(root.glob("*/scores.h5"))}
-    missing = [n for n in names if not (root / n / "scores.h5").is_file()]
+    skipped = skipped_models(root, names)
+    missing = [n for n in names if n not in skipped and not (root / n / "scores.h5").is_file()]
     if missing:
         raise PipelineError(f"{root}: no scores for {missing} (run their fit stages)")
-    return {n: root / n / "scores.h5" for n in names}
+    if names and len(skipped) == len(names):
+        why = "; ".join(f"{n}: {w}" for n, w in skipped.items())
+        raise PipelineError(f"{root}: every model was skipped ({why})")
+    return {n: root / n / "scores.h5" for n in names if n not in skipped}
+
+
+def skipped_models(root: str | Path, names: list[str]) -> dict[str, str]:
+    """``{model_name: reason}`` of the named models under ``root`` that have a skip record."""
+    reasons = {n: skip_reason(Path(root) / n) for n in names}
+    return {n: why for n, why in reasons.items() if why}
 
 
 def read_labels(path: str | Path, task: str = "expr") -> dict[str, dict]:

@@ -3,7 +3,8 @@
 Reads  data/interim/manifest.csv and the media it lists; params base.device (mtcnn_torch),
        base.n_jobs, base.executor, base.dask_scheduler, detect_faces
 Writes data/interim/faces/<video_id>.h5 (t, frame_index, faces, boxes, landmarks, scores,
-       valid; per-video reuse), data/interim/faces_report.json (frames and found rate; rows
+       valid; per-video reuse; image rows with detect_faces.images aligned: the image itself,
+       resized, no detection), data/interim/faces_report.json (frames and found rate; rows
        without a video stream: "skipped" with the reason)
 """
 
@@ -31,7 +32,7 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
             r.video_id,
             (Path(r.media_path),),
             dst / f"{r.video_id}.h5",
-            {"fps": r.fps, "skip": no_stream(r, "video")},
+            {"fps": r.fps, "skip": no_stream(r, "video"), "image": r.modality == "image"},
         )
         for r in read_manifest(manifest)
     ]

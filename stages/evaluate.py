@@ -1,6 +1,7 @@
 """Stage `evaluate`: metrics of every model and fusion on dev and test, plots and a summary.
 
-Reads  models/fit/*/scores.h5, models/fuse/*/scores.h5, data/interim/labels_5hz.h5,
+Reads  models/fit/*/scores.h5 (models with a skip record are left out, listed in the summary),
+       models/fuse/*/scores.h5, data/interim/labels_5hz.h5,
        data/interim/manifest.csv and the label files it lists (the official per-frame units);
        params base.classes, base.label_rate_hz, base.task, fit.models, fit.features,
        fit_fusion_net.nets, evaluate
@@ -21,7 +22,14 @@ from pipeline.data.manifest import read_manifest
 from pipeline.io.atomic import atomic_path, write_json, write_text
 from pipeline.params import load_params
 from pipeline.protocol import split_units
-from pipeline.scores import find_scores, pipeline_models, read_labels, read_scores, stack_split
+from pipeline.scores import (
+    find_scores,
+    pipeline_models,
+    read_labels,
+    read_scores,
+    skipped_models,
+    stack_split,
+)
 
 log = logging.getLogger("stages.evaluate")
 
@@ -40,9 +48,11 @@ def main(
 ) -> None:
     """Score every model and fusion on dev and test."""
     cfg = load_params("evaluate", params)
-    fitted = find_scores(
-        scores, pipeline_models(cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets))
-    )
+    names = pipeline_models(cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets))
+    fitted = find_scores(scores, names)
+    skipped = skipped_models(scores, names)
+    for name, why in skipped.items():
+        log.warning("evaluate: %s left out, it was not fitted (%s)", name, why)
     files = {
         **fitted,
         **{f"fusion_{k}": v for k, v in find_scores(fused, ["swf", "mcwf", "chosen"]).items()},
@@ -69,7 +79,7 @@ def main(
             for s, per in ev.metrics.items()
         },
     )
-    write_text(summary, report.summary_markdown(ev))
+    write_text(summary, report.summary_markdown(ev, skipped))
     with atomic_path(plots) as tmp:
         tmp.mkdir()
         report.write_plot_data(tmp, ev, list(cfg.classes))

@@ -5,7 +5,9 @@ Reads  features/windows/<feature>.h5; params base.seed, base.classes, base.label
 Writes models/fit/<model>_<feature>/model.joblib (the fitted estimator),
        scores.h5 (per dev/test video on the 5 Hz grid: t [n] s, p [n, K] class probabilities,
        or va [n, 2] for base.task va, and covered [n]),
-       report.json (training windows, class counts, classes missing from training)
+       report.json (training windows, class counts, classes missing from training);
+       when the train split has no window of this feature (the data lacks its modality):
+       report.json only, the skip record {"model", "skipped": why}
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 import joblib
 
 from pipeline.cli import stage_cli
+from pipeline.errors import NothingToFit
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.io.h5 import iter_groups, params_digest, read_group_attrs
 from pipeline.models.fitting import fit_and_score, fit_and_score_va
 from pipeline.params import load_params
-from pipeline.scores import write_scores
+from pipeline.scores import write_scores, write_skipped
 
 
 @stage_cli
@@ -31,10 +34,14 @@ def main(
     videos = {
         vid: {**g, "attrs": read_group_attrs(windows, vid)} for vid, g in iter_groups(windows)
     }
-    if cfg.task == "va":
-        est, scores, report = fit_and_score_va(model, cfg, videos)
-    else:
-        est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed)
+    try:
+        if cfg.task == "va":
+            est, scores, report = fit_and_score_va(model, cfg, videos)
+        else:
+            est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed)
+    except NothingToFit as why:  # e.g. face windows of an audio-only corpus
+        write_skipped(dst, f"{model}_{feature}", str(why))
+        return
     with atomic_path(dst) as tmp:
         tmp.mkdir()
         joblib.dump(est, tmp / "model.joblib")

@@ -2,7 +2,8 @@
 
 Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/labels_5hz.h5;
        params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_raw_audio
-Writes models/fit/cnn_lstm_raw/{model.joblib (model.pt for va), scores.h5, report.json}
+Writes models/fit/cnn_lstm_raw/{model.joblib (model.pt for va), scores.h5, report.json};
+       data without labelled train audio: report.json only, the skip record {"model", "skipped"}
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import joblib
 
 from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
+from pipeline.errors import NothingToFit
 from pipeline.io.atomic import atomic_path, write_json
 from pipeline.io.h5 import iter_groups, params_digest, read_attrs, read_group, read_group_attrs
 from pipeline.models.persist import save_torch
 from pipeline.models.raw_audio import fit_raw_audio, fit_raw_audio_va
 from pipeline.params import load_params
-from pipeline.scores import payload, write_scores
+from pipeline.scores import RAW_AUDIO_MODEL, payload, write_scores, write_skipped
 
 
 @stage_cli
@@ -41,12 +43,18 @@ def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml"
             "split": read_group_attrs(labels, vid)["split"],
         }
     device = resolve_device(cfg.device)
-    if cfg.task == "va":
-        est, scores, report = fit_raw_audio_va(videos, cfg, cfg.seed, cfg.label_rate_hz, device)
-    else:
-        est, scores, report = fit_raw_audio(
-            videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device
-        )
+    try:
+        if cfg.task == "va":
+            est, scores, report = fit_raw_audio_va(
+                videos, cfg, cfg.seed, cfg.label_rate_hz, device
+            )
+        else:
+            est, scores, report = fit_raw_audio(
+                videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device
+            )
+    except NothingToFit as why:  # e.g. an image corpus: no audio
+        write_skipped(dst, RAW_AUDIO_MODEL, str(why))
+        return
     with atomic_path(dst) as tmp:
         tmp.mkdir()
         if cfg.task == "va":  # a bare torch module: reproducible torch.save bytes

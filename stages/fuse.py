@@ -2,7 +2,8 @@
 of sample: uniform weights, the best single model, SWF and MCWF are cross-validated over dev
 groups, and the pooled held-out score picks shrinkage and the rule used (pipeline.fusion).
 
-Reads  models/fit/<model>/scores.h5 (the fit matrix, the raw-audio model, the fusion nets),
+Reads  models/fit/<model>/scores.h5 (the fit matrix, the raw-audio model, the fusion nets;
+       models with a skip record, report.json "skipped", are left out with a warning),
        data/interim/labels_5hz.h5; params base.seed, base.classes, base.label_rate_hz,
        base.task, fit.models, fit.features, fit_fusion_net.nets, fuse
 Writes models/fuse/<swf|mcwf|chosen>/scores.h5 (the fit format; dev rows hold held-out
@@ -33,6 +34,9 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
     produced = sc.pipeline_models(cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets))
     names = produced if cfg.models == ("all",) else list(cfg.models)
     per_model = {m: sc.read_scores(p, cfg.task) for m, p in sc.find_scores(scores, names).items()}
+    for name, why in sc.skipped_models(scores, names).items():
+        log.warning("fuse: %s left out, it was not fitted (%s)", name, why)
+    names = list(per_model)
     lab = sc.read_labels(labels, cfg.task)
     stacked = {
         s: sc.stack_split(per_model, lab, s, cfg.task)

@@ -7,6 +7,8 @@ Writes features/windows/<feature>.h5: per video t [W] (window centres, s), x [W,
        A video that lacks the feature's modality (its embedding group has attribute
        `skipped`, e.g. an audio-only clip for a face feature) gets W = 0 windows and keeps
        the `skipped` attribute; a video with no embedding group at all stops the stage.
+       When no video has the modality, the file holds only such groups (and a warning says
+       so): the feature's models then write skip records.
 """
 
 from __future__ import annotations
@@ -75,11 +77,18 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
             skipped += int((~out["valid"]).sum())
             total += len(out["valid"])
             w.add(vid, attrs=attrs, **out)
-    if total == 0:
-        raise PipelineError(
-            f"{embeddings}: no windows at all ({len(no_modality)} videos lack "
-            "this feature's modality; take it out of window_stats.features?)"
+    if total == 0 and no_modality:  # e.g. a face feature of an audio-only corpus
+        log.warning(
+            "window_stats: no video has this feature's modality (%d skipped, e.g. %s: %s); "
+            "wrote %s without windows, and its models write skip records",
+            len(no_modality),
+            no_modality[0],
+            read_group_attrs(embeddings, no_modality[0])[SKIPPED],
+            dst,
         )
+        return
+    if total == 0:
+        raise PipelineError(f"{embeddings}: no windows at all (no labelled video?)")
     if no_modality:
         log.info(
             "window_stats: %d videos without this feature's modality get no windows, e.g. %s",

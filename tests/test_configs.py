@@ -54,7 +54,10 @@ def test_every_config_gives_valid_params(path, tmp_path):
     load_file(tmp_path / "params.yaml")  # raises ParamsError naming the key if not
 
 
-def test_command_puts_targets_last_and_passes_extra_arguments():
+def test_command_puts_targets_last_and_passes_extra_arguments(tmp_path):
     cmd = run.command(ROOT / "configs" / "emodb.yaml", ["-S", "build_manifest.root=/x"])
-    assert cmd[2:5] == ["dvc", "exp", "run"] and cmd[-1] == "evaluate"
-    assert cmd[-3:-1] == ["-S", "build_manifest.root=/x"]  # after the file's: it wins
+    assert cmd[2:5] == ["dvc", "exp", "run"]  # no targets: the whole pipeline
+    assert cmd[-2:] == ["-S", "build_manifest.root=/x"]  # after the file's: it wins
+    (tmp_path / "some.yaml").write_text("fit: {features: [mfcc]}\ntargets: [fuse, evaluate]\n")
+    cmd = run.command(tmp_path / "some.yaml", ["--queue"])
+    assert cmd[-5:] == ["-S", "fit.features=[\"mfcc\"]", "--queue", "fuse", "evaluate"]

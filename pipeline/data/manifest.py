@@ -274,18 +274,6 @@ def build_manifest(
         else:
             report.warn(it.media_path, "no label", "skipped")
             continue
-        if info.modality == "image":
-            report.warn(
-                it.media_path,
-                "still image (modality image): one frame, no audio track",
-                "kept: audio features give it no windows",
-            )
-        elif not info.has_audio:
-            report.warn(
-                it.media_path,
-                "no audio track (modality video)",
-                "kept: audio features give it no windows",
-            )
         rows.append(
             ManifestRow(
                 it.video_id,
@@ -301,6 +289,20 @@ def build_manifest(
     if not rows:
         raise PipelineError("no usable video in the dataset; see manifest_report.json for why")
     report.modalities = dict(sorted(Counter(r.modality for r in rows).items()))
+    # A modality the whole dataset lacks (images of FER-2013, audio of EmoDB) is no news per
+    # row: rows are warned about only when other rows have it.
+    without_audio = {
+        "image": "still image (modality image): one frame, no audio track",
+        "video": "no audio track (modality video)",
+    }
+    if any(r.has_audio for r in rows):
+        for r in rows:
+            if r.modality in without_audio:
+                report.warn(
+                    r.media_path,
+                    without_audio[r.modality],
+                    "kept: audio features give it no windows",
+                )
     if any(r.has_video for r in rows):
         for r in rows:
             if r.modality == "audio":

@@ -228,9 +228,25 @@ def save_finetuned(path, model: FineTuneNet, classes: tuple[str, ...]) -> None:
     )
 
 
+def save_skipped(path, reason: str, classes: tuple[str, ...]) -> None:
+    """Save the skip record that stands for the model when there was nothing to fine-tune
+    (no labelled train face): ``{"skipped": reason, "classes": [...]}``."""
+    save_torch({"skipped": reason, "classes": list(classes)}, path)
+
+
 def load_finetuned(path, device: str = "cpu") -> FineTuneNet:
-    """Rebuild a model saved by :func:`save_finetuned`."""
+    """Rebuild a model saved by :func:`save_finetuned`.
+
+    Raises
+    ------
+    PipelineError
+        ``path`` holds a skip record (:func:`save_skipped`).
+    """
     ck = torch.load(path, map_location=device, weights_only=True)
+    if "skipped" in ck:
+        from pipeline.errors import PipelineError
+
+        raise PipelineError(f"{path}: finetune_faces was skipped ({ck['skipped']})")
     task = ck.get("task", "expr")
     n_out = 2 if task == "va" else len(ck["classes"])
     model = FineTuneNet(MiniXception(), n_out, ck["hidden"], task=task).to(device)
@@ -335,14 +351,20 @@ def finetune_out_of_fold(
     (full model, its history, {train video id: the model that embeds it}); the mapping is
     empty when ``k == 0``.
     """
-    dev = split_faces(rows, faces_dir, labels_5hz, rate_hz, "dev", task)
+    from pipeline.errors import NothingToFit, PipelineError
+
     train_rows = [r for r in rows if r.split == "train"]
+    try:
+        train_all = split_faces(train_rows, faces_dir, labels_5hz, rate_hz, "train", task)
+    except PipelineError as err:  # no face in any train video: the data has none to learn
+        raise NothingToFit(str(err)) from None
+    dev = split_faces(rows, faces_dir, labels_5hz, rate_hz, "dev", task)
 
     def train_on(subset: list) -> tuple[FineTuneNet, list[dict]]:
         train = split_faces(subset, faces_dir, labels_5hz, rate_hz, "train", task)
         return finetune(backbone, train, dev, n_classes, cfg, seed, device, task)
 
-    net, history = train_on(train_rows)
+    net, history = finetune(backbone, train_all, dev, n_classes, cfg, seed, device, task)
     embedder: dict[str, FineTuneNet] = {}
     if k:
         if len(train_rows) < k:
@@ -401,3 +423,15 @@ def embed_videos(
         model = (embedder or {}).get(r.video_id, net)
         arrays, attrs = embed_video(model, r, faces_dir, n_classes, device)
         writer.add(r.video_id, attrs=attrs, **arrays)
+
+
+def write_skipped_embeddings(rows, writer, dim: int, n_out: int, reason: str) -> None:
+    """Give every row an empty group (attribute ``skipped``: why) when fine-tuning was
+    skipped (:func:`save_skipped`); ``dim`` is the hidden width, ``n_out`` the width of
+    ``p`` (K classes, or 2 for valence/arousal)."""
+    from pipeline.data.manifest import no_stream
+    from pipeline.io.h5 import skipped_group
+
+    for r in rows:
+        arrays, attrs = skipped_group(dim, no_stream(r, "video") or reason)
+        writer.add(r.video_id, attrs=attrs, **arrays, p=np.zeros((0, n_out), np.float32))

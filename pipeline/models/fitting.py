@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.errors import PipelineError
+from pipeline.errors import NothingToFit, PipelineError
 from pipeline.metrics import at_chance
 from pipeline.scores import grid_scores
 
@@ -42,7 +42,7 @@ def training_windows(
         ys.append(g["y"][ok].astype(np.int64))
         groups.append(np.full(int(ok.sum()), vid, dtype=object))
     if not xs or sum(len(y) for y in ys) == 0:
-        raise PipelineError(
+        raise (NothingToFit if split == "train" else PipelineError)(
             f"no valid labelled windows in the {split!r} split (empty split, or no face/audio?)"
         )
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
@@ -325,7 +325,7 @@ def fit_and_score_va(
             xs.append(g["x"][ok])
             ys.append(g["va"][ok])
     if not xs or sum(len(y) for y in ys) == 0:
-        raise PipelineError("no valid annotated windows in the 'train' split")
+        raise NothingToFit("no valid annotated windows in the 'train' split")
     X, Y = np.concatenate(xs), np.concatenate(ys)
     model = make_regressor(name, cfg).fit(X, Y)
     mean = Y.mean(axis=0).astype(np.float32)

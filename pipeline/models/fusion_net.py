@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import PipelineError
+from pipeline.errors import NothingToFit, PipelineError
 from pipeline.features.summarise import to_grid
 from pipeline.features.windows import window_labels, window_va
 from pipeline.io.h5 import SKIPPED, iter_groups, read_group_attrs
@@ -363,6 +363,9 @@ def fit_fusion_net(
         for vid, g in sorted(videos.items())
     }
     train_ids = [v for v in grids if videos[v]["split"] == "train"]
+    for i, what in ((1, "a face"), (3, "audio")):  # grid = (v, v_valid, a, a_valid)
+        if not any(grids[v][i].any() for v in train_ids):
+            raise NothingToFit(f"fit_fusion_net {name}: no train video has {what} to fuse")
     norm = fit_norm([grids[v] for v in train_ids] or list(grids.values()))
     win = {}
     for vid, grid in grids.items():

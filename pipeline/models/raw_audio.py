@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.errors import PipelineError
+from pipeline.errors import NothingToFit, PipelineError
 from pipeline.features.windows import window_labels, window_va
 from pipeline.metrics import at_chance
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
@@ -117,7 +117,7 @@ def fit_raw_audio(
 
     X, y = stack("train")
     if (y >= 0).sum() == 0:
-        raise PipelineError("fit_raw_audio: no labelled audio windows in the train split")
+        raise NothingToFit("fit_raw_audio: no labelled audio windows in the train split")
     Xd, yd = stack("dev")
     yd = np.where(
         np.isin(yd, np.unique(y[y >= 0])), yd, -1
@@ -254,6 +254,8 @@ def fit_raw_audio_va(
         return X[ok], Y[ok]
 
     X, Y = stack("train")
+    if len(Y) == 0:
+        raise NothingToFit("fit_raw_audio: no annotated audio windows in the train split")
     if len(Y) < 2:
         raise PipelineError(
             "fit_raw_audio: fewer than two annotated audio windows in the train split"

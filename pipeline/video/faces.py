@@ -51,6 +51,7 @@ class FaceConfig:
     fill: str  # zeros | last
     batch_size: int
     device: str  # base.device (auto | cpu | cuda); only mtcnn_torch uses it
+    images: str  # image rows (modality image): aligned (the image is the face) | detect
 
 
 def detector_runtime(cfg: FaceConfig) -> tuple[str, list[str]]:
@@ -180,6 +181,33 @@ def _align_batch(
     }
 
 
+def aligned_image_track(path: str | Path, size_px: int) -> dict[str, np.ndarray]:
+    """The face track of a still image that already is an aligned face crop (FER-2013,
+    the aligned sets of RAF-DB or AffectNet): one valid row, the image resized to
+    ``size_px`` (grey becomes RGB), box = the whole image, landmarks NaN, score 1.
+
+    No detector runs: a 48x48 FER-2013 face is smaller than MTCNN's and dlib's smallest
+    search window once it fills the frame, so detection mostly finds nothing.
+    """
+    import cv2
+
+    _, _, rgb = next(iter_video_frames(path))
+    h, w = rgb.shape[:2]
+    shrink = max(h, w) > size_px
+    face = cv2.resize(
+        rgb, (size_px, size_px), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    )
+    return {
+        "t": np.zeros(1),
+        "frame_index": np.zeros(1, np.int32),
+        "faces": face[None],
+        "boxes": np.array([[0, 0, w, h]], np.float32),
+        "landmarks": np.full((1, 5, 2), np.nan, np.float32),
+        "scores": np.ones(1, np.float32),
+        "valid": np.ones(1, bool),
+    }
+
+
 def face_track(path: str | Path, video_fps: float, cfg: FaceConfig) -> dict[str, np.ndarray]:
     """The whole face track of one video in memory (short clips, tests, benchmarks; the
     stage streams :func:`iter_face_track` to disk instead)."""
@@ -222,7 +250,12 @@ def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
     ) as writer:
         rows = writer.stream(job.video_id, face_rows(cfg.size_px))
         found = 0
-        for part in iter_face_track(job.inputs[0], job.info["fps"], cfg):
+        parts = (
+            [aligned_image_track(job.inputs[0], cfg.size_px)]
+            if job.info.get("image") and cfg.images == "aligned"
+            else iter_face_track(job.inputs[0], job.info["fps"], cfg)
+        )
+        for part in parts:
             rows.append(**part)
             found += int(part["valid"].sum())
         n = rows.n

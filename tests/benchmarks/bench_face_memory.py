@@ -52,6 +52,7 @@ def _config():
         fill="zeros",
         batch_size=1,
         device="cpu",
+        images="aligned",
     )
 
 

@@ -106,3 +106,26 @@ def test_only_the_pipelines_models_are_read_not_stale_folders(tmp_path):
     assert "svm_dlib" in find_scores(tmp_path)  # a bare glob would have picked it up
     with pytest.raises(PipelineError, match=r"no scores for \['lstm_fer'\]"):
         find_scores(tmp_path, ["lstm_fer"])
+
+
+def test_skipped_models_are_left_out_and_named_in_the_summary(tmp_path):
+    from pipeline.scores import find_scores, skip_reason, skipped_models, write_skipped
+
+    for name in ("kelm_mfcc", "cnn_lstm_raw"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.h5").write_bytes(b"")
+    write_skipped(tmp_path / "kelm_fer", "kelm_fer", "no valid labelled windows in 'train'")
+    assert sorted(p.name for p in (tmp_path / "kelm_fer").iterdir()) == ["report.json"]
+    assert skip_reason(tmp_path / "kelm_mfcc") is None
+    names = ["kelm_fer", "kelm_mfcc", "cnn_lstm_raw"]
+    assert list(find_scores(tmp_path, names)) == ["kelm_mfcc", "cnn_lstm_raw"]
+    assert skipped_models(tmp_path, names) == {"kelm_fer": "no valid labelled windows in 'train'"}
+    with pytest.raises(PipelineError, match="every model was skipped"):
+        find_scores(tmp_path, ["kelm_fer"])
+    with pytest.raises(PipelineError, match=r"no scores for \['svm_fer'\]"):
+        find_scores(tmp_path, ["kelm_fer", "svm_fer"])  # a skip record is not a missing model
+
+    ev = report.Evaluation({"dev": {}}, {}, [], "cpm", "kelm_mfcc", "| table |\n", "per clip")
+    text = report.summary_markdown(ev, skipped_models(tmp_path, names))
+    assert "## Not fitted" in text and "- `kelm_fer`: no valid labelled windows" in text
+    assert "Not fitted" not in report.summary_markdown(ev)

@@ -22,6 +22,7 @@ import soundfile as sf
 import yaml
 
 from pipeline.data.manifest import ManifestRow, write_manifest
+from pipeline.embed.finetune import load_finetuned
 from pipeline.errors import PipelineError
 from pipeline.io.h5 import SKIPPED, iter_groups, open_writer, read_group_attrs, skipped_group
 from pipeline.scores import read_scores
@@ -32,8 +33,10 @@ from stages import (
     embed_faces,
     evaluate,
     extract_audio,
+    finetune_faces,
     fit,
     fit_fusion_net,
+    fit_raw_audio,
     fuse,
     resample_labels,
     window_stats,
@@ -190,10 +193,13 @@ VIDEOS = {
 }
 
 
-def _synthetic(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
-    """Manifest, 5 Hz labels (real stage) and two embedding files following the contract."""
+def _synthetic(
+    tmp_path: Path, videos: dict = VIDEOS, **sections
+) -> tuple[Path, Path, dict[str, Path]]:
+    """Manifest, 5 Hz labels (real stage) and two embedding files following the contract;
+    ``sections`` replace the params sections of the mixed-modality chain."""
     rows = []
-    for vid, (split, label, modality) in sorted(VIDEOS.items()):
+    for vid, (split, label, modality) in sorted(videos.items()):
         v, a = modality != "audio", modality != "video"
         rows.append(
             ManifestRow(
@@ -217,12 +223,13 @@ def _synthetic(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
         )
     manifest = tmp_path / "manifest.csv"
     write_manifest(manifest, rows)
-    params = _params(
-        tmp_path,
-        fit={"models": ["kelm"], "features": ["fer", "logmel"]},
-        fit_fusion_net={"seq_len": 9, "hop": 3, "epochs": 3, "nets": {"conv_lstm": SMALL_NET}},
-        fuse={"models": ["kelm_fer", "kelm_logmel", "conv_lstm"], "n_draws": 20},
-    )
+    sections = {
+        "fit": {"models": ["kelm"], "features": ["fer", "logmel"]},
+        "fit_fusion_net": {"seq_len": 9, "hop": 3, "epochs": 3, "nets": {"conv_lstm": SMALL_NET}},
+        "fuse": {"models": ["kelm_fer", "kelm_logmel", "conv_lstm"], "n_draws": 20},
+        **sections,
+    }
+    params = _params(tmp_path, **sections)
     labels = tmp_path / "labels_5hz.h5"
     resample_labels.main(
         ["--manifest", str(manifest), "--dst", str(labels), "--params", str(params)]
@@ -361,3 +368,141 @@ def test_window_stats_still_stops_for_a_video_without_embeddings(tmp_path):
     assert exc.value.code == 1
     with pytest.raises(PipelineError, match="no embeddings for video 'dev_fear'; re-run its"):
         window_stats.main.__wrapped__(partial, labels, tmp_path / "w.h5", params)
+
+
+AUDIO_ONLY = {  # an audio-only corpus (EmoDB-like): no row has a video stream
+    "tr_anger": ("train", "anger", "audio"),
+    "tr_fear": ("train", "fear", "audio"),
+    "tr_sad": ("train", "sadness", "audio"),
+    "dev_fear": ("dev", "fear", "audio"),
+    "dev_anger": ("dev", "anger", "audio"),
+    "te_anger": ("test", "anger", "audio"),
+}
+
+
+def _run_stage(stage, **args) -> None:
+    """A stage's command line; every keyword is a ``--flag value`` pair."""
+    stage.main([item for k, v in args.items() for item in (f"--{k}", str(v))])
+
+
+def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretrained_dir):
+    """An audio-only corpus through fine-tuning, the fit matrix, the fusion net, the raw-audio
+    model, fusion and evaluation: the face models write skip records and nothing stops."""
+    labels, params, files = _synthetic(
+        tmp_path,
+        AUDIO_ONLY,
+        fuse={"models": ["all"], "n_draws": 20},
+        fit_raw_audio={"epochs": 1, "window_s": 4.0, "source": "audio"},
+    )
+    rows_csv = tmp_path / "manifest.csv"
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(1)
+    for vid in AUDIO_ONLY:  # 20 s of noise each: what extract_audio writes
+        with open_writer(audio / f"{vid}.h5", stage="synthetic", rate_hz=16000) as w:
+            w.add(vid, wave=rng.normal(0, 0.1, 20 * 16000).astype(np.float32))
+    fitted, p = tmp_path / "fit", {"params": params}
+
+    finetuned = tmp_path / "features" / "finetuned.h5"
+    model_pt = tmp_path / "finetune" / "model.pt"
+    _run_stage(
+        finetune_faces,
+        manifest=rows_csv,
+        faces=tmp_path / "no_faces",
+        labels=labels,
+        pretrained=pretrained_dir,
+        model=model_pt,
+        history=tmp_path / "finetune" / "history.csv",
+        dst=finetuned,
+        **p,
+    )
+    with pytest.raises(PipelineError, match=r"skipped \(finetune_faces: no labelled faces in"):
+        load_finetuned(model_pt)
+    assert (tmp_path / "finetune" / "history.csv").read_text() == "epoch,train_loss,dev_loss\n"
+    assert sorted(v for v, _ in iter_groups(finetuned)) == sorted(AUDIO_ONLY)
+    assert read_group_attrs(finetuned, "tr_anger")[SKIPPED] == NO_VIDEO
+
+    win = {f: tmp_path / "windows" / f"{f}.h5" for f in files}
+    for feature, src in files.items():
+        _run_stage(window_stats, embeddings=src, labels=labels, dst=win[feature], **p)
+        _run_stage(
+            fit, model="kelm", feature=feature, windows=win[feature],
+            dst=fitted / f"kelm_{feature}", **p,
+        )  # fmt: skip
+    skip = json.loads((fitted / "kelm_fer" / "report.json").read_text())
+    assert skip == {
+        "model": "kelm_fer",
+        "skipped": "no valid labelled windows in the 'train' split (empty split, or no "
+        "face/audio?)",
+    }
+    assert not (fitted / "kelm_fer" / "scores.h5").exists()
+    assert (fitted / "kelm_logmel" / "scores.h5").is_file()
+    _run_stage(
+        fit_fusion_net, net="conv_lstm", faces=files["fer"], audio=files["logmel"],
+        labels=labels, dst=fitted / "conv_lstm", **p,
+    )  # fmt: skip
+    assert json.loads((fitted / "conv_lstm" / "report.json").read_text())["skipped"] == (
+        "fit_fusion_net conv_lstm: no train video has a face to fuse"
+    )
+    _run_stage(fit_raw_audio, audio=audio, labels=labels, dst=fitted / "cnn_lstm_raw", **p)
+    assert (fitted / "cnn_lstm_raw" / "scores.h5").is_file()
+
+    _run_stage(fuse, scores=fitted, labels=labels, dst=tmp_path / "fuse", **p)
+    weights = json.loads((tmp_path / "fuse" / "swf" / "weights.json").read_text())
+    assert sorted(weights["models"]) == ["cnn_lstm_raw", "kelm_logmel"]
+    rep = tmp_path / "reports"
+    _run_stage(
+        evaluate, scores=fitted, fused=tmp_path / "fuse", labels=labels, manifest=rows_csv,
+        metrics=rep / "metrics.json", summary=rep / "summary.md", plots=rep / "plots",
+        figures=rep / "figures", **p,
+    )  # fmt: skip
+    metrics = json.loads((rep / "metrics.json").read_text())
+    assert {"kelm_logmel", "cnn_lstm_raw", "fusion_chosen"} <= set(metrics["dev"])
+    assert not {"kelm_fer", "conv_lstm"} & set(metrics["dev"])
+    summary = (rep / "summary.md").read_text()
+    assert "- `conv_lstm`: fit_fusion_net conv_lstm: no train video has a face" in summary
+    assert "- `kelm_fer`: no valid labelled windows" in summary
+
+
+def test_image_rows_are_taken_as_aligned_faces(tmp_path):
+    """FER-2013 rows (48x48 grey, already aligned) through build_manifest and detect_faces:
+    with detect_faces.images aligned, every image is one valid face, resized, no detector."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    ds = tmp_path / "fer"
+    ds.mkdir()
+    rows = [
+        f"{k},{' '.join(map(str, f.reshape(-1)))},{u}"
+        for k, f, u in zip((3, 0, 6), faces, ("Training", "Training", "PublicTest"))
+    ]
+    (ds / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    params = _params(
+        tmp_path,
+        build_manifest={"adapter": "fer2013", "root": str(ds)},
+        detect_faces={"detector": "dlib", "size_px": 96},
+    )
+    it = tmp_path / "interim"
+    _run_stage(
+        build_manifest, src=ds, dst=it / "manifest.csv", report=it / "manifest.json",
+        images=it / "images", params=params,
+    )  # fmt: skip
+    _run_stage(
+        detect_faces, manifest=it / "manifest.csv", dst=it / "faces",
+        report=it / "faces.json", params=params,
+    )  # fmt: skip
+    problems = [w["problem"] for w in json.loads((it / "manifest.json").read_text())["warnings"]]
+    assert not [p for p in problems if "still image" in p]  # no audio anywhere: no news
+    report = json.loads((it / "faces.json").read_text())["videos"]
+    assert {v: r["status"] for v, r in report.items()} == dict.fromkeys(
+        ["fer2013_00001", "fer2013_00002", "fer2013_00003"], "done"
+    )
+    for k, face in enumerate(faces):
+        vid = f"fer2013_{k + 1:05d}"
+        g = dict(iter_groups(it / "faces" / f"{vid}.h5"))[vid]
+        assert g["valid"].tolist() == [True] and g["t"].tolist() == [0.0]
+        rgb = np.repeat(face[:, :, None], 3, axis=2)
+        want = cv2.resize(rgb, (96, 96), interpolation=cv2.INTER_CUBIC)
+        assert np.abs(g["faces"][0].astype(int) - want).max() <= 1
+        assert g["boxes"][0].tolist() == [0, 0, 48, 48]
