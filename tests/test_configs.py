@@ -60,4 +60,4 @@ def test_command_puts_targets_last_and_passes_extra_arguments(tmp_path):
     assert cmd[-2:] == ["-S", "build_manifest.root=/x"]  # after the file's: it wins
     (tmp_path / "some.yaml").write_text("fit: {features: [mfcc]}\ntargets: [fuse, evaluate]\n")
     cmd = run.command(tmp_path / "some.yaml", ["--queue"])
-    assert cmd[-5:] == ["-S", "fit.features=[\"mfcc\"]", "--queue", "fuse", "evaluate"]
+    assert cmd[-5:] == ["-S", 'fit.features=["mfcc"]', "--queue", "fuse", "evaluate"]
