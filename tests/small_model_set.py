@@ -7,7 +7,8 @@ clips: every clip three times (ids ``a_*`` and ``c_*`` in train, ``b_*`` in dev 
 two train videos per class give the SVM's calibration folds by video), dlib faces at 2.5 fps,
 no vocal separation, the FER backbone plus the fine-tuned one and MFCCs, 1 s windows, every
 classifier (SVM, KELM, LSTM) on every feature, the raw-audio CNN, small model-level fusion
-networks (conv + LSTM, attention + FBP) on FER + MFCC embeddings, and fusion over all of them.
+networks (conv + LSTM, attention + FBP) on FER + MFCC embeddings, fusion over all of them, and
+``evaluate`` (``reports/``).
 Tiny and not a benchmark of anything: it exists so that every prediction path has a trained
 model behind it. About a minute on 2 CPU cores.
 """
@@ -121,6 +122,7 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
         detect_faces,
         embed_audio,
         embed_faces,
+        evaluate,
         extract_audio,
         finetune_faces,
         fit,
@@ -242,4 +244,16 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
             dst=models / "fit" / net,
         )
     run(fuse.main, scores=models / "fit", labels=labels, dst=models / "fuse")
+    rep = root / "reports"
+    run(
+        evaluate.main,
+        scores=models / "fit",
+        fused=models / "fuse",
+        labels=labels,
+        manifest=manifest,
+        metrics=rep / "metrics.json",
+        summary=rep / "summary.md",
+        plots=rep / "plots",
+        figures=rep / "figures",
+    )
     return params

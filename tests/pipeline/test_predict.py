@@ -301,6 +301,14 @@ def test_valence_arousal_models_give_valence_arousal_per_frame(
     assert set(summary["means"]) == {"valence", "arousal"} and "dominant_emotion" not in summary
     assert {"svm_fer", "kelm_mfcc"} <= set(summary["fusion"]["models"])
     assert (out / f"{clip.stem}_timeline.png").read_bytes()[:8] == PNG_MAGIC
+    # the evaluate stage on valence/arousal: CCC of every model and fusion
+    metrics = json.loads((root / "reports" / "metrics.json").read_text())
+    for name in ("svm_fer", "kelm_mfcc", "cnn_lstm_raw", "conv_lstm", "fusion_swf"):
+        m = metrics["test"][name]
+        assert -1 <= m["ccc_valence"] <= 1 and m["ccc_mean"] == pytest.approx(
+            (m["ccc_valence"] + m["ccc_arousal"]) / 2, abs=1e-5
+        )
+    assert "CCC" in (root / "reports" / "summary.md").read_text()
 
     prm = predict.load_predict_params(params)
     pred = predict.predict_video(clip, predict.ModelSet(models, prm), tmp_path / "work")

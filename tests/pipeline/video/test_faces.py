@@ -11,7 +11,7 @@ from pipeline.video.faces import face_track, sample_frames
 from pipeline.video.track import pick_main_faces
 
 # Measured on the six CREMA-D clips (397 frames): MTCNN (both backends) and dlib found a face
-# in 100 %.
+# in 100 %. The test samples 5 fps (about 65 frames): the mtcnn package takes ~0.3 s a frame.
 MIN_FOUND_RATE = 0.99
 
 
@@ -20,7 +20,7 @@ def test_real_crema_d_faces_found(crema_videos, face_config, detector):
     total = found = 0
     for path in crema_videos:
         info = probe(path)
-        out = face_track(path, info.fps, face_config(detector=detector, size_px=112, fps=10))
+        out = face_track(path, info.fps, face_config(detector=detector, size_px=112, fps=5))
         total += len(out["valid"])
         found += int(out["valid"].sum())
         assert (
