@@ -178,7 +178,16 @@ class BuildManifestSection(Section):
     """Section ``build_manifest``: which dataset adapter reads the raw data."""
 
     adapter: Literal[
-        "demo", "affwild2", "crema_d", "emodb", "ravdess", "enterface05", "afew", "fer2013", "csv"
+        "demo",
+        "affwild2",
+        "crema_d",
+        "emodb",
+        "ravdess",
+        "enterface05",
+        "afew",
+        "fer2013",
+        "recola",
+        "csv",
     ]
     root: Str
     csv_file: Str | None

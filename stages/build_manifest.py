@@ -4,7 +4,8 @@ Reads  params.yaml: base.seed, base.task, base.classes, base.n_jobs, build_manif
        the dataset folder given as --src (= build_manifest.root)
 Writes data/interim/manifest.csv, data/interim/manifest_report.json (warnings, errors, and
        the count of usable rows per modality), and --images (data/interim/images): the
-       images that adapters of image tables write (fer2013: one PNG per row), else empty
+       files adapters derive (fer2013: one PNG per row; recola: one per-frame valence/arousal
+       file per recording), else empty
 """
 
 from __future__ import annotations

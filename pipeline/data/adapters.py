@@ -73,6 +73,8 @@ FER2013_FILES = ("fer2013.csv", "fer2013.csv.gz")
 FER2013_EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 FER2013_SPLITS = {"Training": "train", "PublicTest": "dev", "PrivateTest": "test"}
 FER2013_SIDE_PX = 48
+RECOLA_SPLITS = ("train", "dev", "test")  # AVEC 2016 ids: train_1 ... dev_9, test_1 ...
+RECOLA_RATE_HZ = 25.0  # the gold standard: one value every 40 ms
 
 
 def affwild2_items(root: Path, task: str, report: Report) -> list[Item]:
@@ -456,6 +458,103 @@ def fer2013_face(row: dict[str, str | None]) -> tuple[np.ndarray | None, str]:
     return values.astype(np.uint8).reshape(side, side), ""
 
 
+def recola_items(root: Path, task: str, labels: Path, report: Report) -> list[Item]:
+    """RECOLA as released for AVEC 2016: ``recordings_video/<id>.mp4`` and the gold standard
+    ``ratings_gold_standard/{arousal,valence}/<id>.arff`` (ids ``train_N``, ``dev_N``,
+    ``test_N``; the split is the prefix, each recording one subject).
+
+    The gold standard holds one value every 40 ms (ARFF rows ``'<id>',<time s>,<value>``).
+    For each recording a per-frame valence/arousal file in the Aff-Wild2 VA format is written
+    to ``labels/<id>.txt`` at the video's own frame rate: frame k gets the gold-standard value
+    nearest to k / fps, and frames past its end ``-5`` (unannotated). ``labels`` is written
+    whole under a temporary name and renamed into place. Recordings without both ratings
+    (AVEC withholds the test ratings) or without a video are skipped with a warning.
+
+    Raises
+    ------
+    PipelineError
+        ``task`` is not ``va`` (RECOLA has only valence/arousal ratings), or no recording
+        has a video and both ratings.
+    """
+    from pipeline.data.media import probe
+
+    if task != "va":
+        raise PipelineError("the recola adapter has valence/arousal ratings only: base.task va")
+    videos = {
+        p.stem: p
+        for p in sorted((root / "recordings_video").glob("*"))
+        if p.suffix.lower() in VIDEO_SUFFIXES
+    }
+    gold = root / "ratings_gold_standard"
+    items = []
+    with atomic_path(labels) as tmp:
+        tmp.mkdir()
+        for vid, media in videos.items():
+            split = vid.split("_", 1)[0]
+            if split not in RECOLA_SPLITS:
+                report.warn(media, "not a train_N, dev_N or test_N recording", "skipped")
+                continue
+            files = {d: gold / d / f"{vid}.arff" for d in ("valence", "arousal")}
+            missing = [str(p) for p in files.values() if not p.is_file()]
+            if missing:
+                report.warn(media, f"no gold standard {', '.join(missing)}", "skipped")
+                continue
+            try:
+                v, a = (read_gold_standard(files[d]) for d in ("valence", "arousal"))
+            except DataError as err:
+                report.warn(err.path, err.problem, "skipped")
+                continue
+            if len(v) != len(a):
+                report.warn(media, f"{len(v)} valence but {len(a)} arousal ratings", "skipped")
+                continue
+            va = np.stack([v, a], axis=1)
+            info = probe(media)
+            frame_t = np.arange(info.n_frames) / info.fps
+            k = np.rint(frame_t * RECOLA_RATE_HZ).astype(int)
+            rows = np.where((k < len(va))[:, None], va[np.minimum(k, len(va) - 1)], -5.0)
+            text = "valence,arousal\n" + "".join(f"{v:.6f},{a:.6f}\n" for v, a in rows)
+            (tmp / f"{vid}.txt").write_text(text)
+            items.append(Item(vid, str(media), split, vid, label_file=str(labels / f"{vid}.txt")))
+    if not items:
+        raise PipelineError(
+            f"{root}: no RECOLA recording with a video (recordings_video/) and both ratings "
+            "(ratings_gold_standard/{arousal,valence}/)"
+        )
+    return items
+
+
+def read_gold_standard(path: Path) -> np.ndarray:
+    """The values of an AVEC 2016 gold-standard ARFF file (rows ``'<id>',<time>,<value>``
+    after ``@data``), in file order: float32 [n].
+
+    Raises
+    ------
+    DataError
+        No ``@data`` section, a row that is not ``name,time,value`` with numbers, or times
+        that are not 40 ms apart.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(path, f"cannot be read ({err})") from None
+    start = next((i for i, s in enumerate(lines) if s.strip().lower() == "@data"), None)
+    if start is None:
+        raise DataError(path, "no @data section (not an AVEC gold-standard ARFF file)")
+    times, values = [], []
+    for n, line in enumerate(lines[start + 1 :], start=start + 2):
+        if not line.strip() or line.startswith("%"):
+            continue
+        parts = line.split(",")
+        try:
+            times.append(float(parts[1]))
+            values.append(float(parts[2]))
+        except (IndexError, ValueError):
+            raise DataError(path, f"line {n}: {line[:60]!r} is not name,time,value") from None
+    if len(times) > 1 and not np.allclose(np.diff(times), 1 / RECOLA_RATE_HZ, atol=1e-4):
+        raise DataError(path, "rows are not 40 ms apart")
+    return np.array(values, np.float32)
+
+
 def check_speaker_lists(dev_speakers: tuple[str, ...], test_speakers: tuple[str, ...]) -> None:
     """Refuse a speaker listed in both ``dev_speakers`` and ``test_speakers``."""
     overlap = sorted(set(dev_speakers) & set(test_speakers))
@@ -487,16 +586,18 @@ def adapter_items(
     """The items of the dataset under ``root`` read by ``adapter`` (``build_manifest`` params
     ``cfg``: csv_file, crema_media, split_fractions, dev/test speakers, base classes, seed).
 
-    ``images`` is the folder where adapters of image tables (``fer2013``) write their images
-    (the stage's ``--images`` output). Every other adapter leaves it an empty folder, so the
-    output DVC declares for every adapter exists.
+    ``images`` is the folder where adapters write the files they derive (the stage's
+    ``--images`` output): ``fer2013`` its faces as PNG, ``recola`` per-frame label files.
+    Every other adapter leaves it an empty folder, so the output DVC declares exists.
     """
-    if adapter == "fer2013":
+    if adapter in ("fer2013", "recola"):
         if images is None:
             raise PipelineError(
-                "the fer2013 adapter writes its faces as PNG files: give build_manifest "
-                "an --images folder"
+                f"the {adapter} adapter writes files (fer2013: faces as PNG, recola: per-frame "
+                "labels): give build_manifest an --images folder"
             )
+        if adapter == "recola":
+            return recola_items(root, cfg.task, images, report)
         return fer2013_items(root, cfg.classes, images, report)
     if images is not None:
         with atomic_path(images) as tmp:

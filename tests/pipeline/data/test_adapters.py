@@ -386,3 +386,59 @@ def test_fer2013_on_the_real_table(fer2013_csv, tmp_path):
     assert len(list((tmp_path / "images").iterdir())) == len(items)
     info = mf.probe(items[0].media_path)
     assert (info.modality, info.width, info.height, info.n_frames) == ("image", 48, 48, 1)
+
+
+def _arff(path: Path, vid: str, values, step_s: float = 0.04) -> None:
+    """An AVEC 2016 gold-standard ARFF file: rows ``'<vid>',<time>,<value>`` every 40 ms."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"'{vid}',{k * step_s:.6f},{v:.6f}\n" for k, v in enumerate(values))
+    path.write_text(
+        "@relation GOLDSTANDARD\n\n@attribute Instance_name string\n"
+        "@attribute frameTime numeric\n@attribute GoldStandard numeric\n\n@data\n\n" + rows
+    )
+
+
+def test_recola_gold_standard_becomes_per_frame_va_files(tmp_path, make_video):
+    root = tmp_path / "recola"
+    gold = root / "ratings_gold_standard"
+    valence, arousal = np.linspace(-0.5, 0.5, 10), np.linspace(0.9, 0.0, 10)  # 0.4 s of 40 ms
+    for vid, fps in (("train_1", 25.0), ("dev_1", 50.0)):
+        make_video(root / "recordings_video" / f"{vid}.mp4", n_frames=15, fps=fps, audio=False)
+        _arff(gold / "valence" / f"{vid}.arff", vid, valence)
+        _arff(gold / "arousal" / f"{vid}.arff", vid, arousal)
+    make_video(root / "recordings_video" / "test_1.mp4", n_frames=5)  # test ratings withheld
+    _arff(gold / "valence" / "train_2.arff", "train_2", valence[:9])
+    make_video(root / "recordings_video" / "train_2.mp4", n_frames=5)
+    _arff(gold / "arousal" / "train_2.arff", "train_2", arousal)  # 9 valence, 10 arousal
+    rep = mf.Report()
+    labels = tmp_path / "labels"
+    items = ad.recola_items(root, "va", labels, rep)
+    assert [(i.video_id, i.split, i.speaker) for i in items] == [
+        ("dev_1", "dev", "dev_1"),
+        ("train_1", "train", "train_1"),
+    ]
+    from pipeline.labels.files import read_va_labels
+
+    at25 = read_va_labels(labels / "train_1.txt")  # 25 fps: frame k is gold sample k
+    assert at25.shape == (15, 2) and np.isnan(at25[10:]).all()  # past the ratings: unannotated
+    np.testing.assert_allclose(at25[:10], np.stack([valence, arousal], 1), atol=1e-6)
+    at50 = read_va_labels(labels / "dev_1.txt")  # 50 fps: frame k is sample round(k / 2)
+    np.testing.assert_allclose(
+        at50[:, 0], valence[np.rint(np.arange(15) / 2).astype(int)], atol=1e-5
+    )
+    problems = sorted(w["problem"] for w in rep.warnings)
+    assert problems[0].startswith("9 valence but 10 arousal ratings")
+    assert problems[1].startswith("no gold standard") and "test_1.arff" in problems[1]
+    rows = mf.build_manifest(
+        items, task="va", classes=ALL, max_label_mismatch_s=0.0, n_jobs=1, report=rep
+    )
+    assert [r.label_frames for r in rows] == [15, 15]  # every frame has its label line
+
+    with pytest.raises(PipelineError, match="valence/arousal ratings only"):
+        ad.recola_items(root, "expr", labels, mf.Report())
+    _arff(gold / "valence" / "train_1.arff", "train_1", valence, step_s=0.1)
+    with pytest.raises(PipelineError, match="no RECOLA recording"):
+        ad.recola_items(root / "recordings_video", "va", tmp_path / "l2", mf.Report())
+    rep = mf.Report()
+    ad.recola_items(root, "va", labels, rep)
+    assert any("rows are not 40 ms apart" in w["problem"] for w in rep.warnings)
