@@ -23,6 +23,30 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# tiny model-level fusion networks (also the DVC test's: tests/stages/test_dvc_repro.py)
+SMALL_NETS = {
+    "conv_lstm": {
+        "channels": 8,
+        "kernels": [1, 3, 5],
+        "pool": 3,
+        "lstm_hidden": 16,
+        "lstm_layers": 2,
+        "dropout": 0.0,
+    },
+    "attention_fbp": {
+        "visual_attention": "self",
+        "audio_attention": "transformer",
+        "fusion": "fbp",
+        "fbp_k": 2,
+        "fbp_out": 8,
+        "dropout": 0.0,
+        "hidden": None,
+        "attention_hidden": 8,
+        "input_norm": True,
+        "power_norm": True,
+    },
+}
+
 # params overrides: cheap settings, every model kind and feature kind
 SMALL = {
     "base": {"n_jobs": 1, "device": "cpu"},
@@ -52,28 +76,7 @@ SMALL = {
         "seq_len": 6,
         "hop": 3,
         "epochs": 2,
-        "nets": {
-            "conv_lstm": {
-                "channels": 8,
-                "kernels": [1, 3, 5],
-                "pool": 3,
-                "lstm_hidden": 16,
-                "lstm_layers": 2,
-                "dropout": 0.0,
-            },
-            "attention_fbp": {
-                "visual_attention": "self",
-                "audio_attention": "transformer",
-                "fusion": "fbp",
-                "fbp_k": 2,
-                "fbp_out": 8,
-                "dropout": 0.0,
-                "hidden": None,
-                "attention_hidden": 8,
-                "input_norm": True,
-                "power_norm": True,
-            },
-        },
+        "nets": SMALL_NETS,
     },
     "fuse": {"n_draws": 50, "cv_folds": 3, "rule": "mcwf"},  # every model reaches predict
 }

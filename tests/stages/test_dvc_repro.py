@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from pipeline.io.h5 import iter_groups
+from tests.small_model_set import SMALL_NETS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,28 +55,7 @@ SMALL = {  # params overrides: 4 short videos, one backbone per modality, few ep
     "fit_fusion_net": {
         "audio": "audio/mfcc",
         "epochs": 2,
-        "nets": {
-            "conv_lstm": {
-                "channels": 8,
-                "kernels": [1, 3, 5],
-                "pool": 3,
-                "lstm_hidden": 16,
-                "lstm_layers": 2,
-                "dropout": 0.0,
-            },
-            "attention_fbp": {
-                "visual_attention": "self",
-                "audio_attention": "transformer",
-                "fusion": "fbp",
-                "fbp_k": 2,
-                "fbp_out": 8,
-                "dropout": 0.0,
-                "hidden": None,
-                "attention_hidden": 8,
-                "input_norm": True,
-                "power_norm": True,
-            },
-        },
+        "nets": SMALL_NETS,
     },
     "fuse": {"n_draws": 200},
     "evaluate": {"timeline_videos": 1},
