@@ -382,6 +382,7 @@ class FitRawAudioSection(Section):
     spec_masks: NonNegInt
     cosine: bool
     ema: Annotated[Float, Field(gt=0, lt=1)] | None  # null = off
+    select: Literal["loss", "uar"]  # the dev measure that keeps an epoch and stops early
 
 
 class ConvLSTMNetParams(Section):

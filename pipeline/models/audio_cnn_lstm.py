@@ -305,6 +305,8 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
     ema : float or None, default=None
         Decay per step of an exponential moving average of the weights; validation and
         prediction use the average (see :func:`pipeline.models.lstm.fit_torch_classifier`).
+    select : {"loss", "uar"}, default="loss"
+        The validation measure that picks the epoch kept and drives early stopping.
     class_weight : dict, 'log', 'balanced' or None, default=None
         Cross-entropy class weights; ``'log'`` is the paper's logarithmic weighting.
     class_weight_r : float, default=0.34
@@ -352,6 +354,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         augment: bool = False,
         cosine: bool = False,
         ema: float | None = None,
+        select: str = "loss",
         class_weight: dict | str | None = None,
         class_weight_r: float = 0.34,
         device: str = "cpu",
@@ -379,6 +382,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         self.augment = augment
         self.cosine = cosine
         self.ema = ema
+        self.select = select
         self.class_weight = class_weight
         self.class_weight_r = class_weight_r
         self.device = device
@@ -468,6 +472,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
                 augment=augment_waveforms if self.augment else None,
                 cosine=self.cosine,
                 ema=self.ema,
+                select=self.select,
             )
         self.module_ = module
         self.n_epochs_ = len(self.history_)

@@ -142,6 +142,16 @@ def predict_logits(
     return torch.cat(outs) if outs else torch.empty(0)
 
 
+def _uar(module, X, y, batch_size, device) -> float:
+    """Unweighted average recall of ``module``'s argmax on the labelled rows of (X, y)
+    (sequence-to-one labels [N] or one per step [N, S]; ``-1`` masked)."""
+    pred = predict_logits(module, X, batch_size=batch_size, device=device).argmax(-1)
+    y, pred = y.reshape(-1).numpy(), pred.reshape(-1).numpy()
+    keep = y != MASK_LABEL
+    y, pred = y[keep], pred[keep]
+    return float(np.mean([(pred[y == k] == k).mean() for k in np.unique(y)])) if len(y) else 0.0
+
+
 def _mean_loss(module, X, y, weight, batch_size, device) -> float:
     """Weighted mean masked cross-entropy of ``module`` on (X, y) in eval mode."""
     module.eval()
@@ -177,8 +187,9 @@ def fit_torch_classifier(
     cosine: bool = False,
     ema: float | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    select: str = "loss",
 ) -> tuple[list[dict], int]:
-    """Train a classifier module with Adam and early stopping on the validation loss.
+    """Train a classifier module with Adam and early stopping on the validation loss (or UAR).
 
     The loss is the masked, class-weighted cross-entropy unless ``loss_fn`` is given
     (e.g. ``1 - CCC`` for valence/arousal regression).
@@ -231,6 +242,11 @@ def fit_torch_classifier(
         batch of one item is skipped (a correlation needs two), the training loss is the
         item-weighted mean of the batch losses and the validation loss is ``loss_fn`` of
         all validation outputs at once.
+    select : {"loss", "uar"}
+        What picks the epoch kept and drives early stopping: the lowest validation loss, or
+        the highest validation UAR (unweighted average recall over the classes present in
+        ``y_val``; classification only). The loss of a small validation set follows a few
+        confident mistakes; its recall follows the decisions that are scored.
 
     Returns
     -------
@@ -238,10 +254,12 @@ def fit_torch_classifier(
         One dict per epoch run: ``epoch`` (1-based), ``lr`` (the epoch's learning rate),
         ``train_loss`` (mean over the
         epoch's batches, weighted by labelled targets), ``val_loss`` (None without a
-        validation set).
+        validation set), and ``val_uar`` with ``select="uar"``.
     best_epoch : int
         Epoch whose weights the module holds on return (last epoch without validation).
     """
+    if select not in ("loss", "uar") or (select == "uar" and loss_fn is not None):
+        raise ValueError(f"select must be 'loss' or (classification only) 'uar', got {select!r}")
     module.to(device)
     weight = (
         None
@@ -260,7 +278,7 @@ def fit_torch_classifier(
     judged = module if averaged is None else averaged.module  # the weights validation sees
     n = X.shape[0]
     has_val = X_val is not None and X_val.shape[0] > 0
-    best_loss, best_epoch, best_state, wait = math.inf, 0, None, 0
+    best_score, best_epoch, best_state, wait = math.inf, 0, None, 0
     history: list[dict] = []
     for epoch in range(1, epochs + 1):
         module.train()
@@ -300,24 +318,34 @@ def fit_torch_classifier(
             val_loss = float(loss_fn(out, y_val.float()))
         else:
             val_loss = _mean_loss(judged, X_val, y_val, weight, batch_size, device)
-        history.append(
-            {"epoch": epoch, "lr": epoch_lr, "train_loss": train_loss, "val_loss": val_loss}
+        row = {"epoch": epoch, "lr": epoch_lr, "train_loss": train_loss, "val_loss": val_loss}
+        if has_val and select == "uar":
+            row["val_uar"] = _uar(judged, X_val, y_val, batch_size, device)
+        history.append(row)
+        log.info(
+            "epoch %d/%d train_loss %.5f val_loss %s%s",
+            epoch,
+            epochs,
+            train_loss,
+            val_loss,
+            f" val_uar {row['val_uar']:.4f}" if "val_uar" in row else "",
         )
-        log.info("epoch %d/%d train_loss %.5f val_loss %s", epoch, epochs, train_loss, val_loss)
         if not has_val:
             best_epoch = epoch
             continue
-        if val_loss < best_loss - tol:
-            best_loss, best_epoch, wait = val_loss, epoch, 0
+        score = -row["val_uar"] if select == "uar" else val_loss  # lower is better
+        if score < best_score - tol:
+            best_score, best_epoch, wait = score, epoch, 0
             best_state = copy.deepcopy(judged.state_dict())
         else:
             wait += 1
             if patience is not None and wait >= patience:
                 log.info(
-                    "early stopping at epoch %d (best epoch %d, val_loss %.5f)",
+                    "early stopping at epoch %d (best epoch %d, %s %.5f)",
                     epoch,
                     best_epoch,
-                    best_loss,
+                    "val_uar" if select == "uar" else "val_loss",
+                    abs(best_score),
                 )
                 break
     if best_state is None and averaged is not None:

@@ -131,6 +131,7 @@ def fit_raw_audio(
         spec_masks=cfg.spec_masks,
         cosine=cfg.cosine,
         ema=cfg.ema,
+        select=cfg.select,
         class_weight="log",
         class_weight_r=cfg.class_weight_r,
         device=device,

@@ -189,3 +189,38 @@ def test_fits_and_predicts_on_cuda():
     proba = clf.predict_proba(X)
     assert proba.shape == (64, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_select_uar_keeps_the_epoch_with_the_best_dev_recall():
+    from pipeline.models.lstm import fit_torch_classifier
+
+    class MeanNet(torch.nn.Module):  # sequence-to-one: a linear layer on the mean step
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x.mean(dim=1))
+
+    X, y = _sign_task(120, seed=7)
+    Xv, yv = _sign_task(40, seed=8)
+    yv[:20] = 0  # an unbalanced dev set: its UAR weighs the rare class up
+    torch.manual_seed(0)
+    net = MeanNet()
+    history, best = fit_torch_classifier(
+        net, torch.tensor(X), torch.tensor(y), torch.tensor(Xv), torch.tensor(yv),
+        epochs=8, lr=0.05, batch_size=16, patience=None, tol=0.0, class_weights=None,
+        device="cpu", generator=torch.Generator().manual_seed(0), select="uar",
+    )  # fmt: skip
+    uar = [h["val_uar"] for h in history]
+    assert best == int(np.argmax(uar)) + 1  # the first epoch of the highest dev UAR
+    with torch.no_grad():
+        pred = net(torch.tensor(Xv)).argmax(1).numpy()
+    recall = np.mean([(pred[yv == k] == k).mean() for k in (0, 1)])
+    assert recall == pytest.approx(uar[best - 1])  # its weights were restored
+    with pytest.raises(ValueError, match="select must be"):
+        fit_torch_classifier(
+            net, torch.tensor(X), torch.tensor(y), None, None, epochs=1, lr=0.01,
+            batch_size=16, patience=None, tol=0.0, class_weights=None, device="cpu",
+            generator=torch.Generator(), select="f1",
+        )  # fmt: skip
