@@ -93,7 +93,7 @@ def test_window_stats_reads_only_its_declared_keys():
         (
             "build_manifest.adapter",
             "affwild",
-            "'emodb', 'ravdess', 'enterface05', 'afew', 'fer2013' or 'csv'",
+            "'afew', 'fer2013', 'recola' or 'csv'",
         ),
         ("make_demo.n_videos", 2.5, "must be an integer (got 2.5)"),
         ("make_demo.n_videos", True, "must be an integer (got True)"),
