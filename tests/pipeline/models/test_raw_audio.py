@@ -51,6 +51,7 @@ def test_learns_tones_and_scores_every_dev_bin():
         spec_masks=2,
         cosine=False,
         ema=0.99,
+        select="loss",
     )
     _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
     assert sorted(scores) == ["dev", "silent", "test"] and report["missing_classes"] == []
@@ -85,6 +86,7 @@ def test_class_missing_from_training_but_present_in_dev():
         spec_masks=0,
         cosine=False,
         ema=None,
+        select="loss",
     )
     _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
     assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
