@@ -41,6 +41,16 @@ def _check_labels(name: str, y: np.ndarray, n_classes: int) -> None:
         raise ValueError(f"{name} must lie in [0, {n_classes}), got [{y.min()}, {y.max()}]")
 
 
+def uar(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted average recall over the classes present in ``y_true`` (labelled rows only;
+    0 for none)."""
+    if len(y_true) == 0:
+        return 0.0
+    return float(
+        recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)
+    )
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
     """Expression-recognition metrics on the frames that carry a label.
 
@@ -92,13 +102,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
     per_class = f1_score(yt, yp, labels=labels, average=None, zero_division=0)
     macro = float(f1_score(yt, yp, average="macro", zero_division=0))
     weighted = float(f1_score(yt, yp, labels=labels, average="weighted", zero_division=0))
-    uar = float(recall_score(yt, yp, labels=np.unique(yt), average="macro", zero_division=0))
     return {
         "accuracy": acc,
         "macro_f1": macro,
         "macro_f1_all": float(np.mean(per_class)),
         "weighted_f1": weighted,
-        "uar": uar,
+        "uar": uar(yt, yp),
         "cpm": CPM_F1_WEIGHT * macro + CPM_ACC_WEIGHT * acc,
         "per_class_f1": [float(v) for v in per_class],
         "confusion": confusion_matrix(yt, yp, labels=labels).astype(np.int64),

@@ -35,6 +35,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from torch import nn
 
+from pipeline.metrics import uar
 from pipeline.models.class_weights import MASK_LABEL, log_class_weights
 from pipeline.models.persist import TorchPickleMixin
 
@@ -143,13 +144,12 @@ def predict_logits(
 
 
 def _uar(module, X, y, batch_size, device) -> float:
-    """Unweighted average recall of ``module``'s argmax on the labelled rows of (X, y)
+    """:func:`pipeline.metrics.uar` of ``module``'s argmax on the labelled rows of (X, y)
     (sequence-to-one labels [N] or one per step [N, S]; ``-1`` masked)."""
     pred = predict_logits(module, X, batch_size=batch_size, device=device).argmax(-1)
     y, pred = y.reshape(-1).numpy(), pred.reshape(-1).numpy()
     keep = y != MASK_LABEL
-    y, pred = y[keep], pred[keep]
-    return float(np.mean([(pred[y == k] == k).mean() for k in np.unique(y)])) if len(y) else 0.0
+    return uar(y[keep], pred[keep])
 
 
 def _mean_loss(module, X, y, weight, batch_size, device) -> float:
