@@ -590,15 +590,15 @@ def adapter_items(
     ``--images`` output): ``fer2013`` its faces as PNG, ``recola`` per-frame label files.
     Every other adapter leaves it an empty folder, so the output DVC declares exists.
     """
-    if adapter in ("fer2013", "recola"):
-        if images is None:
-            raise PipelineError(
-                f"the {adapter} adapter writes files (fer2013: faces as PNG, recola: per-frame "
-                "labels): give build_manifest an --images folder"
-            )
-        if adapter == "recola":
-            return recola_items(root, cfg.task, images, report)
+    if adapter in ("fer2013", "recola") and images is None:
+        raise PipelineError(
+            f"the {adapter} adapter writes files (fer2013: faces as PNG, recola: per-frame "
+            "labels): give build_manifest an --images folder"
+        )
+    if adapter == "fer2013":
         return fer2013_items(root, cfg.classes, images, report)
+    if adapter == "recola":
+        return recola_items(root, cfg.task, images, report)
     if images is not None:
         with atomic_path(images) as tmp:
             tmp.mkdir()

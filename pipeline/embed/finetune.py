@@ -360,11 +360,10 @@ def finetune_out_of_fold(
         raise NothingToFit(str(err)) from None
     dev = split_faces(rows, faces_dir, labels_5hz, rate_hz, "dev", task)
 
-    def train_on(subset: list) -> tuple[FineTuneNet, list[dict]]:
-        train = split_faces(subset, faces_dir, labels_5hz, rate_hz, "train", task)
+    def train_on(train: tuple[np.ndarray, np.ndarray]) -> tuple[FineTuneNet, list[dict]]:
         return finetune(backbone, train, dev, n_classes, cfg, seed, device, task)
 
-    net, history = finetune(backbone, train_all, dev, n_classes, cfg, seed, device, task)
+    net, history = train_on(train_all)
     embedder: dict[str, FineTuneNet] = {}
     if k:
         if len(train_rows) < k:
@@ -377,7 +376,10 @@ def finetune_out_of_fold(
         fold_of = video_folds([r.video_id for r in train_rows], k, seed)
         for j in range(k):
             log.info("finetune: out-of-fold model %d of %d", j + 1, k)
-            fold_net, _ = train_on([r for r in train_rows if fold_of[r.video_id] != j])
+            subset = [r for r in train_rows if fold_of[r.video_id] != j]
+            fold_net, _ = train_on(
+                split_faces(subset, faces_dir, labels_5hz, rate_hz, "train", task)
+            )
             embedder |= {r.video_id: fold_net for r in train_rows if fold_of[r.video_id] == j}
     return net, history, embedder
 
