@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pipeline.data.media import iter_video_frames
@@ -189,8 +190,6 @@ def aligned_image_track(path: str | Path, size_px: int) -> dict[str, np.ndarray]
     No detector runs: a 48x48 FER-2013 face is smaller than MTCNN's and dlib's smallest
     search window once it fills the frame, so detection mostly finds nothing.
     """
-    import cv2
-
     _, _, rgb = next(iter_video_frames(path))
     h, w = rgb.shape[:2]
     shrink = max(h, w) > size_px
