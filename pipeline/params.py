@@ -99,7 +99,7 @@ Executor = Literal["local", "dask"]
 Split = Literal["train", "dev", "test"]
 Source = Literal["vocals", "audio"]
 FitModel = Literal["svm", "kelm", "lstm"]
-FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50"]
+FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50", "vgg_fer"]
 FusionNetName = Literal["conv_lstm", "attention_fbp"]  # keys of fusion_net.NETS
 AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14"]
 
@@ -298,6 +298,40 @@ class FinetuneFacesSection(Section):
         return k
 
 
+class PretrainFacesSection(Section):
+    """Section ``pretrain_faces``: seed 003's VGG face model trained on FER-2013."""
+
+    root: Str  # folder holding fer2013.csv(.gz); without one the stage writes a skip record
+    channels: Annotated[tuple[PosInt, ...], Field(min_length=1)]  # per VGG block; last = dim
+    dropout: OpenFraction
+    epochs: PosInt
+    patience: PosInt
+    lr: LearningRate
+    weight_decay: NonNegFloat
+    batch_size: PosInt
+    max_train: PosInt | None  # a seeded subset of the Training rows; null = all
+
+
+class PretrainAudioSection(Section):
+    """Section ``pretrain_audio``: seed 003's raw-audio model trained on EmoDB."""
+
+    root: Str  # EmoDB folder (wav/*.wav); without wav files the stage writes a skip record
+    dev_speakers: tuple[SpeakerCode, ...]  # pick the epoch
+    test_speakers: tuple[SpeakerCode, ...]  # reported only
+    segment_s: PosFloat  # the paper: 2 s
+    kernel_ms: PosFloat
+    filters: PosInt
+    pools: Annotated[tuple[PosInt, ...], Field(min_length=1)]
+    lstm_hidden: PosInt
+    dropout: OpenFraction
+    epochs: PosInt
+    patience: PosInt
+    lr: LearningRate
+    weight_decay: NonNegFloat
+    batch_size: PosInt
+    augment: Bool  # circular shift + noise (pipeline.models.audio_cnn_lstm.augment_waveforms)
+
+
 class EmbedAudioSection(Section):
     """Section ``embed_audio``: which audio (vocals or original) and which backbones."""
 
@@ -383,6 +417,25 @@ class FitRawAudioSection(Section):
     cosine: bool
     ema: Annotated[Float, Field(gt=0, lt=1)] | None  # null = off
     select: Literal["loss", "uar"]  # the dev measure that keeps an epoch and stops early
+    pretrained: Bool  # start from models/pretrain_audio/model.pt (seed 003's net) instead
+
+
+class FitFeatureFusionSection(Section):
+    """Section ``fit_feature_fusion``: seed 003's end-to-end feature-level fusion network."""
+
+    source: Source
+    segment_s: PosFloat  # the paper: 2 s
+    overlap: OpenFraction
+    faces_per_segment: PosInt
+    pretrained: Bool  # start both branches from the pretrain checkpoints that were trained
+    freeze_blocks: NonNegInt  # conv blocks of each pre-trained branch kept fixed
+    hidden: PosInt
+    dropout: OpenFraction
+    epochs: PosInt
+    patience: PosInt
+    lr: LearningRate
+    batch_size: PosInt
+    class_weight_r: PosFloat
 
 
 class ConvLSTMNetParams(Section):
@@ -501,11 +554,14 @@ class ParamsFile(Section):
     resample_labels: ResampleLabelsSection
     embed_faces: EmbedFacesSection
     finetune_faces: FinetuneFacesSection
+    pretrain_faces: PretrainFacesSection
+    pretrain_audio: PretrainAudioSection
     embed_audio: EmbedAudioSection
     window_stats: WindowStatsSection
     fit: FitSection
     fit_raw_audio: FitRawAudioSection
     fit_fusion_net: FitFusionNetSection
+    fit_feature_fusion: FitFeatureFusionSection
     fuse: FuseSection
     evaluate: EvaluateSection
 
@@ -716,6 +772,32 @@ class FitFusionNetParams(FitFusionNetSection):
     task: Task
 
 
+class PretrainFacesParams(PretrainFacesSection):
+    """``pretrain_faces`` plus base.seed, device."""
+
+    seed: Seed
+    device: Device
+
+
+class PretrainAudioParams(PretrainAudioSection):
+    """``pretrain_audio`` plus base.seed, device and extract_audio.rate_hz (the rate the
+    network's kernels are sized for: the pipeline's audio rate)."""
+
+    seed: Seed
+    device: Device
+    rate_hz: AudioRate
+
+
+class FitFeatureFusionParams(FitFeatureFusionSection):
+    """``fit_feature_fusion`` plus base.seed, classes, label_rate_hz, device, task."""
+
+    seed: Seed
+    classes: Classes
+    label_rate_hz: PosFloat
+    device: Device
+    task: Task
+
+
 class FuseParams(FuseSection):
     """``fuse`` plus fit.models, fit.features, fit_fusion_net.nets and base.seed, classes,
     label_rate_hz, task."""
@@ -762,6 +844,8 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
         FinetuneFacesParams,
         ("seed", "classes", "label_rate_hz", "device", "task"),
     ),
+    "pretrain_faces": (PretrainFacesParams, ("seed", "device")),
+    "pretrain_audio": (PretrainAudioParams, ("seed", "device")),
     "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
     "window_stats": (WindowStatsParams, ("label_rate_hz", "classes")),
     # the `fit` matrix stage loads fit.<model> for its model
@@ -771,6 +855,10 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "fit_raw_audio": (FitRawAudioParams, ("seed", "classes", "label_rate_hz", "device", "task")),
     "fit_fusion_net": (
         FitFusionNetParams,
+        ("seed", "classes", "label_rate_hz", "device", "task"),
+    ),
+    "fit_feature_fusion": (
+        FitFeatureFusionParams,
         ("seed", "classes", "label_rate_hz", "device", "task"),
     ),
     "fuse": (FuseParams, ("seed", "classes", "label_rate_hz", "task")),
@@ -788,6 +876,7 @@ OTHER_KEYS: dict[str, dict[str, str]] = {
     "fuse": _PRODUCED,
     "evaluate": _PRODUCED,
     "make_demo": {"adapter": "build_manifest.adapter"},
+    "pretrain_audio": {"rate_hz": "extract_audio.rate_hz"},
 }
 # Stages that read only some keys of their section (the others drive DVC's foreach/matrix);
 # dvc.yaml declares exactly these keys, so editing the others re-runs nothing here.

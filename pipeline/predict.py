@@ -62,6 +62,7 @@ from pipeline.errors import DataError, PipelineError
 log = logging.getLogger("pipeline.predict")
 
 RAW_AUDIO = "cnn_lstm_raw"  # pipeline.scores.RAW_AUDIO_MODEL
+FEATURE_FUSION = "feature_fusion"  # pipeline.scores.FEATURE_FUSION_MODEL
 RUN_HINT = "run `make demo` (the embedded demo) or `dvc repro` first"
 STALE_HINT = (
     "run `dvc repro` to retrain them with these params, or pass the --params they were made with"
@@ -86,6 +87,7 @@ class PredictParams:
     fit: dict[str, Any]  # classifier -> fit.<classifier> params
     fit_raw_audio: Any
     fit_fusion_net: Any
+    fit_feature_fusion: Any
     fuse: Any
 
     @property
@@ -119,6 +121,7 @@ def load_predict_params(path: str | Path) -> PredictParams:
         fit={m: load_params(f"fit.{m}", path) for m in ("svm", "kelm", "lstm")},
         fit_raw_audio=load_params("fit_raw_audio", path),
         fit_fusion_net=load_params("fit_fusion_net", path),
+        fit_feature_fusion=load_params("fit_feature_fusion", path),
         fuse=load_params("fuse", path),
     )
 
@@ -132,9 +135,10 @@ def is_fusion_net(prm: PredictParams, name: str) -> bool:
 
 
 def split_model(name: str) -> tuple[str, str | None]:
-    """``(classifier, feature)`` of a fit-matrix model's name; ``(cnn_lstm_raw, None)`` for the
-    raw-audio model (fusion networks: :func:`model_inputs`)."""
-    if name == RAW_AUDIO:
+    """``(classifier, feature)`` of a fit-matrix model's name; ``(name, None)`` for the
+    raw-audio model and the feature-level fusion network, which read no embedding (fusion
+    networks: :func:`model_inputs`)."""
+    if name in (RAW_AUDIO, FEATURE_FUSION):
         return name, None
     classifier, _, feature = name.partition("_")
     return classifier, feature
@@ -164,6 +168,8 @@ def model_inputs(prm: PredictParams, name: str) -> list[tuple[str, str]]:
 def modalities_of(prm: PredictParams, name: str) -> list[str]:
     """``face`` and/or ``audio``: what a fitted model reads (a fusion network reads both and
     works with either one)."""
+    if name == FEATURE_FUSION:  # face crops and the raw audio
+        return ["face", "audio"]
     if split_model(name)[1] is None and not is_fusion_net(prm, name):
         return ["audio"]
     return ["face" if kind == "faces" else "audio" for kind, _ in model_inputs(prm, name)]
@@ -173,8 +179,9 @@ def uses_vocals(prm: PredictParams, names: list[str]) -> bool:
     """Whether a model in ``names`` reads the separated vocals (``embed_audio.source`` or
     ``fit_raw_audio.source`` is ``vocals``)."""
     for name in names:
-        if name == RAW_AUDIO:
-            if prm.fit_raw_audio.source == "vocals":
+        if name in (RAW_AUDIO, FEATURE_FUSION):
+            cfg = prm.fit_raw_audio if name == RAW_AUDIO else prm.fit_feature_fusion
+            if cfg.source == "vocals":
                 return True
         elif "audio" in modalities_of(prm, name) and prm.embed_audio.source == "vocals":
             return True
@@ -221,13 +228,19 @@ def check_model_set(root: Path, prm: PredictParams) -> dict[str, Any]:
     for name in choice["models"]:
         classifier, feature = split_model(name)
         folder = root / "fit" / name
-        torch_file = (name == RAW_AUDIO and prm.task == "va") or is_fusion_net(prm, name)
+        torch_file = (
+            (name == RAW_AUDIO and prm.task == "va")
+            or is_fusion_net(prm, name)
+            or name == FEATURE_FUSION
+        )
         needed += [folder / ("model.pt" if torch_file else "model.joblib"), folder / "report.json"]
         needed.append(folder / "scores.h5")
         if is_fusion_net(prm, name):
             digests[folder / "scores.h5"] = ("fit_fusion_net", prm.fit_fusion_net)
             if ("faces", "finetuned") in model_inputs(prm, name):
                 needed.append(root / "finetune_faces" / "model.pt")
+        elif name == FEATURE_FUSION:
+            digests[folder / "scores.h5"] = ("fit_feature_fusion", prm.fit_feature_fusion)
         elif feature is None:
             digests[folder / "scores.h5"] = ("fit_raw_audio", prm.fit_raw_audio)
         elif classifier in prm.fit:
@@ -432,6 +445,10 @@ class ModelSet:
                 from pipeline.models.fusion_net import TrainedFusionNet
 
                 return TrainedFusionNet.load(folder / "model.pt")
+            if name == FEATURE_FUSION:
+                from pipeline.models.feature_fusion import load_feature_fusion
+
+                return load_feature_fusion(folder / "model.pt")
             if name == RAW_AUDIO and self.prm.task == "va":
                 import torch
 
@@ -736,6 +753,10 @@ def _model_scores(
                     n,
                     fallback,
                 )
+            elif name == FEATURE_FUSION:  # face crops + raw audio in segments
+                values, covered = _feature_fusion_scores(
+                    est, prm, row, n, faces_dir, sources, modalities, fallback
+                )
             elif feature is None:  # the raw-audio CNN + LSTM on its own windows of the waveform
                 cfg = prm.fit_raw_audio
                 src = sources[cfg.source]
@@ -759,6 +780,34 @@ def _model_scores(
                 values, covered = fitting.video_grid(per_window[vid], g, fallback)
             out[name] = {key: values, "covered": covered}
     return out
+
+
+def _feature_fusion_scores(
+    net,
+    prm: PredictParams,
+    row,
+    n: int,
+    faces_dir: Path,
+    sources: dict[str, Path],
+    modalities: dict[str, dict],
+    fallback: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seed 003's feature-level fusion network on one video's segments (the face crops of its
+    track and its audio; a modality that is not usable is left empty, as in training)."""
+    from pipeline.io.h5 import read_group
+    from pipeline.models.feature_fusion import segment_outputs, video_faces, video_inputs
+    from pipeline.scores import grid_scores
+
+    cfg, vid = prm.fit_feature_fusion, row.video_id
+    face_t, faces = np.zeros(0), np.zeros((0, 48, 48), np.uint8)
+    if modalities["face"]["usable"]:
+        face_t, faces = video_faces(faces_dir / f"{vid}.h5", vid)
+    wave = None
+    if modalities["audio"]["usable"]:
+        wave = read_group(sources[cfg.source], vid, ["wave"])["wave"]
+    g = {"wave": wave, "face_t": face_t, "faces": faces, "y": np.full(n, -1)}
+    w = video_inputs(g, cfg, net.audio.init_kwargs["rate_hz"], prm.rate_hz, 1, "expr")
+    return grid_scores(segment_outputs(net, w["x"], prm.task), w["start"], w["end"], n, fallback)
 
 
 def _fuse(

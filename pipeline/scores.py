@@ -37,15 +37,17 @@ def read_scores(path: str | Path, task: str = "expr") -> dict[str, dict[str, np.
 
 
 RAW_AUDIO_MODEL = "cnn_lstm_raw"  # the fit_raw_audio stage's model folder
+FEATURE_FUSION_MODEL = "feature_fusion"  # the fit_feature_fusion stage's model folder
 
 
 def pipeline_models(
     classifiers: tuple[str, ...], features: tuple[str, ...], nets: tuple[str, ...] = ()
 ) -> list[str]:
-    """Names of the models the pipeline fits: the fit matrix, the raw-audio model and the
-    model-level fusion networks (``fit_fusion_net.nets``, model folders named by the net)."""
+    """Names of the models the pipeline fits: the fit matrix, the raw-audio model, seed
+    003's feature-level fusion network and the model-level fusion networks
+    (``fit_fusion_net.nets``, model folders named by the net)."""
     matrix = sorted(f"{c}_{f}" for c in classifiers for f in features)
-    return matrix + [RAW_AUDIO_MODEL] + sorted(nets)
+    return matrix + [RAW_AUDIO_MODEL, FEATURE_FUSION_MODEL] + sorted(nets)
 
 
 def write_skipped(dst: str | Path, model: str, reason: str) -> None:

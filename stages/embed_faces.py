@@ -1,6 +1,7 @@
 """Stage `embed_faces` (foreach backbone): embeddings of every aligned face crop.
 
-Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, models/pretrained;
+Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, models/pretrained,
+       models/pretrain_faces/model.pt (the vgg_fer backbone);
        params base.device, base.n_jobs, embed_faces
 Writes features/faces/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
        (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256,
@@ -22,6 +23,7 @@ from pipeline.embed.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.io.h5 import read_attrs, skipped_group
 from pipeline.io.per_video import build_grouped_file, code_digest, runtime
+from pipeline.models import vgg_faces
 from pipeline.params import load_params
 
 
@@ -38,6 +40,7 @@ def main(
     faces: Path,
     pretrained: Path,
     dst: Path,
+    vgg_fer: Path = Path("models/pretrain_faces/model.pt"),
     params: Path = Path("params.yaml"),
 ) -> None:
     """Embed the faces of every video with one backbone."""
@@ -46,6 +49,8 @@ def main(
     torch.set_num_threads(cfg.n_jobs if cfg.n_jobs > 0 else torch.get_num_threads())
     entry = cfg.backbones.get(backbone)
     weights = entry.weights if entry else None
+    if backbone == "vgg_fer" and weights is None:
+        weights = str(vgg_fer)  # the pretrain_faces checkpoint
     kind = entry.enhance if entry else "none"
     model = face_backbones.load_face_backbone(
         backbone,
@@ -58,6 +63,7 @@ def main(
     # enhance none keeps the params, code digest and attributes (so the bytes) of before
     extra = {} if kind == "none" else {"enhance": kind}
     modules = [face_backbones, fer_xception, resnet50_vggface2] + ([enhance] if extra else [])
+    modules += [vgg_faces] if backbone == "vgg_fer" else []
     rows = read_manifest(manifest)
     skip = {r.video_id: no_stream(r, "video") for r in rows}
     # rows without video have no faces file; their (empty) group is keyed on the manifest

@@ -1,6 +1,7 @@
 """Stage `fit_raw_audio`: the paper's 1D CNN + LSTM on raw vocal waveforms (model 4).
 
-Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/labels_5hz.h5;
+Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/labels_5hz.h5,
+       models/pretrain_audio/model.pt (with fit_raw_audio.pretrained: seed 003's network);
        params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_raw_audio
 Writes models/fit/cnn_lstm_raw/{model.joblib (model.pt for va), scores.h5, report.json};
        data without labelled train audio: report.json only, the skip record {"model", "skipped"}
@@ -24,7 +25,13 @@ from pipeline.scores import RAW_AUDIO_MODEL, payload, write_scores, write_skippe
 
 
 @stage_cli
-def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
+def main(
+    audio: Path,
+    labels: Path,
+    dst: Path,
+    pretrained: Path = Path("models/pretrain_audio/model.pt"),
+    params: Path = Path("params.yaml"),
+) -> None:
     """Train on train-split audio windows and score dev/test on the 5 Hz grid."""
     cfg = load_params("fit_raw_audio", params)
     key = payload(cfg.task)[1]
@@ -43,14 +50,15 @@ def main(audio: Path, labels: Path, dst: Path, params: Path = Path("params.yaml"
             "split": read_group_attrs(labels, vid)["split"],
         }
     device = resolve_device(cfg.device)
+    init = pretrained if cfg.pretrained else None  # error if pretrain_audio was skipped
     try:
         if cfg.task == "va":
             est, scores, report = fit_raw_audio_va(
-                videos, cfg, cfg.seed, cfg.label_rate_hz, device
+                videos, cfg, cfg.seed, cfg.label_rate_hz, device, init
             )
         else:
             est, scores, report = fit_raw_audio(
-                videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device
+                videos, cfg, len(cfg.classes), cfg.seed, cfg.label_rate_hz, device, init
             )
     except NothingToFit as why:  # e.g. an image corpus: no audio
         write_skipped(dst, RAW_AUDIO_MODEL, str(why))

@@ -7,7 +7,8 @@ clips: every clip three times (ids ``a_*`` and ``c_*`` in train, ``b_*`` in dev 
 two train videos per class give the SVM's calibration folds by video), dlib faces at 2.5 fps,
 no vocal separation, the FER backbone plus the fine-tuned one and MFCCs, 1 s windows, every
 classifier (SVM, KELM, LSTM) on every feature, the raw-audio CNN, small model-level fusion
-networks (conv + LSTM, attention + FBP) on FER + MFCC embeddings, fusion over all of them, and
+networks (conv + LSTM, attention + FBP) on FER + MFCC embeddings, seed 003's feature-level
+fusion network (no pre-training corpus: random initialisation), fusion over all of them, and
 ``evaluate`` (``reports/``).
 Tiny and not a benchmark of anything: it exists so that every prediction path has a trained
 model behind it. About a minute on 2 CPU cores.
@@ -47,6 +48,14 @@ SMALL_NETS = {
     },
 }
 
+# seed 003 without its corpora (skip records) and a tiny feature-level fusion network (also
+# the DVC test's)
+SMALL_SEED003 = {
+    "pretrain_faces": {"channels": [4, 8, 8]},
+    "pretrain_audio": {"filters": 4, "lstm_hidden": 8},
+    "fit_feature_fusion": {"epochs": 1, "faces_per_segment": 2, "hidden": 8},
+}
+
 # params overrides: cheap settings, every model kind and feature kind
 SMALL = {
     "base": {"n_jobs": 1, "device": "cpu"},
@@ -79,6 +88,7 @@ SMALL = {
         "nets": SMALL_NETS,
     },
     "fuse": {"n_draws": 50, "cv_folds": 3, "rule": "mcwf"},  # every model reaches predict
+    **SMALL_SEED003,
 }
 DEV = ("ANG", "HAP", "SAD")  # the b_ copies of these clips are dev, the others test
 
@@ -129,9 +139,12 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
         extract_audio,
         finetune_faces,
         fit,
+        fit_feature_fusion,
         fit_fusion_net,
         fit_raw_audio,
         fuse,
+        pretrain_audio,
+        pretrain_faces,
         resample_labels,
         separate_vocals,
         window_stats,
@@ -236,7 +249,27 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
                 windows=feats / "windows" / f"{feature}.h5",
                 dst=models / "fit" / f"{model}_{feature}",
             )
-    run(fit_raw_audio.main, audio=source, labels=labels, dst=models / "fit" / "cnn_lstm_raw")
+    no_corpus = root / "no_corpus"  # seed 003's pre-training: skip records (untrained nets)
+    no_corpus.mkdir()
+    face_ckpt, audio_ckpt = (models / f"pretrain_{k}" / "model.pt" for k in ("faces", "audio"))
+    for main, ckpt in ((pretrain_faces.main, face_ckpt), (pretrain_audio.main, audio_ckpt)):
+        run(main, root=no_corpus, model=ckpt, report=root / "reports" / f"{ckpt.parent.name}.json")
+    run(
+        fit_raw_audio.main,
+        audio=source,
+        labels=labels,
+        pretrained=audio_ckpt,
+        dst=models / "fit" / "cnn_lstm_raw",
+    )
+    run(
+        fit_feature_fusion.main,
+        faces=it / "faces",
+        audio=source,
+        labels=labels,
+        face_model=face_ckpt,
+        audio_model=audio_ckpt,
+        dst=models / "fit" / "feature_fusion",
+    )
     for net in ("conv_lstm", "attention_fbp"):
         run(
             fit_fusion_net.main,

@@ -6,6 +6,9 @@
   128-d, no scores.
 - ``vggface2_resnet50``: VGGFace2 ResNet-50, a file the user downloads (``weights``);
   2048-d, no scores.
+- ``vgg_fer``: seed 003's VGG face model trained here on FER-2013 (``pretrain_faces``; the
+  paper's "VGG-FER"); its average-pooled feature (the last block's channels), with scores of
+  the 7 FER-2013 classes.
 
 The ``finetune_faces`` stage writes a fifth face feature (its 1024-d layer and scores).
 dlib's descriptor expects dlib's own 150x150 face chip; the pipeline's similarity-aligned
@@ -90,7 +93,39 @@ def load_face_backbone(
             sha256_file(weights),
             lambda faces: (embed_faces_resnet(model, faces, batch_size, device), None),
         )
+    if name == "vgg_fer":
+        from pipeline.models.checkpoint import load_checkpoint
+
+        net, _ = load_checkpoint(weights, "VGGFaceNet")  # error if pretrain_faces was skipped
+        net = net.to(device)
+        return FaceBackbone(
+            name,
+            net.dim,
+            Path(weights).name,
+            sha256_file(weights),
+            lambda faces: embed_vgg_fer(net, faces, batch_size, device),
+        )
     raise PipelineError(f"unknown face backbone {name!r}")
+
+
+def embed_vgg_fer(
+    net: torch.nn.Module, faces: np.ndarray, batch_size: int, device: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average-pooled features (B, dim) and FER-2013 class probabilities (B, 7) of face
+    crops (B, S, S, 3) uint8 with the ``pretrain_faces`` network."""
+    from pipeline.models.vgg_faces import grey_faces
+
+    xs, ps = (
+        [np.zeros((0, net.dim), np.float32)],
+        [np.zeros((0, net.head.out_features), np.float32)],
+    )
+    with torch.no_grad():
+        for i in range(0, len(faces), batch_size):
+            grey = torch.from_numpy(grey_faces(faces[i : i + batch_size])).to(device)
+            feats = net.features(grey)
+            xs.append(feats.cpu().numpy())
+            ps.append(torch.softmax(net.head(feats), dim=-1).cpu().numpy())
+    return np.concatenate(xs), np.concatenate(ps)
 
 
 class FaceCrops(torch.utils.data.Dataset):

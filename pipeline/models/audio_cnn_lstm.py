@@ -307,6 +307,11 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         prediction use the average (see :func:`pipeline.models.lstm.fit_torch_classifier`).
     select : {"loss", "uar"}, default="loss"
         The validation measure that picks the epoch kept and drives early stopping.
+    init : str or None, default=None
+        A ``pretrain_audio`` checkpoint: the network is that one (seed 003's
+        :class:`~pipeline.models.segment_audio.SegmentAudioNet`, pre-trained weights) with a
+        new classifier, instead of an :class:`AudioCNNLSTM`; the architecture keywords and
+        ``spec_masks`` then do not apply.
     class_weight : dict, 'log', 'balanced' or None, default=None
         Cross-entropy class weights; ``'log'`` is the paper's logarithmic weighting.
     class_weight_r : float, default=0.34
@@ -355,6 +360,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         cosine: bool = False,
         ema: float | None = None,
         select: str = "loss",
+        init: str | None = None,
         class_weight: dict | str | None = None,
         class_weight_r: float = 0.34,
         device: str = "cpu",
@@ -383,6 +389,7 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         self.cosine = cosine
         self.ema = ema
         self.select = select
+        self.init = init
         self.class_weight = class_weight
         self.class_weight_r = class_weight_r
         self.device = device
@@ -434,24 +441,11 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         device = torch.device(self.device)
         with torch.random.fork_rng(devices=fork_rng_devices(device)):
             torch.manual_seed(seed)
-            module = AudioCNNLSTM(
-                len(self.classes_),
-                n_filters=self.n_filters,
-                filter_len=self.filter_len,
-                filter_hop=self.filter_hop,
-                channels=self.channels,
-                kernel_size=self.kernel_size,
-                pool_sizes=self.pool_sizes,
-                dropout=self.dropout,
-                lstm_hidden=self.lstm_hidden,
-                lstm_layers=self.lstm_layers,
-                readout=self.readout,
-                spec_masks=self.spec_masks,
-            )
+            module = self._module()
             if X.shape[1] < module.min_samples:
                 raise ValueError(
-                    f"windows of {X.shape[1]} samples are shorter than the filterbank hop "
-                    f"times the pooling ({module.min_samples})"
+                    f"windows of {X.shape[1]} samples are shorter than the network's "
+                    f"pooling ({module.min_samples})"
                 )
             self.history_, self.best_epoch_ = fit_torch_classifier(
                 module,
@@ -484,6 +478,29 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
             self.best_epoch_,
         )
         return self
+
+    def _module(self) -> torch.nn.Module:
+        """The untrained network: an AudioCNNLSTM, or the ``init`` checkpoint's network with
+        a new (seeded) classifier."""
+        if self.init is not None:
+            from pipeline.models.checkpoint import load_checkpoint, with_new_head
+
+            net, _ = load_checkpoint(self.init, "SegmentAudioNet")
+            return with_new_head(net, len(self.classes_))
+        return AudioCNNLSTM(
+            len(self.classes_),
+            n_filters=self.n_filters,
+            filter_len=self.filter_len,
+            filter_hop=self.filter_hop,
+            channels=self.channels,
+            kernel_size=self.kernel_size,
+            pool_sizes=self.pool_sizes,
+            dropout=self.dropout,
+            lstm_hidden=self.lstm_hidden,
+            lstm_layers=self.lstm_layers,
+            readout=self.readout,
+            spec_masks=self.spec_masks,
+        )
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities per window.

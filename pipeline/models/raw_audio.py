@@ -12,6 +12,7 @@ split; dev/test window probabilities are averaged back onto the grid like every 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,9 +50,17 @@ def labelled_windows(
 def _spans(wave: np.ndarray, sr: int, window_s: float, overlap: float, rate_hz: float, n: int):
     """Raw-audio windows and the grid bins ``[start, end)`` each covers (clipped to ``n``)."""
     x, starts_s = raw_audio_windows(wave, sr, window_s, overlap)
+    return (x, *grid_span(starts_s, window_s, rate_hz, n))
+
+
+def grid_span(
+    starts_s: np.ndarray, window_s: float, rate_hz: float, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bins ``[start, end)`` of an ``n``-bin grid at ``rate_hz`` that windows of
+    ``window_s`` seconds starting at ``starts_s`` [W] cover (each at least one bin)."""
     start = np.clip(np.floor(starts_s * rate_hz + 1e-9).astype(np.int64), 0, n - 1)
     end = np.clip(np.ceil((starts_s + window_s) * rate_hz - 1e-9).astype(np.int64), start + 1, n)
-    return x, start, end
+    return start, end
 
 
 def raw_audio_prior(class_counts) -> np.ndarray:
@@ -91,6 +100,7 @@ def fit_raw_audio(
     seed: int,
     rate_hz: float,
     device: str = "cpu",
+    init: Path | None = None,
 ) -> tuple[AudioCNNLSTMClassifier, dict[str, dict], dict]:
     """Fit on train windows (early stopping on dev) and score dev/test videos on the grid.
 
@@ -98,6 +108,8 @@ def fit_raw_audio(
     ----------
     videos : ``{video_id: {"wave" [S] or None, "rate_hz", "y" [n] grid labels, "split"}}``;
         videos without audio (``wave`` None) get the training prior and ``covered=False``.
+    init : a ``pretrain_audio`` checkpoint to start from (``fit_raw_audio.pretrained``), or
+        None for the paper's model 4 from scratch
     """
     win = {
         v: labelled_windows(
@@ -132,6 +144,7 @@ def fit_raw_audio(
         cosine=cfg.cosine,
         ema=cfg.ema,
         select=cfg.select,
+        init=None if init is None else str(init),
         class_weight="log",
         class_weight_r=cfg.class_weight_r,
         device=device,
@@ -153,6 +166,7 @@ def fit_raw_audio(
         scores[vid] = {"p": grid, "covered": covered}
     report = {
         "model": "cnn_lstm_raw",
+        "init": None if init is None else init.name,
         "train_windows": int((y >= 0).sum()),
         "class_counts": counts.tolist(),
         "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
@@ -174,14 +188,21 @@ def train_va_regressor(
     cfg: Any,
     seed: int,
     device: str = "cpu",
-) -> tuple[AudioCNNLSTM, list[dict]]:
+    init: Path | None = None,
+) -> tuple[torch.nn.Module, list[dict]]:
     """Adam on 1 - CCC, best epoch by dev CCC (training CCC without a dev set).
 
-    ``X`` [N, samples] windows, ``Y`` [N, 2] mean valence/arousal per window.
+    ``X`` [N, samples] windows, ``Y`` [N, 2] mean valence/arousal per window; ``init``: a
+    ``pretrain_audio`` checkpoint whose network (new 2-output head) replaces AudioCNNLSTM.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = AudioCNNLSTM(2).to(device)
+    if init is None:
+        net = AudioCNNLSTM(2).to(device)
+    else:
+        from pipeline.models.checkpoint import load_checkpoint, with_new_head
+
+        net = with_new_head(load_checkpoint(init, "SegmentAudioNet")[0], 2).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     Xt, Yt = torch.from_numpy(X[:, None]), torch.from_numpy(Y.astype(np.float32))
     best, best_state, history, stale = -np.inf, None, [], 0
@@ -234,8 +255,13 @@ def predict_va(
 
 
 def fit_raw_audio_va(
-    videos: dict[str, dict], cfg: Any, seed: int, rate_hz: float, device: str = "cpu"
-) -> tuple[AudioCNNLSTM, dict[str, dict], dict]:
+    videos: dict[str, dict],
+    cfg: Any,
+    seed: int,
+    rate_hz: float,
+    device: str = "cpu",
+    init: Path | None = None,
+) -> tuple[torch.nn.Module, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2])."""
     win = {}
     for v, g in videos.items():
@@ -261,7 +287,7 @@ def fit_raw_audio_va(
         raise PipelineError(
             "fit_raw_audio: fewer than two annotated audio windows in the train split"
         )
-    net, history = train_va_regressor(X, Y, *stack("dev"), cfg, seed, device)
+    net, history = train_va_regressor(X, Y, *stack("dev"), cfg, seed, device, init)
     mean = Y.mean(axis=0).astype(np.float32)
     scores = {}
     for vid, g in sorted(videos.items()):
@@ -274,5 +300,10 @@ def fit_raw_audio_va(
         w = win[vid]
         grid, covered = grid_scores(predict_va(net, w["x"], device), w["start"], w["end"], n, mean)
         scores[vid] = {"va": grid, "covered": covered}
-    report = {"model": "cnn_lstm_raw", "task": "va", "train_windows": int(len(Y))}
+    report = {
+        "model": "cnn_lstm_raw",
+        "task": "va",
+        "init": None if init is None else init.name,
+        "train_windows": int(len(Y)),
+    }
     return net, scores, {**report, "history": history, "train_mean": mean.tolist()}

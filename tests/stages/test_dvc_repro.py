@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from pipeline.io.h5 import iter_groups
-from tests.small_model_set import SMALL_NETS
+from tests.small_model_set import SMALL_NETS, SMALL_SEED003
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,7 @@ SMALL = {  # params overrides: 4 short videos, one backbone per modality, few ep
     },
     "fuse": {"n_draws": 200},
     "evaluate": {"timeline_videos": 1},
+    **SMALL_SEED003,  # no pre-training corpus here: skip records, tiny feature-level fusion
 }
 
 
@@ -94,7 +95,7 @@ def project(tmp_path_factory):
     dst = tmp_path_factory.mktemp("project")
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, dst / name)
-    for name in ("pipeline", "stages"):
+    for name in ("pipeline", "stages", "data/pretrain"):
         shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((dst / "params.yaml").read_text())
     for section, values in SMALL.items():
@@ -130,6 +131,9 @@ def test_full_pipeline_then_nothing_to_run(project):
         "fit_raw_audio",
         "fit_fusion_net@conv_lstm",
         "fit_fusion_net@attention_fbp",
+        "pretrain_faces",
+        "pretrain_audio",
+        "fit_feature_fusion",
         "fuse",
         "evaluate",
     ):
@@ -142,8 +146,13 @@ def test_full_pipeline_then_nothing_to_run(project):
         "cnn_lstm_raw",
         "conv_lstm",
         "attention_fbp",
+        "feature_fusion",
         "fusion_swf",
     } <= set(metrics["dev"])
+    # no pre-training corpus in the project: the checkpoints say so, fusion started at random
+    assert "skipped" in json.loads((project / "reports/pretrain_faces.json").read_text())
+    fusion_report = json.loads((project / "models/fit/feature_fusion/report.json").read_text())
+    assert fusion_report["init"]["faces"].startswith("random (pre-training skipped: ")
     for m in metrics["dev"].values():
         assert 0 <= m["cpm"] <= 1 and m["cpm"] == pytest.approx(
             0.67 * m["macro_f1"] + 0.33 * m["accuracy"], abs=1e-5
