@@ -34,11 +34,9 @@ from torch import nn
 
 from pipeline.errors import NothingToFit, PipelineError
 from pipeline.features.windows import window_labels, window_va
-from pipeline.metrics import at_chance
 from pipeline.models.checkpoint import read_record
-from pipeline.models.class_weights import log_class_weights
-from pipeline.models.fusion_net import va_loss
-from pipeline.models.lstm import fit_torch_classifier, fork_rng_devices, predict_logits
+from pipeline.models.fusion_net import make_targets, target_report, train_seeded
+from pipeline.models.lstm import predict_logits
 from pipeline.models.raw_audio import grid_span
 from pipeline.models.segment_audio import SegmentAudioNet
 from pipeline.models.vgg_faces import FACE_SIDE_PX, VGGFaceNet, grey_faces
@@ -293,27 +291,11 @@ def fit_feature_fusion(
 
     X, T = stack("train")
     Xd, Td = stack("dev")
-    if task == "va":
-        if len(T) < 2:
-            raise PipelineError("fit_feature_fusion: fewer than two annotated train segments")
-        n_out, weights, loss_fn = 2, None, va_loss
-        fallback = T.mean(axis=0).astype(np.float32)
-        yt, yd = torch.from_numpy(T), torch.from_numpy(Td.astype(np.float32))
-    else:
-        if len(np.unique(T)) < 2:
-            raise PipelineError("fit_feature_fusion: train segments hold fewer than 2 classes")
-        counts = np.bincount(T, minlength=n_classes)
-        Td = np.where(counts[Td] > 0, Td, -1)  # classes unseen in training: not scored
-        n_out, loss_fn = n_classes, None
-        weights = log_class_weights(T, n_classes, cfg.class_weight_r)
-        fallback = (counts / counts.sum()).astype(np.float32)
-        yt, yd = torch.from_numpy(T.astype(np.int64)), torch.from_numpy(Td.astype(np.int64))
+    tg = make_targets(T, Td, task, n_classes, cfg.class_weight_r, "fit_feature_fusion")
 
-    torch_device = torch.device(device)
-    with torch.random.fork_rng(devices=fork_rng_devices(torch_device)):
-        torch.manual_seed(seed)
+    def make() -> FeatureFusionNet:
         net = FeatureFusionNet(
-            n_out,
+            tg.n_out,
             face_kw,
             audio_kw,
             samples=int(round(cfg.segment_s * sr)),
@@ -323,27 +305,12 @@ def fit_feature_fusion(
             freeze_face_blocks=cfg.freeze_blocks if face_w is not None else 0,
             freeze_audio_blocks=cfg.freeze_blocks if audio_w is not None else 0,
         )
-        for branch, weights_ in ((net.face, face_w), (net.audio, audio_w)):
-            if weights_ is not None:
-                branch.load_state_dict(weights_, strict=False)  # the head is new
-        history, best_epoch = fit_torch_classifier(
-            net,
-            torch.from_numpy(X),
-            yt,
-            torch.from_numpy(Xd) if len(Xd) else None,
-            yd if len(Xd) else None,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size,
-            patience=cfg.patience,
-            tol=1e-4,
-            class_weights=weights,
-            device=torch_device,
-            generator=torch.Generator().manual_seed(seed),
-            grad_clip=5.0,
-            loss_fn=loss_fn,
-        )
-    net = net.to("cpu").eval()
+        for branch, weights in ((net.face, face_w), (net.audio, audio_w)):
+            if weights is not None:
+                branch.load_state_dict(weights, strict=False)  # the head is new
+        return net
+
+    net, history, best_epoch = train_seeded(make, X, Xd, tg, cfg, seed, device)
 
     scores = {}
     for vid in sorted(videos):
@@ -351,7 +318,7 @@ def fit_feature_fusion(
             continue
         w, n = win[vid], len(videos[vid]["va" if task == "va" else "y"])
         values, covered = grid_scores(
-            segment_outputs(net, w["x"], task), w["start"], w["end"], n, fallback
+            segment_outputs(net, w["x"], task), w["start"], w["end"], n, tg.fallback
         )
         scores[vid] = {"va" if task == "va" else "p": values, "covered": covered}
     report: dict[str, Any] = {
@@ -365,17 +332,7 @@ def fit_feature_fusion(
         "videos_without_face": sorted(v for v, g in videos.items() if not len(g["face_t"])),
         "videos_without_audio": sorted(v for v, g in videos.items() if g["wave"] is None),
     }
-    if task == "va":
-        report["train_mean"] = fallback.tolist()
-    else:
-        report["class_counts"] = counts.tolist()
-        report["missing_classes"] = [k for k in range(n_classes) if counts[k] == 0]
-        labelled = Td >= 0
-        report["dev_at_chance"] = (
-            at_chance(Td[labelled], segment_outputs(net, Xd[labelled], task).argmax(1), n_classes)
-            if labelled.any()
-            else None
-        )
+    report |= target_report(tg, lambda rows: segment_outputs(net, Xd[rows], task), n_classes)
     return net, scores, report
 
 

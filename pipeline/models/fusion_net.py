@@ -307,6 +307,112 @@ def va_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ccc_loss(torch.tanh(out), target)
 
 
+@dataclass
+class Targets:
+    """Training targets of a fusion network, from stacked window targets.
+
+    ``y``/``y_dev``: tensors for the shared loop (class indices, -1 = not scored, or [N, 2]
+    valence/arousal); ``dev`` the dev targets as an array (classes unseen in training set to
+    -1); ``fallback`` the training prior (expr) or mean (va); ``counts`` per class (expr).
+    """
+
+    n_out: int
+    y: torch.Tensor
+    y_dev: torch.Tensor
+    dev: np.ndarray
+    fallback: np.ndarray
+    weights: np.ndarray | None
+    loss_fn: Any
+    counts: np.ndarray | None
+
+
+def make_targets(
+    T: np.ndarray, Td: np.ndarray, task: str, n_classes: int, class_weight_r: float, who: str
+) -> Targets:
+    """:class:`Targets` of train ``T`` and dev ``Td`` (``who`` names the model in errors).
+
+    Raises
+    ------
+    PipelineError
+        Fewer than two annotated train windows (va) or two classes (expr).
+    """
+    if task == "va":
+        if len(T) < 2:
+            raise PipelineError(f"{who}: fewer than two annotated train windows")
+        return Targets(
+            2,
+            torch.from_numpy(T),
+            torch.from_numpy(Td.astype(np.float32)),
+            Td,
+            T.mean(axis=0).astype(np.float32),
+            None,
+            va_loss,
+            None,
+        )
+    if len(np.unique(T)) < 2:
+        raise PipelineError(f"{who}: train windows hold fewer than 2 classes")
+    counts = np.bincount(T, minlength=n_classes)
+    Td = np.where(counts[Td] > 0, Td, -1)  # classes unseen in training: not scored
+    return Targets(
+        n_classes,
+        torch.from_numpy(T.astype(np.int64)),
+        torch.from_numpy(Td.astype(np.int64)),
+        Td,
+        (counts / counts.sum()).astype(np.float32),
+        log_class_weights(T, n_classes, class_weight_r),
+        None,
+        counts,
+    )
+
+
+def train_seeded(
+    make: Any, X: np.ndarray, Xd: np.ndarray, tg: Targets, cfg: Any, seed: int, device: str
+) -> tuple[nn.Module, list[dict], int]:
+    """``make()`` (its initial weights drawn from ``seed``) trained by the shared loop on
+    ``X``/``tg.y``, early stopping on ``Xd``/``tg.y_dev``; returns (module, history, best
+    epoch). ``cfg``: ``epochs``, ``lr``, ``batch_size``, ``patience``."""
+    torch_device = torch.device(device)
+    with torch.random.fork_rng(devices=fork_rng_devices(torch_device)):
+        torch.manual_seed(seed)
+        module = make()
+        history, best_epoch = fit_torch_classifier(
+            module,
+            torch.from_numpy(X),
+            tg.y,
+            torch.from_numpy(Xd) if len(Xd) else None,
+            tg.y_dev if len(Xd) else None,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            patience=cfg.patience,
+            tol=1e-4,
+            class_weights=tg.weights,
+            device=torch_device,
+            generator=torch.Generator().manual_seed(seed),
+            grad_clip=5.0,
+            loss_fn=tg.loss_fn,
+        )
+    return module.to("cpu").eval(), history, best_epoch
+
+
+def target_report(tg: Targets, dev_outputs: Any, n_classes: int) -> dict[str, Any]:
+    """The report keys of the targets: ``train_mean`` (va), or ``class_counts``,
+    ``missing_classes`` and ``dev_at_chance`` (expr; ``dev_outputs(rows)`` gives the
+    network's outputs on the dev windows selected by a boolean mask)."""
+    if tg.counts is None:
+        return {"train_mean": tg.fallback.tolist()}
+    labelled = tg.dev >= 0
+    return {
+        "class_counts": tg.counts.tolist(),
+        "missing_classes": [k for k in range(n_classes) if tg.counts[k] == 0],
+        "dev_at_chance": (
+            at_chance(tg.dev[labelled], dev_outputs(labelled).argmax(1), n_classes)
+            if labelled.any()
+            else None
+        ),
+    }
+
+
 # ----------------------------------------------------------------------------- training
 def fit_fusion_net(
     name: str,
@@ -390,57 +496,25 @@ def fit_fusion_net(
 
     X, T = stack("train")
     Xd, Td = stack("dev")
-    if task == "va":
-        if len(T) < 2:
-            raise PipelineError(f"fit_fusion_net {name}: fewer than two annotated train windows")
-        n_out, weights, loss_fn = 2, None, va_loss
-        fallback = T.mean(axis=0).astype(np.float32)
-        yt, yd = torch.from_numpy(T), torch.from_numpy(Td.astype(np.float32))
-    else:
-        if len(np.unique(T)) < 2:
-            raise PipelineError(f"fit_fusion_net {name}: train windows hold fewer than 2 classes")
-        counts = np.bincount(T, minlength=n_classes)
-        Td = np.where(counts[Td] > 0, Td, -1)  # classes unseen in training: not scored
-        n_out, loss_fn = n_classes, None
-        weights = log_class_weights(T, n_classes, cfg.class_weight_r)
-        fallback = (counts / counts.sum()).astype(np.float32)
-        yt, yd = torch.from_numpy(T.astype(np.int64)), torch.from_numpy(Td.astype(np.int64))
-
-    torch_device = torch.device(device)
+    tg = make_targets(T, Td, task, n_classes, cfg.class_weight_r, f"fit_fusion_net {name}")
+    fallback = tg.fallback
     start_cpu = time.process_time()
-    with torch.random.fork_rng(devices=fork_rng_devices(torch_device)):
-        torch.manual_seed(seed)
-        module = NETS[name](dims[0], dims[1], n_out, **hyper)
-        history, best_epoch = fit_torch_classifier(
-            module,
-            torch.from_numpy(X),
-            yt,
-            torch.from_numpy(Xd) if len(Xd) else None,
-            yd if len(Xd) else None,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size,
-            patience=cfg.patience,
-            tol=1e-4,
-            class_weights=weights,
-            device=torch_device,
-            generator=torch.Generator().manual_seed(seed),
-            grad_clip=5.0,
-            loss_fn=loss_fn,
-        )
+    module, history, best_epoch = train_seeded(
+        lambda: NETS[name](dims[0], dims[1], tg.n_out, **hyper), X, Xd, tg, cfg, seed, device
+    )
     train_cpu = time.process_time() - start_cpu
     net = TrainedFusionNet(
         name=name,
         hyper=dict(hyper),
         dim_v=dims[0],
         dim_a=dims[1],
-        n_out=n_out,
+        n_out=tg.n_out,
         task=task,
         seq_len=cfg.seq_len,
         hop=cfg.hop,
         rate_hz=rate_hz,
         norm=norm,
-        module=module.to("cpu").eval(),
+        module=module,
     )
 
     scores, start_cpu = {}, time.process_time()
@@ -465,17 +539,7 @@ def fit_fusion_net(
         "videos_without_face": sorted(v for v, g in videos.items() if not grids[v][1].any()),
         "videos_without_audio": sorted(v for v, g in videos.items() if not grids[v][3].any()),
     }
-    if task == "va":
-        report["train_mean"] = fallback.tolist()
-    else:
-        report["class_counts"] = counts.tolist()
-        report["missing_classes"] = [k for k in range(n_classes) if counts[k] == 0]
-        labelled = Td >= 0
-        report["dev_at_chance"] = (
-            at_chance(Td[labelled], net.window_outputs(Xd[labelled]).argmax(1), n_classes)
-            if labelled.any()
-            else None
-        )
+    report |= target_report(tg, lambda rows: net.window_outputs(Xd[rows]), n_classes)
     log.info(
         "fit_fusion_net %s: %d train / %d dev windows, %d epochs (best %d), %.2f CPU s per "
         "epoch, %.3f CPU s per scored video (logged only: the outputs stay the same bytes)",

