@@ -91,6 +91,7 @@ def test_a_real_clip_gets_every_output_and_the_scores_fuse_wrote(
     assert summary["models_used"] and set(summary["models_used"]) <= set(choice["models"])
     assert {"kelm_fer", "svm_finetuned", "lstm_mfcc"} <= set(summary["models_used"])
     assert set(NETS) <= set(choice["models"])  # the fusion networks are scored like the others
+    assert "feature_fusion" in choice["models"]  # seed 003's network: crops + raw audio
     assert summary["modalities"]["face"]["usable"] and summary["modalities"]["audio"]["usable"]
     assert summary["models_left_out"] == {}
     assert summary["dominant_emotion"] in classes
