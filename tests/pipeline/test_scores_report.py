@@ -96,12 +96,13 @@ def test_only_the_pipelines_models_are_read_not_stale_folders(tmp_path):
         "svm_fer",
         "kelm_fer",
         "cnn_lstm_raw",
+        "feature_fusion",
         "svm_dlib",
     ):  # svm_dlib: left from an old run
         (tmp_path / name).mkdir()
         (tmp_path / name / "scores.h5").write_bytes(b"")
     names = pipeline_models(("svm", "kelm"), ("fer",))
-    assert names == ["kelm_fer", "svm_fer", "cnn_lstm_raw"]
+    assert names == ["kelm_fer", "svm_fer", "cnn_lstm_raw", "feature_fusion"]
     assert list(find_scores(tmp_path, names)) == names
     assert "svm_dlib" in find_scores(tmp_path)  # a bare glob would have picked it up
     with pytest.raises(PipelineError, match=r"no scores for \['lstm_fer'\]"):

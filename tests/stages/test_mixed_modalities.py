@@ -35,6 +35,7 @@ from stages import (
     extract_audio,
     finetune_faces,
     fit,
+    fit_feature_fusion,
     fit_fusion_net,
     fit_raw_audio,
     fuse,
@@ -315,6 +316,7 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
     assert (fitted / "conv_lstm" / "model.pt").is_file()
 
     shutil.copytree(fitted / "kelm_logmel", fitted / "cnn_lstm_raw")  # evaluate reads model 4
+    shutil.copytree(fitted / "kelm_logmel", fitted / "feature_fusion")  # and seed 003's net
     fuse.main(
         ["--scores", str(fitted), "--labels", str(labels), "--dst", str(tmp_path / "fuse"), *p]
     )
@@ -382,7 +384,7 @@ AUDIO_ONLY = {  # an audio-only corpus (EmoDB-like): no row has a video stream
 
 def _run_stage(stage, **args) -> None:
     """A stage's command line; every keyword is a ``--flag value`` pair."""
-    stage.main([item for k, v in args.items() for item in (f"--{k}", str(v))])
+    stage.main([item for k, v in args.items() for item in (f"--{k.replace('_', '-')}", str(v))])
 
 
 def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretrained_dir):
@@ -446,6 +448,14 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
     )
     _run_stage(fit_raw_audio, audio=audio, labels=labels, dst=fitted / "cnn_lstm_raw", **p)
     assert (fitted / "cnn_lstm_raw" / "scores.h5").is_file()
+    _run_stage(
+        fit_feature_fusion, faces=tmp_path / "no_faces", audio=audio, labels=labels,
+        face_model=tmp_path / "none.pt", audio_model=tmp_path / "none.pt",
+        dst=fitted / "feature_fusion", **p,
+    )  # fmt: skip
+    assert json.loads((fitted / "feature_fusion" / "report.json").read_text())["skipped"] == (
+        "fit_feature_fusion: no train video has a face to fuse"
+    )
 
     _run_stage(fuse, scores=fitted, labels=labels, dst=tmp_path / "fuse", **p)
     weights = json.loads((tmp_path / "fuse" / "swf" / "weights.json").read_text())
@@ -462,6 +472,7 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
     summary = (rep / "summary.md").read_text()
     assert "- `conv_lstm`: fit_fusion_net conv_lstm: no train video has a face" in summary
     assert "- `kelm_fer`: no valid labelled windows" in summary
+    assert "- `feature_fusion`: fit_feature_fusion: no train video has a face" in summary
 
 
 def test_image_rows_are_taken_as_aligned_faces(tmp_path):
