@@ -796,10 +796,11 @@ def _feature_fusion_scores(
     track and its audio; a modality that is not usable is left empty, as in training)."""
     from pipeline.io.h5 import read_group
     from pipeline.models.feature_fusion import segment_outputs, video_faces, video_inputs
+    from pipeline.models.vgg_faces import FACE_SIDE_PX
     from pipeline.scores import grid_scores
 
     cfg, vid = prm.fit_feature_fusion, row.video_id
-    face_t, faces = np.zeros(0), np.zeros((0, 48, 48), np.uint8)
+    face_t, faces = np.zeros(0), np.zeros((0, FACE_SIDE_PX, FACE_SIDE_PX), np.uint8)
     if modalities["face"]["usable"]:
         face_t, faces = video_faces(faces_dir / f"{vid}.h5", vid)
     wave = None

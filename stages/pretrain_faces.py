@@ -16,8 +16,7 @@ from pathlib import Path
 
 from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
-from pipeline.io.atomic import atomic_path, write_json
-from pipeline.models.checkpoint import save_checkpoint
+from pipeline.models.checkpoint import save_pretraining
 from pipeline.models.pretrain import pretrain_faces
 from pipeline.params import load_params
 
@@ -30,16 +29,8 @@ def main(root: Path, model: Path, report: Path, params: Path = Path("params.yaml
     cfg = load_params("pretrain_faces", params)
     start = time.perf_counter()
     net, classes, result = pretrain_faces(cfg, root, resolve_device(cfg.device))
-    if "skipped" in result:
-        log.warning("pretrain_faces skipped: %s", result["skipped"])
-    else:
-        log.info(
-            "pretrain_faces: %.0f s of training and evaluation (logged only)",
-            time.perf_counter() - start,
-        )
-    with atomic_path(model) as tmp:
-        save_checkpoint(tmp, net, classes, "FER-2013", result.get("skipped"))
-    write_json(report, result)
+    log.info("pretrain_faces: %.0f s (logged only)", time.perf_counter() - start)
+    save_pretraining(model, report, net, classes, "FER-2013", result)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,18 @@ backbone, ``fit_raw_audio.pretrained``).
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
+from pipeline.io.atomic import atomic_path, write_json
 from pipeline.models.segment_audio import SegmentAudioNet
 from pipeline.models.vgg_faces import VGGFaceNet
+
+log = logging.getLogger(__name__)
 
 ARCHS: dict[str, type[nn.Module]] = {"VGGFaceNet": VGGFaceNet, "SegmentAudioNet": SegmentAudioNet}
 
@@ -46,6 +50,18 @@ def save_checkpoint(
     buf = io.BytesIO()
     torch.save(record, buf)
     Path(path).write_bytes(buf.getvalue())
+
+
+def save_pretraining(
+    model: Path, report: Path, net: nn.Module, classes: list[str], corpus: str, result: dict
+) -> None:
+    """The outputs of a pretrain stage: the checkpoint (marked ``skipped`` when ``result``
+    says why there was no corpus) and the report ``result``."""
+    if "skipped" in result:
+        log.warning("pre-training on %s skipped: %s", corpus, result["skipped"])
+    with atomic_path(model) as tmp:
+        save_checkpoint(tmp, net, classes, corpus, result.get("skipped"))
+    write_json(report, result)
 
 
 def read_record(path: str | Path) -> dict:
