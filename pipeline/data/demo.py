@@ -158,7 +158,7 @@ def _vary(frame: np.ndarray, seg: Segment) -> np.ndarray:
     return np.clip(out.astype(np.float32) * seg.brightness, 0, 255).astype(np.uint8)
 
 
-def _background(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
+def background_track(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
     """Music (random chords of harmonic tones) or coloured noise, unit RMS."""
     t = np.arange(n) / rate
     if rng.random() < 0.5:
@@ -208,7 +208,7 @@ def render_video(
             speech[i0 : i0 + len(a)] += a
     voiced = speech[np.abs(speech) > 1e-4]
     rms = float(np.sqrt(np.mean(voiced**2))) if voiced.size else 0.05
-    mix = speech + _background(rng, len(speech), audio_rate_hz) * rms * 10 ** (-snr_db / 20)
+    mix = speech + background_track(rng, len(speech), audio_rate_hz) * rms * 10 ** (-snr_db / 20)
     mix = np.clip(mix, -1, 1).astype(np.float32)
 
     grey = np.full((h, w, 3), 96, np.uint8)

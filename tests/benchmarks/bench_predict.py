@@ -33,44 +33,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from tests.benchmarks.media import AUDIO_RATE, make_720p
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("AVEMO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CLIP = SHARED / "crema-d-sample" / "VideoFlash" / "1001_DFA_HAP_XX.flv"
-SIZE, FPS, AUDIO_RATE = (1280, 720), 25, 44100
-
-
-def make_720p(src: Path, seconds: int, dst: Path) -> None:
-    """``seconds`` of 1280x720 video at 25 fps: the clip's frames upscaled to 960x720,
-    letterboxed, looped; its audio looped to the same length."""
-    import av
-    import cv2
-
-    from pipeline.data.media import iter_video_frames, read_audio
-
-    w, h = SIZE
-    inner = (h * 4 // 3, h)  # 4:3 clip -> 960 x 720
-    pad = (w - inner[0]) // 2
-    frames = [
-        np.pad(cv2.resize(rgb, inner), ((0, 0), (pad, pad), (0, 0)))
-        for _, _, rgb in iter_video_frames(src)
-    ]
-    wave, _ = read_audio(src, AUDIO_RATE)
-    n_audio = seconds * AUDIO_RATE
-    audio = np.resize(wave, n_audio).astype(np.float32)  # np.resize repeats the clip
-    with av.open(str(dst), "w") as out:
-        vs = out.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"preset": "ultrafast", "crf": "30"}
-        aus = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
-        for i in range(seconds * FPS):
-            frame = av.VideoFrame.from_ndarray(frames[i % len(frames)], format="rgb24")
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
-        for k in range(0, n_audio, 1024):
-            af = av.AudioFrame.from_ndarray(audio[None, k : k + 1024], format="flt", layout="mono")
-            af.sample_rate, af.pts = AUDIO_RATE, k
-            out.mux(aus.encode(af))
-        out.mux(aus.encode())
 
 
 # predict in a fresh process that prints its own peak RSS (kB) when done

@@ -34,7 +34,7 @@ def main() -> None:
     args = p.parse_args()
 
     from pipeline.audio.separate import VocalSeparator, sdr_db
-    from pipeline.data.demo import _background
+    from pipeline.data.demo import background_track
 
     files = sorted((SHARED / "emodb" / "wav").glob("*.wav"))[: args.files]
     waves = [
@@ -59,7 +59,7 @@ def main() -> None:
     speech = np.concatenate(waves[:4])
     gains = {}
     for name, seed in (("music", 2), ("pink_noise", 0)):
-        bg = _background(np.random.default_rng(seed), len(speech), 16000)
+        bg = background_track(np.random.default_rng(seed), len(speech), 16000)
         mix = speech + bg * np.sqrt(np.mean(speech**2)) * 10 ** (-5 / 20)
         gains[name] = sdr_db(speech, sep.vocals(mix, 16000)) - sdr_db(speech, mix)
     out = {

@@ -7,7 +7,7 @@ import soundfile as sf
 
 from pipeline.audio.extract import extract_audio, extract_audio_job
 from pipeline.audio.separate import VocalSeparator, crossfade_chunks, sdr_db
-from pipeline.data.demo import _background
+from pipeline.data.demo import background_track
 from pipeline.data.media import probe
 from pipeline.errors import DataError
 from pipeline.io.per_video import Skip, VideoJob
@@ -61,7 +61,7 @@ def test_spleeter_recovers_speech_from_music(separator, speech):
     """Measured here: +8.1 dB on EmoDB + synthetic music at 5 dB SNR (+3.3 dB on pink noise,
     which Spleeter, trained to split vocals from music, removes much less)."""
     rng = np.random.default_rng(2)  # draws 'music' in the demo's background generator
-    music = _background(rng, len(speech), 16000)
+    music = background_track(rng, len(speech), 16000)
     mix = speech + music * np.sqrt(np.mean(speech**2)) * 10 ** (-5 / 20)
     vocals = separator.vocals(mix, 16000)
     assert len(vocals) == len(mix) and vocals.dtype == np.float32
