@@ -13,6 +13,10 @@ a face, found rate, largest landmark distance and score difference, and frames w
 the same boxes and landmarks. The machine may be shared: the load average is recorded, and
 the speed-ups (ratios of frames/s measured in the same run) are the figures to compare across
 runs. CPU seconds of the process are recorded too (TensorFlow uses both cores in one process).
+Then the same parity on the embedded demo (``--demo``, default data/raw/demo from `make demo`):
+every ``--demo-every``-th frame (5 = about the 5 fps the stage samples) of every demo video, the
+package one frame per call against the torch port at batch 8 (the default ``detect_faces``
+setting), with the frames/s of both.
 
     python -m tests.benchmarks.bench_mtcnn_torch --out reports/benchmarks/mtcnn_torch.json
 """
@@ -91,6 +95,33 @@ def _agreement(ref: list[list], got: list[list]) -> dict:
     }
 
 
+def demo_parity(demo: Path, every: int) -> dict:
+    """Parity and frames/s of the torch port (batch 8) against the package on the demo videos."""
+    from pipeline.data.media import iter_video_frames
+    from pipeline.video.detectors import MTCNNDetector, MTCNNTorchDetector
+
+    videos = sorted((demo / "videos").glob("*.mp4"))
+    if not videos:
+        raise SystemExit(f"{demo}: no demo videos; run `make demo` first or pass --demo ''")
+    frames = [rgb for v in videos for _, _, rgb in iter_video_frames(v, every=every)]
+    package = MTCNNDetector(min_face_px=20)
+    port = MTCNNTorchDetector(min_face_px=20, device="cpu")
+    package.detect(frames[:1])
+    port.detect(frames[:8])
+    ref, package_t = _timed(lambda: _in_batches(package, frames, 1))
+    got, port_t = _timed(lambda: _in_batches(port, frames, 8))
+    return {
+        "videos": len(videos),
+        "every_nth_frame": every,
+        "frames": len(frames),
+        "frame_size": list(frames[0].shape[:2]),
+        "package_per_frame_frames_per_s": len(frames) / package_t["seconds"],
+        "torch_batch8_frames_per_s": len(frames) / port_t["seconds"],
+        "reference_found_rate": float(np.mean([bool(r) for r in ref])),
+        "torch_batch8_parity_vs_package_per_frame": _agreement(ref, got),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", type=Path, default=Path("reports/benchmarks/mtcnn_torch.json"))
@@ -98,6 +129,8 @@ def main() -> None:
         "--naive-frames", type=int, default=60, help="frames timed for the new-detector baseline"
     )
     p.add_argument("--every", type=int, default=1, help="use every n-th frame (smoke runs)")
+    p.add_argument("--demo", default=str(ROOT / "data" / "raw" / "demo"), help="'' = skip")
+    p.add_argument("--demo-every", type=int, default=5, help="demo: every n-th frame")
     args = p.parse_args()
 
     import torch
@@ -148,6 +181,9 @@ def main() -> None:
     dets[key] = [d for video in out for d in video]
     res[key]["note"] = "1 torch thread per process; decoding and detector loading included"
     res[key]["cpu_seconds"] = None  # the workers' CPU time is not this process's
+    torch.set_num_threads(1)
+    demo = demo_parity(Path(args.demo), args.demo_every) if args.demo else None
+    torch.set_num_threads(default_threads)
     load["end"] = os.getloadavg()
 
     for r in res.values():
@@ -169,6 +205,7 @@ def main() -> None:
         "frames": n,
         "frame_size": list(frames[0].shape[:2]),
         "results": res,
+        "demo_parity": demo,
         "speedup_vs_package_new_detector_per_frame": {
             k: v["frames_per_s"] / naive_fps for k, v in res.items()
         },
@@ -185,6 +222,15 @@ def main() -> None:
                 if par
                 else ""
             )
+        )
+    if demo:
+        par = demo["torch_batch8_parity_vs_package_per_frame"]
+        print(
+            f"demo ({demo['frames']} frames): package "
+            f"{demo['package_per_frame_frames_per_s']:.1f} frames/s, torch batch 8 "
+            f"{demo['torch_batch8_frames_per_s']:.1f} frames/s; "
+            f"IoU>=0.9 {100 * par['iou_ge_0.9']:.1f} %, exact {100 * par['exact']:.1f} %, found "
+            f"{par['found_rate']:.3f} vs {demo['reference_found_rate']:.3f}"
         )
     print(f"load average {load}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
