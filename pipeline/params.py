@@ -101,7 +101,7 @@ Source = Literal["vocals", "audio"]
 FitModel = Literal["svm", "kelm", "lstm"]
 FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50", "vgg_fer"]
 FusionNetName = Literal["conv_lstm", "attention_fbp"]  # keys of fusion_net.NETS
-AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14"]
+AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14", "vggish"]
 
 
 def _error(key: str, problem: str) -> PydanticCustomError:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.cli import stage_cli
 from pipeline.data.manifest import no_stream, read_manifest
-from pipeline.embed import audio_features, cnn14
+from pipeline.embed import audio_features, cnn14, vggish
 from pipeline.embed.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.io.h5 import skipped_group
@@ -82,7 +82,7 @@ def main(
             "grid_rate_hz": cfg.label_rate_hz,
             "runtime": rt,
         },
-        code=code_digest([audio_features, cnn14]),
+        code=code_digest([audio_features, cnn14, vggish]),
         desc=f"embed_audio[{backbone}]",
         stage="embed_audio",
         model=backbone,

