@@ -676,10 +676,12 @@ class ResampleLabelsParams(ResampleLabelsSection):
 
 
 class EmbedFacesParams(EmbedFacesSection):
-    """``embed_faces`` plus base.device, n_jobs."""
+    """``embed_faces`` plus base.device, n_jobs, executor."""
 
     device: Device
     n_jobs: NJobs
+    executor: Executor
+    dask_scheduler: str | None
 
 
 class FinetuneFacesParams(FinetuneFacesSection):
@@ -712,10 +714,12 @@ class FinetuneFacesParams(FinetuneFacesSection):
 
 
 class EmbedAudioParams(EmbedAudioSection):
-    """``embed_audio`` plus base.device, label_rate_hz."""
+    """``embed_audio`` plus base.device, label_rate_hz, executor."""
 
     device: Device
     label_rate_hz: PosFloat
+    executor: Executor
+    dask_scheduler: str | None
 
 
 class WindowStatsParams(WindowStatsKeys):
@@ -839,14 +843,17 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     "extract_audio": (ExtractAudioParams, ("n_jobs", "executor", "dask_scheduler")),
     "separate_vocals": (SeparateVocalsParams, ("n_jobs", "executor", "dask_scheduler")),
     "resample_labels": (ResampleLabelsParams, ("task", "classes", "label_rate_hz")),
-    "embed_faces": (EmbedFacesParams, ("device", "n_jobs")),
+    "embed_faces": (EmbedFacesParams, ("device", "n_jobs", "executor", "dask_scheduler")),
     "finetune_faces": (
         FinetuneFacesParams,
         ("seed", "classes", "label_rate_hz", "device", "task"),
     ),
     "pretrain_faces": (PretrainFacesParams, ("seed", "device")),
     "pretrain_audio": (PretrainAudioParams, ("seed", "device")),
-    "embed_audio": (EmbedAudioParams, ("device", "label_rate_hz")),
+    "embed_audio": (
+        EmbedAudioParams,
+        ("device", "label_rate_hz", "executor", "dask_scheduler"),
+    ),
     "window_stats": (WindowStatsParams, ("label_rate_hz", "classes")),
     # the `fit` matrix stage loads fit.<model> for its model
     "fit.svm": (FitSVMParams, ("seed", "classes", "label_rate_hz", "task")),

@@ -2,7 +2,7 @@
 
 Reads  data/interim/manifest.csv, data/interim/<source>/<video_id>.h5 (source = vocals, or
        audio for the ablation without separation), models/pretrained (ge2e_lstm's weights);
-       params base.device, base.label_rate_hz, embed_audio
+       params base.device, base.label_rate_hz, base.executor, base.dask_scheduler, embed_audio
 Writes features/audio/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
        (videos without an audio track: an empty group with attribute `skipped`)
 """
@@ -84,6 +84,8 @@ def main(
         },
         code=code_digest([audio_features, cnn14, vggish]),
         desc=f"embed_audio[{backbone}]",
+        executor=cfg.executor,
+        scheduler=cfg.dask_scheduler,
         stage="embed_audio",
         model=backbone,
         weights=model.weights,

@@ -2,7 +2,7 @@
 
 Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, models/pretrained,
        models/pretrain_faces/model.pt (the vgg_fer backbone);
-       params base.device, base.n_jobs, embed_faces
+       params base.device, base.n_jobs, base.executor, base.dask_scheduler, embed_faces
 Writes features/faces/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
        (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256,
        dim (2 x the backbone's for enhance meanstd) and, unless none, enhance.
@@ -86,6 +86,8 @@ def main(
         | extra,
         code=code_digest(modules),
         desc=f"embed_faces[{backbone}]",
+        executor=cfg.executor,
+        scheduler=cfg.dask_scheduler,
         stage="embed_faces",
         model=backbone,
         weights=model.weights,

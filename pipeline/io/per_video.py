@@ -22,6 +22,8 @@ stage, which then reuses every fresh video).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import inspect
 import logging
@@ -125,13 +127,28 @@ def stored_report(path: Path) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
+def one_blas_thread():
+    """Context: numpy's BLAS on one thread.
+
+    BLAS splits a matrix product's sums by thread, so librosa's mel projection gave values
+    ~1e-7 apart on 1 and 2 threads (and GE2E states ~3e-6 apart downstream). Per-video work
+    runs with one BLAS thread wherever it runs (in this process, a joblib worker or a dask
+    worker), so its outputs are the same bytes whatever the cores, ``n_jobs`` or executor.
+    Videos run in parallel instead; torch and TensorFlow keep their own threads.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _run_one(work: Callable[[VideoJob, str], None], job: VideoJob, digest: str) -> Outcome:
     if not recompute_requested() and is_fresh(job.out, digest):
         return Outcome("reused", stored_report(job.out))
     if job.out.exists():
         job.out.unlink()
     try:
-        work(job, digest)
+        with one_blas_thread():
+            work(job, digest)
         return Outcome("done", stored_report(job.out))
     except Skip as why:
         return Outcome("skipped", {"reason": str(why)})
@@ -153,6 +170,18 @@ def _run_tagged(
 DASK_CONNECT_TIMEOUT_S = 30
 
 
+def dask_client(scheduler: str | None):
+    """A ``distributed.Client`` of ``scheduler``; one clear error if it is unreachable."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+    except OSError as err:
+        raise PipelineError(
+            f"base.dask_scheduler: cannot reach dask scheduler {scheduler!r} ({err})"
+        ) from None
+
+
 def _on_dask(
     work: Callable[[VideoJob, str], None],
     jobs: Sequence[VideoJob],
@@ -164,15 +193,9 @@ def _on_dask(
     Paths are made absolute (workers run elsewhere); a task lost with its worker (killed,
     out of memory) is a failed video, like an exception in the worker.
     """
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
-    try:
-        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
-    except OSError as err:
-        raise PipelineError(
-            f"base.dask_scheduler: cannot reach dask scheduler {scheduler!r} ({err})"
-        ) from None
-    with client:
+    with dask_client(scheduler) as client:
         futures = {}
         for job, digest in zip(jobs, digests):
             job = replace(
@@ -257,6 +280,43 @@ def run_per_video(
     return outcomes
 
 
+def _call(fn: Callable, *args: Any) -> Any:
+    with one_blas_thread():
+        return fn(*args)
+
+
+def _grouped_on_dask(
+    stack: contextlib.ExitStack,
+    compute: Callable[[str, Path], Any],
+    todo: list[tuple[str, Path]],
+    digests: dict[str, str],
+    scheduler: str | None,
+) -> dict[str, Callable[[], Any]]:
+    """Submit one task per video; ``{video_id: result getter}`` (blocks until that one is done).
+
+    ``compute`` is scattered to every worker once (it may hold a model of hundreds of MB)
+    instead of being pickled into each task.
+    """
+    client = stack.enter_context(dask_client(scheduler))
+    fn = client.scatter(compute, broadcast=True, hash=False)
+    futures = {
+        vid: client.submit(_call, fn, vid, src.resolve(), key=f"avemo-{vid}-{digests[vid]}")
+        for vid, src in todo
+    }
+
+    def getter(vid: str) -> Callable[[], Any]:
+        def get():
+            future = futures.pop(vid)
+            try:
+                return future.result()
+            finally:
+                future.release()
+
+        return get
+
+    return {vid: getter(vid) for vid in futures}
+
+
 class FailedVideos(PipelineError):
     """Some videos failed; ``outcomes`` holds every video's outcome for the report."""
 
@@ -305,6 +365,8 @@ def build_grouped_file(
     params: dict[str, Any],
     code: str,
     desc: str,
+    executor: str = "local",
+    scheduler: str | None = None,
     **file_attrs: Any,
 ) -> dict[str, str]:
     """Write one contract file with a group per video, reusing unchanged groups of the old file.
@@ -314,6 +376,12 @@ def build_grouped_file(
     code); a group of the previous ``dst`` with the same digest is copied instead of
     recomputed, so adding a video costs one video of work. DVC declares ``dst`` with
     ``persist: true`` for this. Returns ``{video_id: 'done' | 'reused'}``.
+
+    ``executor`` ``dask`` computes the videos to do on the dask.distributed cluster at
+    ``scheduler``: ``compute`` (with the model it holds) is sent to every worker once, one task
+    per video, and this process writes the groups in video order as their results arrive, so
+    the file is the same bytes as a local run. A failed video fails the stage (the previous
+    file is kept).
     """
     old = None
     if dst.exists():
@@ -323,20 +391,41 @@ def build_grouped_file(
             log.warning("%s: previous file unreadable, recomputing everything", dst)
     status: dict[str, str] = {}
     start = time.perf_counter()
+    digests = {
+        vid: params_digest({"params": params, "code": code, "input": sha256_file(src)})
+        for vid, src in items
+    }
+
+    def reusable(vid: str):
+        g = old.get(vid) if old is not None and not recompute_requested() else None
+        if g is not None and decode_attr(g.attrs.get("input_digest")) == digests[vid]:
+            return g
+        return None
+
     try:
-        with open_writer(
-            dst, params_digest=params_digest({"params": params, "code": code}), **file_attrs
-        ) as w:
+        with contextlib.ExitStack() as stack:
+            todo = [(vid, src) for vid, src in sorted(items) if reusable(vid) is None]
+            results = (
+                _grouped_on_dask(stack, compute, todo, digests, scheduler)
+                if executor == "dask" and todo
+                else {vid: functools.partial(_call, compute, vid, src) for vid, src in todo}
+            )
+            w = stack.enter_context(
+                open_writer(
+                    dst,
+                    params_digest=params_digest({"params": params, "code": code}),
+                    **file_attrs,
+                )
+            )
             for vid, src in tqdm(sorted(items), desc=desc, unit="video", mininterval=5):
-                digest = params_digest({"params": params, "code": code, "input": sha256_file(src)})
-                g = old.get(vid) if old is not None and not recompute_requested() else None
-                if g is not None and decode_attr(g.attrs.get("input_digest")) == digest:
+                g = reusable(vid)
+                if g is not None:
                     arrays = {k: g[k][()] for k in g}
                     attrs = {k: decode_attr(v) for k, v in g.attrs.items()}
                     status[vid] = "reused"
                 else:
-                    arrays, attrs = compute(vid, src)
-                    attrs = {**attrs, "input_digest": digest}
+                    arrays, attrs = results.pop(vid)()
+                    attrs = {**attrs, "input_digest": digests[vid]}
                     status[vid] = "done"
                 w.add(vid, attrs=attrs, **arrays)
     finally:

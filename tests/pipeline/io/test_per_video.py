@@ -1,5 +1,6 @@
 """Per-video runner: reuse of fresh outputs, invalidation, stale files, skips and failures."""
 
+import os
 from functools import partial
 
 import numpy as np
@@ -204,3 +205,59 @@ def test_unreachable_dask_scheduler_is_one_clear_error(tmp_path, monkeypatch):
             executor="dask",
             scheduler="tcp://127.0.0.1:9",
         )
+
+
+def _grouped_items(root, ids):
+    items = []
+    for i, v in enumerate(ids):
+        src = root / f"{v}.txt"
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(" ".join(str(i + k) for k in range(4)))
+        items.append((v, src))
+    return items
+
+
+def _embed_with(net, pids, vid, src):
+    """A grouped-file ``compute`` that holds a model, as the embedding stages' do; appends the
+    id of the process that ran it to the file ``pids``."""
+    import os
+
+    import torch
+
+    with open(pids, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    x = torch.from_numpy(np.loadtxt(src, ndmin=1).astype(np.float32))[:, None]
+    with torch.no_grad():
+        return {"x": net(x).numpy()}, {"source": src.name}
+
+
+def test_grouped_file_on_dask_is_the_local_file_and_reuses_groups(tmp_path):
+    """Embedding stages on a cluster of 2 worker processes: the model reaches the workers, the
+    file is byte-identical to a local run's, and a rerun with one new video computes only it."""
+    distributed = pytest.importorskip("distributed")
+    import torch
+
+    from pipeline.io.per_video import build_grouped_file
+
+    torch.manual_seed(0)
+    pids = tmp_path / "pids.txt"
+    compute = partial(_embed_with, torch.nn.Linear(1, 3), pids)
+    kw = dict(params={"p": 1}, code="c", desc="g")
+    items = _grouped_items(tmp_path / "in", ["b", "a", "c"])
+    build_grouped_file(tmp_path / "local.h5", items, compute, **kw)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        dask = dict(executor="dask", scheduler=cluster.scheduler_address)
+        pids.unlink()
+        status = build_grouped_file(tmp_path / "dask.h5", items, compute, **kw, **dask)
+        assert str(os.getpid()) not in pids.read_text().split()  # computed by the workers
+        assert status == {"a": "done", "b": "done", "c": "done"}
+        assert (tmp_path / "dask.h5").read_bytes() == (tmp_path / "local.h5").read_bytes()
+        more = items + _grouped_items(tmp_path / "in2", ["d"])
+        status = build_grouped_file(tmp_path / "dask.h5", more, compute, **kw, **dask)
+    assert status == {"a": "reused", "b": "reused", "c": "reused", "d": "done"}
+    assert len(pids.read_text().split()) == 3 + 1  # the rerun computed the new video only
+    build_grouped_file(tmp_path / "local.h5", more, compute, **kw)
+    assert (tmp_path / "dask.h5").read_bytes() == (tmp_path / "local.h5").read_bytes()
+    assert h5.read_group(tmp_path / "dask.h5", "d", ["x"])["x"].shape == (4, 3)
