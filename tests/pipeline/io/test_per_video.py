@@ -167,7 +167,7 @@ def test_dask_executor_gives_the_same_files_as_local(tmp_path):
     )
     jobs = _jobs(tmp_path / "d", ["a", "b", "c"], b={"skip": True})
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         out = run_per_video(
             jobs,
