@@ -38,6 +38,12 @@ import torch
 from pipeline.errors import PipelineError
 from pipeline.labels.resample import grid_times, n_bins
 
+# backbones whose official weights a user supplies: name -> the file meant
+USER_WEIGHTS = {
+    "cnn14": "Cnn14_mAP=0.431.pth; see README, 'Pretrained weights'",
+    "vggish": "torchvggish's vggish-10086976.pth; see README, 'Pretrained weights'",
+}
+
 
 @dataclass
 class AudioBackbone:
@@ -126,38 +132,23 @@ def load_audio_backbone(
             return _bin_frames(states.cpu().numpy().T, hop, duration_s, rate_hz)
 
         return AudioBackbone(name, 256, path.name, sha256_file(path), embed_ge2e)
-    if name == "cnn14":
-        from pipeline.embed.cnn14 import embed_cnn14, load_cnn14
+    if name in USER_WEIGHTS:  # official checkpoints a user supplies
+        from pipeline.embed import cnn14, vggish
+        from pipeline.embed.checkpoints import user_weights
         from pipeline.fetch import sha256_file
 
-        if not weights or not Path(weights).is_file():
-            raise PipelineError(
-                f"audio backbone cnn14: weights file {weights!r} not found "
-                "(Cnn14_mAP=0.431.pth; see README, 'Pretrained weights')"
-            )
-        model = load_cnn14(weights, device=device)
+        path = user_weights(f"audio backbone {name}", weights, USER_WEIGHTS[name])
+        load, run, dim = {
+            "cnn14": (cnn14.load_cnn14, cnn14.embed_cnn14, 2048),
+            "vggish": (vggish.load_vggish, vggish.embed_vggish, vggish.EMBEDDING_DIM),
+        }[name]
+        model = load(path, device=device)
 
-        def embed_cnn(wave: np.ndarray, sr: int, duration_s: float):
-            x, centres = embed_cnn14(model, wave, sr, batch_size=batch_size, device=device)
+        def embed_windows(wave: np.ndarray, sr: int, duration_s: float):
+            x, centres = run(model, wave, sr, batch_size=batch_size, device=device)
             return centres.astype(np.float64), x
 
-        return AudioBackbone(name, 2048, Path(weights).name, sha256_file(weights), embed_cnn)
-    if name == "vggish":
-        from pipeline.embed.vggish import embed_vggish, load_vggish
-        from pipeline.fetch import sha256_file
-
-        if not weights or not Path(weights).is_file():
-            raise PipelineError(
-                f"audio backbone vggish: weights file {weights!r} not found "
-                "(torchvggish's vggish-10086976.pth; see README, 'Pretrained weights')"
-            )
-        vggish = load_vggish(weights, device=device)
-
-        def embed_vgg(wave: np.ndarray, sr: int, duration_s: float):
-            x, centres = embed_vggish(vggish, wave, sr, batch_size=batch_size, device=device)
-            return centres, x
-
-        return AudioBackbone(name, 128, Path(weights).name, sha256_file(weights), embed_vgg)
+        return AudioBackbone(name, dim, path.name, sha256_file(path), embed_windows)
     raise PipelineError(f"unknown audio backbone {name!r}")
 
 

@@ -69,3 +69,18 @@ def checked_state_dict(
         tensor = torch.from_numpy(np.array(value)) if isinstance(value, np.ndarray) else value
         state[k] = tensor.to(ref.dtype)
     return state
+
+
+def user_weights(what: str, weights: str | None, hint: str) -> Path:
+    """The weights file a user named for a backbone whose weights are not downloadable here.
+
+    Raises
+    ------
+    PipelineError
+        One line naming the backbone and the file (``hint`` says which file is meant).
+    """
+    from pipeline.errors import PipelineError
+
+    if not weights or not Path(weights).is_file():
+        raise PipelineError(f"{what}: weights file {weights!r} not found ({hint})")
+    return Path(weights)

@@ -78,12 +78,12 @@ def load_face_backbone(
 
         return FaceBackbone(name, 128, Path(path).name, sha256_file(path), embed_dlib)
     if name == "vggface2_resnet50":
-        if not weights or not Path(weights).is_file():
-            raise PipelineError(
-                f"face backbone {name}: weights file {weights!r} not found "
-                "(see README, 'Pretrained weights')"
-            )
+        from pipeline.embed.checkpoints import user_weights
         from pipeline.embed.resnet50_vggface2 import embed_faces_resnet, load_vggface2_resnet50
+
+        weights = str(
+            user_weights(f"face backbone {name}", weights, "see README, 'Pretrained weights'")
+        )
 
         model = load_vggface2_resnet50(weights, device=device)
         return FaceBackbone(
