@@ -218,8 +218,73 @@ def iter_video_frames(path: str | Path, every: int = 1) -> Iterator[tuple[int, f
             )
 
 
+def audio_rate(path: str | Path) -> int:
+    """Sample rate (Hz) of the first audio track.
+
+    Raises
+    ------
+    DataError
+        No audio track.
+    """
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise DataError(path, "has no audio track")
+        return int(c.streams.audio[0].rate)
+
+
+def iter_audio(
+    path: str | Path, sample_rate_hz: int | None = None, chunk_s: float = 1.0
+) -> Iterator[np.ndarray]:
+    """Decode the first audio track to mono float32, about ``chunk_s`` seconds at a time.
+
+    Memory holds one chunk, whatever the length of the track. The chunks, concatenated, are
+    :func:`read_audio`'s waveform (at ``sample_rate_hz``, FFmpeg's resampler; ``None`` keeps
+    the file's rate, :func:`audio_rate`).
+
+    Raises
+    ------
+    DataError
+        No audio track, the track cannot be decoded, or it holds no samples. A track whose
+        decoding fails part-way yields the part before the failure, with a warning.
+    """
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise DataError(path, "has no audio track")
+        stream = c.streams.audio[0]
+        rate = sample_rate_hz or stream.rate
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        pending: list[np.ndarray] = []
+        n_pending = n_done = 0
+        try:
+            for frame in c.decode(stream):
+                frame.pts = None  # let the resampler re-time; avoids gaps on odd timestamps
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().reshape(-1))
+                    n_pending += len(pending[-1])
+                if n_pending >= chunk_s * rate:
+                    yield np.concatenate(pending).astype(np.float32, copy=False)
+                    n_done += n_pending
+                    pending, n_pending = [], 0
+        except av.error.FFmpegError as err:
+            if not n_done + n_pending:
+                raise DataError(path, f"audio decoding failed ({err})") from None
+            log.warning(
+                "%s: audio decoding stopped after %.2f s (%s); using the part before it",
+                path,
+                (n_done + n_pending) / rate,
+                err,
+            )
+        for out in resampler.resample(None):
+            pending.append(out.to_ndarray().reshape(-1))
+            n_pending += len(pending[-1])
+        if pending and n_pending:
+            yield np.concatenate(pending).astype(np.float32, copy=False)
+        if not n_done + n_pending:
+            raise DataError(path, "audio track holds no samples")
+
+
 def read_audio(path: str | Path, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
-    """Decode the first audio track to mono float32.
+    """Decode the first audio track to mono float32 (all of it: :func:`iter_audio` streams).
 
     Parameters
     ----------
@@ -237,33 +302,8 @@ def read_audio(path: str | Path, sample_rate_hz: int | None = None) -> tuple[np.
     DataError
         No audio track, or the track cannot be decoded.
     """
-    with _open(path) as c:
-        if not c.streams.audio:
-            raise DataError(path, "has no audio track")
-        stream = c.streams.audio[0]
-        rate = sample_rate_hz or stream.rate
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks = []
-        try:
-            for frame in c.decode(stream):
-                frame.pts = None  # let the resampler re-time; avoids gaps on odd timestamps
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as err:
-            if not chunks:
-                raise DataError(path, f"audio decoding failed ({err})") from None
-            log.warning(
-                "%s: audio decoding stopped after %.2f s (%s); using the part before it",
-                path,
-                sum(len(ch) for ch in chunks) / rate,
-                err,
-            )
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    if wave.size == 0:
-        raise DataError(path, "audio track holds no samples")
-    return wave, int(rate)
+    rate = sample_rate_hz or audio_rate(path)
+    return np.concatenate(list(iter_audio(path, rate))), int(rate)
 
 
 def as_fraction(fps: float) -> Fraction:

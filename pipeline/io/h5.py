@@ -85,6 +85,7 @@ class H5Writer:
         rows: Mapping[str, tuple[tuple[int, ...], Any]],
         attrs: Mapping[str, Any] | None = None,
         compression: str | None = "lzf",
+        min_row_bytes: int = 1024,
     ) -> GroupAppender:
         """Add group ``video_id`` whose datasets grow by appending rows (bounded memory).
 
@@ -95,10 +96,11 @@ class H5Writer:
         attrs : mapping, optional
             Group attributes.
         compression : {'lzf', 'gzip', None}
-            Filter of the datasets whose rows hold at least 1 KiB (face crops); small rows
-            (times, boxes) stay uncompressed.
+            Filter of the datasets whose rows hold at least ``min_row_bytes`` (by default face
+            crops; small rows such as times and boxes stay uncompressed; 1 compresses all,
+            e.g. a waveform).
         """
-        return GroupAppender(self._new_group(video_id, attrs), rows, compression)
+        return GroupAppender(self._new_group(video_id, attrs), rows, compression, min_row_bytes)
 
     def _new_group(self, video_id: str, attrs: Mapping[str, Any] | None) -> h5py.Group:
         if self._last is not None and video_id <= self._last:
@@ -130,6 +132,7 @@ class GroupAppender:
         group: h5py.Group,
         rows: Mapping[str, tuple[tuple[int, ...], Any]],
         compression: str | None,
+        min_row_bytes: int = 1024,
     ):
         self._ds = {}
         for name in sorted(rows):
@@ -141,7 +144,7 @@ class GroupAppender:
                 maxshape=(None,) + shape,
                 dtype=dtype,
                 chunks=(max(1, (1 << 20) // row_bytes),) + shape,
-                compression=compression if row_bytes >= 1024 else None,
+                compression=compression if row_bytes >= min_row_bytes else None,
             )
         self.n = 0
 
