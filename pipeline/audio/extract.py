@@ -11,8 +11,10 @@ import soxr
 from pipeline.data.media import audio_rate, iter_audio
 
 
-def iter_extracted(path: str | Path, rate_hz: int = 16000) -> Iterator[np.ndarray]:
+def iter_extracted(path: str | Path, rate_hz: int, orig_rate_hz: int) -> Iterator[np.ndarray]:
     """Decode the first audio track (PyAV), mix to mono, resample with soxr, chunk by chunk.
+
+    ``orig_rate_hz`` is the track's own rate (:func:`~pipeline.data.media.audio_rate`).
 
     Memory holds about one second of audio whatever the length of the track. soxr's stream
     resampler at quality HQ gives the samples of ``librosa.resample(res_type="soxr_hq")`` on
@@ -27,9 +29,9 @@ def iter_extracted(path: str | Path, rate_hz: int = 16000) -> Iterator[np.ndarra
     DataError
         The file has no audio track or it cannot be decoded.
     """
-    orig = audio_rate(path)
+    orig = orig_rate_hz
     if orig == rate_hz:
-        yield from iter_audio(path)
+        yield from iter_audio(path, orig)
         return
     stream = soxr.ResampleStream(orig, rate_hz, 1, dtype="float32", quality="HQ")
     n_in = n_out = 0
@@ -55,7 +57,8 @@ def extract_audio(path: str | Path, rate_hz: int = 16000) -> tuple[np.ndarray, i
     -------
     (wave [S] float32 at ``rate_hz``, the file's original sample rate in Hz)
     """
-    return np.concatenate(list(iter_extracted(path, rate_hz))), audio_rate(path)
+    orig = audio_rate(path)
+    return np.concatenate(list(iter_extracted(path, rate_hz, orig))), orig
 
 
 def extract_audio_job(job, digest: str, rate_hz: int) -> None:
@@ -84,6 +87,6 @@ def extract_audio_job(job, digest: str, rate_hz: int) -> None:
         wave = w.stream(
             job.video_id, {"wave": ((), np.float32)}, attrs={"orig_rate_hz": orig}, min_row_bytes=1
         )
-        for chunk in iter_extracted(job.inputs[0], rate_hz):
+        for chunk in iter_extracted(job.inputs[0], rate_hz, orig):
             wave.append(wave=chunk)
         w.set_attrs(report={"seconds": round(wave.n / rate_hz, 3), "orig_rate_hz": orig})

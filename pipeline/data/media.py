@@ -277,7 +277,7 @@ def iter_audio(
         for out in resampler.resample(None):
             pending.append(out.to_ndarray().reshape(-1))
             n_pending += len(pending[-1])
-        if pending and n_pending:
+        if n_pending:
             yield np.concatenate(pending).astype(np.float32, copy=False)
         if not n_done + n_pending:
             raise DataError(path, "audio track holds no samples")

@@ -38,12 +38,6 @@ import torch
 from pipeline.errors import PipelineError
 from pipeline.labels.resample import grid_times, n_bins
 
-# backbones whose official weights a user supplies: name -> the file meant
-USER_WEIGHTS = {
-    "cnn14": "Cnn14_mAP=0.431.pth; see README, 'Pretrained weights'",
-    "vggish": "torchvggish's vggish-10086976.pth; see README, 'Pretrained weights'",
-}
-
 
 @dataclass
 class AudioBackbone:
@@ -132,16 +126,22 @@ def load_audio_backbone(
             return _bin_frames(states.cpu().numpy().T, hop, duration_s, rate_hz)
 
         return AudioBackbone(name, 256, path.name, sha256_file(path), embed_ge2e)
-    if name in USER_WEIGHTS:  # official checkpoints a user supplies
+    if name in ("cnn14", "vggish"):  # official checkpoints a user supplies
         from pipeline.embed import cnn14, vggish
         from pipeline.embed.checkpoints import user_weights
         from pipeline.fetch import sha256_file
 
-        path = user_weights(f"audio backbone {name}", weights, USER_WEIGHTS[name])
-        load, run, dim = {
-            "cnn14": (cnn14.load_cnn14, cnn14.embed_cnn14, 2048),
-            "vggish": (vggish.load_vggish, vggish.embed_vggish, vggish.EMBEDDING_DIM),
+        meant, load, run, dim = {
+            "cnn14": ("Cnn14_mAP=0.431.pth", cnn14.load_cnn14, cnn14.embed_cnn14, 2048),
+            "vggish": (
+                "torchvggish's vggish-10086976.pth",
+                vggish.load_vggish,
+                vggish.embed_vggish,
+                vggish.EMBEDDING_DIM,
+            ),
         }[name]
+        hint = f"{meant}; see README, 'Pretrained weights'"
+        path = user_weights(f"audio backbone {name}", weights, hint)
         model = load(path, device=device)
 
         def embed_windows(wave: np.ndarray, sr: int, duration_s: float):

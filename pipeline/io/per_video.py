@@ -396,15 +396,14 @@ def build_grouped_file(
         for vid, src in items
     }
 
-    def reusable(vid: str):
-        g = old.get(vid) if old is not None and not recompute_requested() else None
-        if g is not None and decode_attr(g.attrs.get("input_digest")) == digests[vid]:
-            return g
-        return None
-
     try:
+        reusable = {}  # groups of the old file whose digest still holds
+        if old is not None and not recompute_requested():
+            for vid, g in ((vid, old.get(vid)) for vid in digests):
+                if g is not None and decode_attr(g.attrs.get("input_digest")) == digests[vid]:
+                    reusable[vid] = g
         with contextlib.ExitStack() as stack:
-            todo = [(vid, src) for vid, src in sorted(items) if reusable(vid) is None]
+            todo = [(vid, src) for vid, src in sorted(items) if vid not in reusable]
             results = (
                 _grouped_on_dask(stack, compute, todo, digests, scheduler)
                 if executor == "dask" and todo
@@ -418,7 +417,7 @@ def build_grouped_file(
                 )
             )
             for vid, src in tqdm(sorted(items), desc=desc, unit="video", mininterval=5):
-                g = reusable(vid)
+                g = reusable.get(vid)
                 if g is not None:
                     arrays = {k: g[k][()] for k in g}
                     attrs = {k: decode_attr(v) for k, v in g.attrs.items()}
