@@ -668,6 +668,9 @@ class DevFusion:
         Dev groups with at least one labelled frame.
     note : str
         Why there was no cross-validation, or "".
+    pool : str
+        The frames judged and fitted on: "dev", or "train out of fold + dev"
+        (:func:`fuse_splits`).
     """
 
     fits: dict[str, MethodFit]
@@ -679,6 +682,7 @@ class DevFusion:
     cv_folds: int
     n_groups: int
     note: str
+    pool: str = "dev"
 
 
 def group_folds(groups: np.ndarray, labelled: np.ndarray, n_folds: int) -> tuple[np.ndarray, int]:
@@ -830,13 +834,15 @@ def fuse_splits(
     groups_dev: np.ndarray,
     models: list[str],
     cfg: FusionConfig,
+    train: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[DevFusion, dict[str, dict[str, tuple[str, np.ndarray]]]]:
-    """Smooth every model's scores, judge and fit every fusion rule on dev, fuse every split.
+    """Smooth every model's scores, judge and fit every fusion rule, fuse dev and test.
 
     Parameters
     ----------
     P_by_split : dict split -> (P (L, N, D), index [(video_id, n_bins)])
-        From :func:`pipeline.scores.stack_split`; ``dev`` must be present.
+        From :func:`pipeline.scores.stack_split`; ``dev`` must be present. ``train``, when
+        given with ``train``, holds out-of-fold train scores (``fit.oof_folds``).
     y_dev : (N,) int or (N, 2) float array
         Dev labels (expr: -1 unlabelled; va: NaN unannotated).
     groups_dev : (N,) array
@@ -845,29 +851,46 @@ def fuse_splits(
         The L model names.
     cfg : FusionConfig
         Every model's scores are smoothed first (``cfg.smooth_bins``).
+    train : (y (N_t,), groups (N_t,)) or None
+        Labels and groups of the frames of ``P_by_split["train"]``. Given, the out-of-fold
+        train frames join the dev frames in the pool on which every rule is cross-validated
+        and fitted (and models are checked for being at chance): more groups, so the choice
+        and the weights rest on more people than dev holds. None: dev alone.
 
     Returns
     -------
     dev : DevFusion
-        Models at chance on dev are excluded (task expr).
+        Models at chance on the pool are excluded (task expr).
     fused : dict name -> {video_id: (split, (n, D) float32 array)}
-        For "swf", "mcwf" and "chosen" (the rule ``dev.chosen``). Dev rows are the held-out
-        fused scores of the cross-validation, so a dev figure computed from them is out of
-        sample; the other splits use the final weights.
+        For "swf", "mcwf" and "chosen" (the rule ``dev.chosen``), every split but train. Dev
+        rows are the held-out fused scores of the cross-validation, so a dev figure computed
+        from them is out of sample; the other splits use the final weights.
     """
     smoothed = {
         split: (smooth_stacked(P, index, cfg.smooth_bins), index)
         for split, (P, index) in P_by_split.items()
     }
-    P_dev = smoothed["dev"][0]
-    excluded = {} if cfg.task == "va" else at_chance_models(P_dev, y_dev, models)
-    dev = fuse_dev(P_dev, y_dev, groups_dev, models, cfg, excluded)
+    P_fit, y_fit, groups_fit, n_train = smoothed["dev"][0], y_dev, groups_dev, 0
+    pool = "dev"
+    if train is not None:
+        n_train = len(train[0])
+        P_fit = np.concatenate([smoothed["train"][0], P_fit], axis=1)
+        y_fit = np.concatenate([train[0], y_dev])
+        groups_fit = np.concatenate(
+            [np.asarray(train[1], dtype=str), np.asarray(groups_dev, dtype=str)]
+        )
+        pool = "train out of fold + dev"
+    excluded = {} if cfg.task == "va" else at_chance_models(P_fit, y_fit, models)
+    dev = fuse_dev(P_fit, y_fit, groups_fit, models, cfg, excluded)
+    dev.pool = pool
     fused: dict[str, dict[str, tuple[str, np.ndarray]]] = {}
     for name, method in (("swf", "swf"), ("mcwf", "mcwf"), ("chosen", dev.chosen)):
         fit = dev.fits[method]
         fused[name] = {}
         for split, (P, index) in smoothed.items():
-            scores = fit.dev_fused if split == "dev" else fuse_with(P, fit, cfg)
+            if split == "train":
+                continue
+            scores = fit.dev_fused[n_train:] if split == "dev" else fuse_with(P, fit, cfg)
             start = 0
             for vid, n in index:
                 fused[name][vid] = (split, scores[start : start + n])
@@ -939,6 +962,7 @@ def fusion_records(dev: DevFusion, cfg: FusionConfig, classes: list[str]) -> dic
         "cv_folds": dev.cv_folds,
         "n_groups": dev.n_groups,
         "note": dev.note,
+        "pool": dev.pool,
     }
     out = {}
     for method in ("swf", "mcwf"):

@@ -396,9 +396,17 @@ class FitSection(Section):
 
     models: Annotated[tuple[FitModel, ...], Field(min_length=1), AfterValidator(_distinct)]
     features: Names  # keys of window_stats.features
+    oof_folds: NonNegInt  # out-of-fold train scores for fusion: k folds by fuse.cv_group; 0 = off
     svm: FitSVMSection
     kelm: FitKELMSection
     lstm: FitLSTMSection
+
+    @field_validator("oof_folds")
+    @classmethod
+    def _no_single_fold(cls, k: int) -> int:
+        if k == 1:
+            raise ValueError("must be 0 (off) or at least 2 folds")
+        return k
 
 
 class FitRawAudioSection(Section):
@@ -730,8 +738,11 @@ class WindowStatsParams(WindowStatsKeys):
 
 
 class FitSVMParams(FitSVMSection):
-    """``fit.svm`` plus base.seed, classes, label_rate_hz, task."""
+    """``fit.svm`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
+    classes, label_rate_hz, task."""
 
+    oof_folds: NonNegInt
+    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
@@ -739,8 +750,11 @@ class FitSVMParams(FitSVMSection):
 
 
 class FitKELMParams(FitKELMSection):
-    """``fit.kelm`` plus base.seed, classes, label_rate_hz, task."""
+    """``fit.kelm`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
+    classes, label_rate_hz, task."""
 
+    oof_folds: NonNegInt
+    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
@@ -748,8 +762,11 @@ class FitKELMParams(FitKELMSection):
 
 
 class FitLSTMParams(FitLSTMSection):
-    """``fit.lstm`` plus base.seed, classes, label_rate_hz, task."""
+    """``fit.lstm`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
+    classes, label_rate_hz, task."""
 
+    oof_folds: NonNegInt
+    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
@@ -757,8 +774,11 @@ class FitLSTMParams(FitLSTMSection):
 
 
 class FitRawAudioParams(FitRawAudioSection):
-    """``fit_raw_audio`` plus base.seed, classes, label_rate_hz, device, task."""
+    """``fit_raw_audio`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
+    classes, label_rate_hz, device, task."""
 
+    oof_folds: NonNegInt
+    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
@@ -879,7 +899,12 @@ _PRODUCED = {
     "fit_features": "fit.features",
     "fit_nets": "fit_fusion_net.nets",
 }
+_OUT_OF_FOLD = {"oof_folds": "fit.oof_folds", "oof_group": "fuse.cv_group"}
 OTHER_KEYS: dict[str, dict[str, str]] = {
+    "fit.svm": _OUT_OF_FOLD,
+    "fit.kelm": _OUT_OF_FOLD,
+    "fit.lstm": _OUT_OF_FOLD,
+    "fit_raw_audio": _OUT_OF_FOLD,
     "fuse": _PRODUCED,
     "evaluate": _PRODUCED,
     "make_demo": {"adapter": "build_manifest.adapter"},

@@ -1,10 +1,11 @@
 """Stage `fit` (matrix: model x feature): fit a classifier on window features, score dev/test.
 
 Reads  features/windows/<feature>.h5; params base.seed, base.classes, base.label_rate_hz,
-       base.task, fit.<model>
+       base.task, fit.<model>, fit.oof_folds, fuse.cv_group
 Writes models/fit/<model>_<feature>/model.joblib (the fitted estimator),
        scores.h5 (per dev/test video on the 5 Hz grid: t [n] s, p [n, K] class probabilities,
-       or va [n, 2] for base.task va, and covered [n]),
+       or va [n, 2] for base.task va, and covered [n]; with fit.oof_folds >= 2 also every
+       train video, scored out of fold by models that never saw its group),
        report.json (training windows, class counts, classes missing from training);
        when the train split has no window of this feature (the data lacks its modality):
        report.json only, the skip record {"model", "skipped": why}
@@ -12,6 +13,7 @@ Writes models/fit/<model>_<feature>/model.joblib (the fitted estimator),
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import joblib
@@ -23,6 +25,8 @@ from pipeline.io.h5 import iter_groups, params_digest, read_group_attrs
 from pipeline.models.fitting import fit_and_score, fit_and_score_va
 from pipeline.params import load_params
 from pipeline.scores import write_scores, write_skipped
+
+log = logging.getLogger("stages.fit")
 
 
 @stage_cli
@@ -36,9 +40,13 @@ def main(
     }
     try:
         if cfg.task == "va":
+            if cfg.oof_folds:
+                log.warning("fit.oof_folds: out-of-fold train scores are for task expr only")
             est, scores, report = fit_and_score_va(model, cfg, videos)
         else:
-            est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed)
+            est, scores, report = fit_and_score(
+                model, cfg, videos, len(cfg.classes), cfg.seed, cfg.oof_folds, cfg.oof_group
+            )
     except NothingToFit as why:  # e.g. face windows of an audio-only corpus
         write_skipped(dst, f"{model}_{feature}", str(why))
         return

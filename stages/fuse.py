@@ -1,6 +1,8 @@
 """Stage `fuse`: simple (SWF) and model-and-class (MCWF) weighted score fusion, judged out
 of sample: uniform weights, the best single model, SWF and MCWF are cross-validated over dev
 groups, and the pooled held-out score picks shrinkage and the rule used (pipeline.fusion).
+When every fused model also scored the train videos out of fold (fit.oof_folds >= 2), the train
+groups join the dev groups in that cross-validation and in the final weights.
 
 Reads  models/fit/<model>/scores.h5 (the fit matrix, the raw-audio model, the fusion nets;
        models with a skip record, report.json "skipped", are left out with a warning),
@@ -43,6 +45,17 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
         for s in ("dev", "test")
         if any(g["split"] == s for g in lab.values())
     }
+    train = None  # out-of-fold train scores (fit.oof_folds) join dev when every model has them
+    has_train = [m for m in names if any(g["split"] == "train" for g in per_model[m].values())]
+    if has_train and len(has_train) < len(names):
+        log.warning(
+            "fuse: judged on dev alone: %s have no out-of-fold train scores (fit.oof_folds "
+            "covers the fit matrix only; leave them out with fuse.models to use the others)",
+            ", ".join(m for m in names if m not in has_train),
+        )
+    elif has_train:
+        stacked["train"] = sc.stack_split(per_model, lab, "train", cfg.task)
+        train = (stacked["train"][1], frame_groups(stacked["train"][2], lab, cfg.cv_group))
     groups = frame_groups(stacked["dev"][2], lab, cfg.cv_group)
     dev, fused = fuse_splits(
         {s: (P, index) for s, (P, _, index) in stacked.items()},
@@ -50,6 +63,7 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
         groups,
         names,
         cfg.fusion_config(),
+        train,
     )
     records = fusion_records(dev, cfg.fusion_config(), list(cfg.classes))
     key = sc.payload(cfg.task)[0]

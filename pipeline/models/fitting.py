@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -195,21 +196,14 @@ def video_grid(
     )
 
 
-def fit_and_score(
+def fit_on_train(
     name: str, cfg: Any, videos: dict[str, dict], n_classes: int, seed: int
-) -> tuple[Any, dict[str, dict], dict]:
-    """Fit ``name`` on the train split and score every dev/test video on the 5 Hz grid.
-
-    Parameters
-    ----------
-    cfg : FitSVMParams, FitKELMParams or FitLSTMParams
-        The ``fit.<name>`` params; for ``lstm``, sequences are ``cfg.seq_len`` windows long.
-    videos : ``{video_id: {"x", "y", "valid", "start", "end", "t", "attrs"}}`` from
-        ``window_stats`` (``attrs`` holds ``split`` and ``n_grid``).
+) -> tuple[Any, np.ndarray, list[int]]:
+    """Fit ``name`` on the ``train`` split's windows (the LSTM stops early on ``dev``).
 
     Returns
     -------
-    (fitted estimator, ``{video_id: {"p" [n, K], "covered" [n]}}``, fit report)
+    (fitted estimator, training labels y [N] int64, classes missing from training)
     """
     X, y, groups = training_windows(videos)
     missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
@@ -227,7 +221,6 @@ def fit_and_score(
         )
     if len(np.unique(y)) < 2:
         raise PipelineError(f"{name}: the training windows hold fewer than two classes")
-    prior = training_prior(np.bincount(y, minlength=n_classes))
     model = make_model(name, cfg, y, n_classes, seed, groups)
     if name == "lstm":
         Xs, ys, _ = sequences(videos, "train", cfg.seq_len)
@@ -236,28 +229,186 @@ def fit_and_score(
         model.fit(Xs, ys, Xd, yd)
     else:
         model.fit(X, y)
+    return model, y, missing
+
+
+def score_split(
+    name: str,
+    model: Any,
+    cfg: Any,
+    videos: dict[str, dict],
+    split: str,
+    n_classes: int,
+    prior: np.ndarray,
+) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Scores of every ``split`` video on its 5 Hz grid, and the per-window probabilities.
+
+    Returns
+    -------
+    (``{video_id: {"p" [n, K], "covered" [n]}}``, ``{video_id: (W, K) float32}``)
+    """
+    seq_len = cfg.seq_len if name == "lstm" else 0
+    per_window = window_proba(name, model, videos, split, n_classes, seq_len)
+    scores = {}
+    for vid in sorted(per_window):
+        p, covered = video_grid(per_window[vid], videos[vid], prior)
+        scores[vid] = {"p": p, "covered": covered}
+    return scores, per_window
+
+
+def fit_and_score(
+    name: str,
+    cfg: Any,
+    videos: dict[str, dict],
+    n_classes: int,
+    seed: int,
+    oof_folds: int = 0,
+    oof_group: str = "video",
+) -> tuple[Any, dict[str, dict], dict]:
+    """Fit ``name`` on the train split and score every dev/test video on the 5 Hz grid.
+
+    Parameters
+    ----------
+    cfg : FitSVMParams, FitKELMParams or FitLSTMParams
+        The ``fit.<name>`` params; for ``lstm``, sequences are ``cfg.seq_len`` windows long.
+    videos : ``{video_id: {"x", "y", "valid", "start", "end", "t", "attrs"}}`` from
+        ``window_stats`` (``attrs`` holds ``split``, ``n_grid`` and ``speaker``).
+    oof_folds, oof_group
+        With ``oof_folds >= 2`` the train videos are scored too, out of fold
+        (:func:`out_of_fold_scores`); 0 = dev and test only.
+
+    Returns
+    -------
+    (fitted estimator, ``{video_id: {"p" [n, K], "covered" [n]}}``, fit report)
+    """
+    model, y, missing = fit_on_train(name, cfg, videos, n_classes, seed)
+    counts = np.bincount(y, minlength=n_classes)
+    prior = training_prior(counts)
     scores: dict[str, dict] = {}
     dev_windows: dict[str, np.ndarray] = {}
-    seq_len = cfg.seq_len if name == "lstm" else 0
     for split in ("dev", "test"):
-        if not any(g["attrs"]["split"] == split for g in videos.values()):
-            continue
-        per_window = window_proba(name, model, videos, split, n_classes, seq_len)
-        if split == "dev":
-            dev_windows = per_window
-        for vid in sorted(per_window):
-            p, covered = video_grid(per_window[vid], videos[vid], prior)
-            scores[vid] = {"p": p, "covered": covered}
+        if any(g["attrs"]["split"] == split for g in videos.values()):
+            part, per_window = score_split(name, model, cfg, videos, split, n_classes, prior)
+            scores.update(part)
+            if split == "dev":
+                dev_windows = per_window
     report = {
         "model": name,
         "train_windows": int(len(y)),
         "missing_classes": missing,
-        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+        "class_counts": counts.tolist(),
         "dev_at_chance": dev_at_chance(videos, dev_windows, n_classes),
     }
     if hasattr(model, "history_"):
         report["history"] = model.history_
+    if oof_folds >= 2:
+        oof, report["out_of_fold"] = out_of_fold_scores(
+            name, cfg, videos, n_classes, seed, oof_folds, oof_group
+        )
+        scores.update(oof)
     return model, scores, report
+
+
+def held_out_folds(train: list[str], groups: list[str], n_folds: int) -> list[list[str]]:
+    """The train videos each out-of-fold model scores (``fit.oof_folds``).
+
+    Parameters
+    ----------
+    train : list of str
+        Train video ids, sorted.
+    groups : list of str
+        The group of each (its speaker, or the video itself): a fold never splits a group.
+    n_folds : int
+        Folds wanted; capped at the number of groups.
+
+    Returns
+    -------
+    list of k lists of video ids (scikit-learn's ``GroupKFold``: deterministic, folds
+    balanced by videos); empty when there are fewer than 2 groups.
+    """
+    k = min(int(n_folds), len(set(groups)))
+    if k < 2:
+        return []
+    return [
+        [train[i] for i in held]
+        for _, held in GroupKFold(n_splits=k).split(train, groups=np.asarray(groups))
+    ]
+
+
+def group_of(vid: str, speaker: str | None, group_by: str) -> str:
+    """A video's group for out-of-fold scores and fusion: its speaker (the video itself when
+    it has none) or the video."""
+    return str(speaker or vid) if group_by == "speaker" else vid
+
+
+def out_of_fold_scores(
+    name: str,
+    cfg: Any,
+    videos: dict[str, dict],
+    n_classes: int,
+    seed: int,
+    n_folds: int,
+    group_by: str,
+) -> tuple[dict[str, dict], dict]:
+    """Cross-fitted scores of the train videos, for fusion to learn from (``fit.oof_folds``).
+
+    The train videos are split into ``n_folds`` folds by group (:func:`held_out_folds`); for
+    each fold the same estimator, with the same params and seed, is fitted on the other
+    folds and scores the held-out one. Every train video is thus scored by a model that
+    never saw its group: its scores are as honest as dev scores, from a model trained on
+    about (k-1)/k of the train groups.
+
+    Parameters
+    ----------
+    n_folds : int
+        Folds wanted (>= 2); capped at the number of train groups.
+    group_by : {"speaker", "video"}
+        What a fold never splits (``fuse.cv_group``): a speaker's videos are held out
+        together, so no model scores a person it was trained on.
+
+    Returns
+    -------
+    scores : dict video_id -> {"p" [n, K], "covered" [n]}
+        Every train video (empty when the train split has fewer than 2 groups).
+    record : dict
+        ``folds`` used, ``group``, ``groups`` (train groups) and the groups each fold held
+        out, for ``report.json``.
+    """
+    train = sorted(v for v, g in videos.items() if g["attrs"]["split"] == "train")
+    groups = [group_of(v, videos[v]["attrs"].get("speaker"), group_by) for v in train]
+    folds = held_out_folds(train, groups, n_folds)
+    record = oof_record(folds, train, groups, group_by)
+    if not folds:
+        log.warning("%s: no out-of-fold train scores, the train split has < 2 groups", name)
+    scores: dict[str, dict] = {}
+    for f, out in enumerate(folds):
+        view = {
+            v: {
+                **g,
+                "attrs": {**g["attrs"], "split": "held_out" if v in out else g["attrs"]["split"]},
+            }
+            for v, g in videos.items()
+        }
+        model, y, _ = fit_on_train(name, cfg, view, n_classes, seed)
+        prior = training_prior(np.bincount(y, minlength=n_classes))
+        part, _ = score_split(name, model, cfg, view, "held_out", n_classes, prior)
+        scores.update(part)
+        log.info(
+            "%s: out-of-fold model %d/%d scored %d train videos", name, f + 1, len(folds), len(out)
+        )
+    return scores, record
+
+
+def oof_record(folds: list[list[str]], train: list[str], groups: list[str], group_by: str) -> dict:
+    """``report.json``'s ``out_of_fold``: folds used, the group kind, the number of train
+    groups and the groups each fold held out."""
+    group = dict(zip(train, groups))
+    return {
+        "folds": len(folds),
+        "group": group_by,
+        "groups": len(set(groups)),
+        "held_out": [sorted({group[v] for v in out}) for out in folds],
+    }
 
 
 def dev_at_chance(

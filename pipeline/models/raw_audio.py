@@ -22,7 +22,7 @@ from pipeline.errors import NothingToFit, PipelineError
 from pipeline.features.windows import window_labels, window_va
 from pipeline.metrics import at_chance
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
-from pipeline.models.fitting import full_proba
+from pipeline.models.fitting import full_proba, group_of, held_out_folds, oof_record
 from pipeline.models.losses import ccc_loss
 from pipeline.scores import grid_scores
 
@@ -106,8 +106,13 @@ def fit_raw_audio(
 
     Parameters
     ----------
-    videos : ``{video_id: {"wave" [S] or None, "rate_hz", "y" [n] grid labels, "split"}}``;
-        videos without audio (``wave`` None) get the training prior and ``covered=False``.
+    videos : ``{video_id: {"wave" [S] or None, "rate_hz", "y" [n] grid labels, "split",
+        "speaker"}}``; videos without audio (``wave`` None) get the training prior and
+        ``covered=False``.
+    cfg : FitRawAudioParams
+        With ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold (k models
+        fitted without one group of ``cfg.oof_group`` each, as
+        :func:`pipeline.models.fitting.out_of_fold_scores` does for the fit matrix).
     init : a ``pretrain_audio`` checkpoint to start from (``fit_raw_audio.pretrained``), or
         None for the paper's model 4 from scratch
     """
@@ -118,9 +123,58 @@ def fit_raw_audio(
         for v, g in videos.items()
         if g["wave"] is not None and len(g["wave"])
     }
+    splits = {v: g["split"] for v, g in videos.items()}
+    model, y, (Xd, yd) = _train_raw(win, splits, cfg, seed, device, init)
+    counts = np.bincount(y[y >= 0], minlength=n_classes)
+    scores = _score_raw(model, win, videos, splits, ("dev", "test"), raw_audio_prior(counts))
+    report = {
+        "model": "cnn_lstm_raw",
+        "init": None if init is None else init.name,
+        "train_windows": int((y >= 0).sum()),
+        "class_counts": counts.tolist(),
+        "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
+        "history": getattr(model, "history_", []),
+        "dev_at_chance": (
+            at_chance(yd[yd >= 0], model.predict(Xd[yd >= 0]), n_classes)
+            if (yd >= 0).any()
+            else None
+        ),
+    }
+    if cfg.oof_folds >= 2:
+        train = sorted(v for v, s in splits.items() if s == "train")
+        groups = [group_of(v, videos[v].get("speaker"), cfg.oof_group) for v in train]
+        folds = held_out_folds(train, groups, cfg.oof_folds)
+        report["out_of_fold"] = oof_record(folds, train, groups, cfg.oof_group)
+        for f, out in enumerate(folds):
+            view = {v: "held_out" if v in out else s for v, s in splits.items()}
+            fold_model, fold_y, _ = _train_raw(win, view, cfg, seed, device, init)
+            prior = raw_audio_prior(np.bincount(fold_y[fold_y >= 0], minlength=n_classes))
+            scores.update(_score_raw(fold_model, win, videos, view, ("held_out",), prior))
+            log.info(
+                "cnn_lstm_raw: out-of-fold model %d/%d scored %d train videos",
+                f + 1,
+                len(folds),
+                len(out),
+            )
+    return model, scores, report
+
+
+def _train_raw(
+    win: dict[str, dict],
+    splits: dict[str, str],
+    cfg: Any,
+    seed: int,
+    device: str,
+    init: Path | None,
+) -> tuple[AudioCNNLSTMClassifier, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Fit the network on the windows of ``splits``' train videos, early stopping on dev.
+
+    Returns the fitted classifier, the training window labels (-1: unlabelled) and the dev
+    windows ``(Xd, yd)`` (classes unseen in training: -1).
+    """
 
     def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
-        parts = [w for v, w in sorted(win.items()) if videos[v]["split"] == split]
+        parts = [w for v, w in sorted(win.items()) if splits[v] == split]
         if not parts:
             return np.zeros((0, 1), np.float32), np.zeros(0, np.int64)
         return np.concatenate([w["x"] for w in parts]), np.concatenate(
@@ -151,11 +205,22 @@ def fit_raw_audio(
         random_state=seed,
     )
     model.fit(X, y, Xd if len(yd) else None, yd if len(yd) else None)
-    counts = np.bincount(y[y >= 0], minlength=n_classes)
-    prior = raw_audio_prior(counts)
+    return model, y, (Xd, yd)
+
+
+def _score_raw(
+    model: AudioCNNLSTMClassifier,
+    win: dict[str, dict],
+    videos: dict[str, dict],
+    splits: dict[str, str],
+    scored: tuple[str, ...],
+    prior: np.ndarray,
+) -> dict[str, dict]:
+    """Grid scores ``{video_id: {"p" [n, K], "covered" [n]}}`` of the videos whose split in
+    ``splits`` is one of ``scored``; a video without audio gets ``prior``, uncovered."""
     scores = {}
     for vid, g in sorted(videos.items()):
-        if g["split"] not in ("dev", "test"):
+        if splits[vid] not in scored:
             continue
         n = len(g["y"])
         if vid not in win:
@@ -164,20 +229,7 @@ def fit_raw_audio(
         w = win[vid]
         grid, covered = raw_audio_grid(model, w["x"], w["start"], w["end"], n, prior)
         scores[vid] = {"p": grid, "covered": covered}
-    report = {
-        "model": "cnn_lstm_raw",
-        "init": None if init is None else init.name,
-        "train_windows": int((y >= 0).sum()),
-        "class_counts": counts.tolist(),
-        "missing_classes": [k for k in range(n_classes) if counts[k] == 0],
-        "history": getattr(model, "history_", []),
-        "dev_at_chance": (
-            at_chance(yd[yd >= 0], model.predict(Xd[yd >= 0]), n_classes)
-            if (yd >= 0).any()
-            else None
-        ),
-    }
-    return model, scores, report
+    return scores
 
 
 def train_va_regressor(

@@ -551,3 +551,40 @@ def test_a_named_rule_is_used_whatever_the_cross_validation_says():
     forced = fuse_dev(P, y, groups, models, replace(CFG, rule="mcwf"))
     assert forced.chosen == "mcwf" and forced.best_cv == auto.best_cv
     assert forced.fits["mcwf"].dev_score_cv == auto.fits["mcwf"].dev_score_cv  # still reported
+
+
+def test_out_of_fold_train_scores_join_the_pool():
+    """A model that shines on the two dev speakers only wins when dev is all fusion sees; with
+    six more (out-of-fold) train speakers in the pool, the model that holds for everyone wins."""
+    rng = np.random.default_rng(7)
+    n = 80
+    y_tr = rng.integers(0, 4, 6 * n)
+    y_dev = rng.integers(0, 4, 2 * n)
+    g_tr = np.repeat([f"t{g}" for g in range(6)], n)
+    g_dev = np.repeat(["d0", "d1"], n)
+    steady = [_softmax_scores(rng, y, 1.0) for y in (y_tr, y_dev)]
+    dev_only = [_softmax_scores(rng, y_tr, 0.2), _softmax_scores(rng, y_dev, 2.5)]
+    P_tr, P_dev = (np.stack([steady[i], dev_only[i]]) for i in (0, 1))
+    index_tr = [(f"tr{g}", n) for g in range(6)]
+    index_dev = [("dev0", n), ("dev1", n)]
+    models = ["steady", "dev_only"]
+    cfg = replace(CFG, n_draws=200)
+
+    alone, _ = fuse_splits({"dev": (P_dev, index_dev)}, y_dev, g_dev, models, cfg)
+    assert alone.pool == "dev" and alone.n_groups == 2
+    assert alone.fits["swf"].weights[1] > alone.fits["swf"].weights[0]
+
+    index_test = [("test0", n), ("test1", n)]
+    splits = {"train": (P_tr, index_tr), "dev": (P_dev, index_dev), "test": (P_dev, index_test)}
+    pooled, fused = fuse_splits(splits, y_dev, g_dev, models, cfg, train=(y_tr, g_tr))
+    assert pooled.pool == "train out of fold + dev" and pooled.n_groups == 8
+    assert pooled.cv_folds == 5
+    assert pooled.fits["swf"].weights[0] > pooled.fits["swf"].weights[1]
+    single = pooled.fits["single"]
+    assert single.weights.tolist() == [1.0, 0.0]  # the single model is chosen on 8 speakers
+    # Fused rows exist for dev and test only; dev rows are the pool's held-out dev frames.
+    assert set(fused["chosen"]) == {"dev0", "dev1", "test0", "test1"}
+    for name in ("swf", "chosen"):
+        fit = pooled.fits[pooled.chosen if name == "chosen" else name]
+        dev_rows = np.concatenate([fused[name][v][1] for v in ("dev0", "dev1")])
+        np.testing.assert_array_equal(dev_rows, fit.dev_fused[6 * n :])

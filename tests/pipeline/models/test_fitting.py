@@ -100,3 +100,30 @@ def test_empty_train_split_and_single_class_are_errors():
 def test_full_proba_places_columns_by_class_index():
     out = full_proba(np.array([[0.2, 0.8]]), np.array([0, 2]), 4)
     np.testing.assert_allclose(out, [[0.2, 0, 0.8, 0]])
+
+
+@pytest.mark.parametrize("name,cfg", [("kelm", KELM), ("lstm", LSTM)])
+def test_out_of_fold_train_scores_come_from_models_that_never_saw_the_speaker(name, cfg):
+    vids = _videos(np.random.default_rng(2), n_videos=8)
+    for i, vid in enumerate(["v0", "v1", "v2", "v3", "v4", "v5"]):
+        vids[vid]["attrs"]["speaker"] = f"s{i // 2}"  # three train speakers, two videos each
+    _, scores, report = fit_and_score(name, cfg, vids, 4, 0, oof_folds=5, oof_group="speaker")
+    assert sorted(scores) == [f"v{i}" for i in range(8)]
+    record = report["out_of_fold"]
+    assert record["folds"] == 3 and record["groups"] == 3  # capped at the train speakers
+    assert sorted(map(tuple, record["held_out"])) == [("s0",), ("s1",), ("s2",)]
+    # Speaker s1's scores are those of the same model fitted without s1 and scoring it.
+    without = {v: g for v, g in vids.items() if v not in ("v2", "v3")}
+    for vid in ("v2", "v3"):
+        without[vid] = {**vids[vid], "attrs": {**vids[vid]["attrs"], "split": "test"}}
+    _, expected, _ = fit_and_score(name, cfg, without, 4, 0)
+    for vid in ("v2", "v3"):
+        np.testing.assert_allclose(scores[vid]["p"], expected[vid]["p"], atol=1e-6)
+        np.testing.assert_array_equal(scores[vid]["covered"], expected[vid]["covered"])
+    # Dev and test scores are the full model's, whatever the folds.
+    _, plain, _ = fit_and_score(name, cfg, vids, 4, 0)
+    for vid in ("v6", "v7"):
+        np.testing.assert_array_equal(scores[vid]["p"], plain[vid]["p"])
+    # By video, the three speakers' six videos are six groups (five folds).
+    _, _, by_video = fit_and_score(name, cfg, vids, 4, 0, oof_folds=5, oof_group="video")
+    assert by_video["out_of_fold"]["folds"] == 5

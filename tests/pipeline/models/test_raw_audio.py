@@ -20,21 +20,24 @@ def test_window_spans_and_majority_labels():
     assert w["y"].tolist() == [0, 1, 1, 1] and w["x"].shape == (4, 2 * SR)
 
 
+def _tone_video(rng, split, labels, speaker=None):
+    """Class 0 a 300 Hz tone, class 1 a 1.2 kHz tone, one 5 Hz label per 0.2 s."""
+    t = np.arange(len(labels) * SR // 5) / SR
+    f = np.repeat(np.where(np.array(labels) == 0, 300.0, 1200.0), SR // 5)
+    return {
+        "wave": (0.5 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))).astype(
+            np.float32
+        ),
+        "rate_hz": SR,
+        "y": np.array(labels, np.int8),
+        "split": split,
+        "speaker": speaker,
+    }
+
+
 def test_learns_tones_and_scores_every_dev_bin():
     rng = np.random.default_rng(0)
-
-    def video(split, labels):
-        t = np.arange(len(labels) * SR // 5) / SR
-        f = np.repeat(np.where(np.array(labels) == 0, 300.0, 1200.0), SR // 5)
-        return {
-            "wave": (0.5 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(len(t))).astype(
-                np.float32
-            ),
-            "rate_hz": SR,
-            "y": np.array(labels, np.int8),
-            "split": split,
-        }
-
+    video = lambda split, labels: _tone_video(rng, split, labels)  # noqa: E731
     videos = {f"tr{i}": video("train", [i % 2] * 10 + [(i + 1) % 2] * 10) for i in range(6)}
     videos["dev"] = video("dev", [0] * 10 + [1] * 10)
     videos["test"] = video("test", [1] * 10 + [0] * 10)
@@ -52,6 +55,8 @@ def test_learns_tones_and_scores_every_dev_bin():
         cosine=False,
         ema=0.99,
         select="loss",
+        oof_folds=0,
+        oof_group="video",
     )
     _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
     assert sorted(scores) == ["dev", "silent", "test"] and report["missing_classes"] == []
@@ -87,6 +92,8 @@ def test_class_missing_from_training_but_present_in_dev():
         cosine=False,
         ema=None,
         select="loss",
+        oof_folds=0,
+        oof_group="video",
     )
     _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
     assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
@@ -118,3 +125,40 @@ def test_va_regression_learns_loudness_to_arousal():
     from pipeline.metrics import ccc
 
     assert ccc(videos["test"]["va"][:, 1], scores["test"]["va"][:, 1]) > 0.5
+
+
+def test_out_of_fold_train_scores_hold_each_speaker_out():
+    rng = np.random.default_rng(3)
+    videos = {
+        f"tr{i}": _tone_video(rng, "train", [i % 2] * 5 + [(i + 1) % 2] * 5, f"s{i // 2}")
+        for i in range(6)
+    }
+    videos["dev"] = _tone_video(rng, "dev", [0] * 5 + [1] * 5, "d")
+    cfg = SimpleNamespace(
+        window_s=0.5,
+        overlap=0.4,
+        epochs=2,
+        lr=0.003,
+        batch_size=8,
+        patience=2,
+        class_weight_r=0.34,
+        augment=False,
+        spec_masks=0,
+        cosine=False,
+        ema=None,
+        select="loss",
+        oof_folds=4,
+        oof_group="speaker",
+    )
+    _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
+    assert sorted(scores) == ["dev"] + [f"tr{i}" for i in range(6)]
+    assert report["out_of_fold"]["folds"] == 3  # three train speakers
+    assert sorted(map(tuple, report["out_of_fold"]["held_out"])) == [("s0",), ("s1",), ("s2",)]
+    # Speaker s2's scores are those of the network trained without s2.
+    without = {v: g for v, g in videos.items() if v not in ("tr4", "tr5")}
+    without |= {v: {**videos[v], "split": "test"} for v in ("tr4", "tr5")}
+    _, expected, _ = fit_raw_audio(
+        without, SimpleNamespace(**{**vars(cfg), "oof_folds": 0}), 2, 0, 5.0
+    )
+    for vid in ("tr4", "tr5"):
+        np.testing.assert_allclose(scores[vid]["p"], expected[vid]["p"], atol=1e-6)
