@@ -79,6 +79,12 @@ def _two_classes(names: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
+def _not_one_fold(k: int) -> int:
+    if k == 1:
+        raise ValueError("must be 0 (off) or at least 2 folds")
+    return k
+
+
 def _not_zero(n: int) -> int:
     if n == 0:
         raise ValueError("must be a positive count, or -1 for all cores")
@@ -89,6 +95,7 @@ Span = Annotated[tuple[Float, Float], AfterValidator(_ordered)]  # [low, high]
 PosSpan = Annotated[tuple[PosFloat, PosFloat], AfterValidator(_ordered)]
 NonNegSpan = Annotated[tuple[NonNegFloat, NonNegFloat], AfterValidator(_ordered)]
 Names = Annotated[tuple[Str, ...], Field(min_length=1), AfterValidator(_distinct)]
+Folds = Annotated[NonNegInt, AfterValidator(_not_one_fold)]  # 0 = off, else k >= 2
 
 Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 Task = Literal["expr", "va"]
@@ -288,14 +295,7 @@ class FinetuneFacesSection(Section):
     brightness: PosSpan
     hidden: PosInt
     dropout: OpenFraction
-    oof_folds: NonNegInt  # train videos embedded out of fold: k folds by video; 0 = off
-
-    @field_validator("oof_folds")
-    @classmethod
-    def _no_single_fold(cls, k: int) -> int:
-        if k == 1:
-            raise ValueError("must be 0 (off) or at least 2 folds")
-        return k
+    oof_folds: Folds  # train videos embedded out of fold: k folds by video; 0 = off
 
 
 class PretrainFacesSection(Section):
@@ -396,17 +396,10 @@ class FitSection(Section):
 
     models: Annotated[tuple[FitModel, ...], Field(min_length=1), AfterValidator(_distinct)]
     features: Names  # keys of window_stats.features
-    oof_folds: NonNegInt  # out-of-fold train scores for fusion: k folds by fuse.cv_group; 0 = off
+    oof_folds: Folds  # out-of-fold train scores for fusion: k folds by fuse.cv_group; 0 = off
     svm: FitSVMSection
     kelm: FitKELMSection
     lstm: FitLSTMSection
-
-    @field_validator("oof_folds")
-    @classmethod
-    def _no_single_fold(cls, k: int) -> int:
-        if k == 1:
-            raise ValueError("must be 0 (off) or at least 2 folds")
-        return k
 
 
 class FitRawAudioSection(Section):

@@ -289,7 +289,8 @@ def summary_markdown(ev: Evaluation, skipped: dict[str, str] | None = None) -> s
         "The same figures on the 5 Hz grid are in metrics.json under `grid_5hz`. Every dev "
         "figure is out of sample: single models are fitted on train, and the dev scores of "
         "the fusions (`fusion_swf`, `fusion_mcwf`, and `fusion_chosen`, the rule `fuse` "
-        "picks) are cross-validated over dev groups (models/fuse/choice.json). "
+        "picks) are cross-validated over dev groups, joined by the train groups' out-of-fold "
+        "scores when `fit.oof_folds` is on (models/fuse/choice.json: `pool`). "
         f"Best on dev: **{ev.best}**.\n\n" + ev.table + notes
     )
 

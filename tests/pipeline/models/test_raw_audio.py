@@ -9,6 +9,27 @@ from pipeline.models.raw_audio import fit_raw_audio, labelled_windows
 SR = 8000
 
 
+def _cfg(**changes) -> SimpleNamespace:
+    """fit_raw_audio params for small tests: no augmentation, no out-of-fold scores."""
+    base = dict(
+        window_s=0.5,
+        overlap=0.4,
+        epochs=1,
+        lr=0.001,
+        batch_size=8,
+        patience=2,
+        class_weight_r=0.34,
+        augment=False,
+        spec_masks=0,
+        cosine=False,
+        ema=None,
+        select="loss",
+        oof_folds=0,
+        oof_group="video",
+    )
+    return SimpleNamespace(**{**base, **changes})
+
+
 def test_window_spans_and_majority_labels():
     y = np.array([0] * 10 + [1] * 12 + [-1] * 3)  # 5 s at 5 Hz
     w = labelled_windows(
@@ -42,21 +63,8 @@ def test_learns_tones_and_scores_every_dev_bin():
     videos["dev"] = video("dev", [0] * 10 + [1] * 10)
     videos["test"] = video("test", [1] * 10 + [0] * 10)
     videos["silent"] = {"wave": None, "rate_hz": 0, "y": np.zeros(8, np.int8), "split": "test"}
-    cfg = SimpleNamespace(
-        window_s=0.5,
-        overlap=0.4,
-        epochs=12,
-        lr=0.003,
-        batch_size=8,
-        patience=12,
-        class_weight_r=0.34,
-        augment=True,  # the params.yaml training recipe
-        spec_masks=2,
-        cosine=False,
-        ema=0.99,
-        select="loss",
-        oof_folds=0,
-        oof_group="video",
+    cfg = _cfg(  # the params.yaml training recipe
+        epochs=12, lr=0.003, patience=12, augment=True, spec_masks=2, ema=0.99
     )
     _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
     assert sorted(scores) == ["dev", "silent", "test"] and report["missing_classes"] == []
@@ -79,22 +87,7 @@ def test_class_missing_from_training_but_present_in_dev():
         },
         "dev": {"wave": wave(20), "rate_hz": SR, "y": np.array([2] * 20, np.int8), "split": "dev"},
     }
-    cfg = SimpleNamespace(
-        window_s=0.5,
-        overlap=0.4,
-        epochs=1,
-        lr=0.001,
-        batch_size=8,
-        patience=2,
-        class_weight_r=0.34,
-        augment=False,
-        spec_masks=0,
-        cosine=False,
-        ema=None,
-        select="loss",
-        oof_folds=0,
-        oof_group="video",
-    )
+    cfg = _cfg()
     _, scores, report = fit_raw_audio(videos, cfg, 3, seed=0, rate_hz=5.0)
     assert report["missing_classes"] == [2] and (scores["dev"]["p"][:, 2] == 0).all()
 
@@ -134,22 +127,7 @@ def test_out_of_fold_train_scores_hold_each_speaker_out():
         for i in range(6)
     }
     videos["dev"] = _tone_video(rng, "dev", [0] * 5 + [1] * 5, "d")
-    cfg = SimpleNamespace(
-        window_s=0.5,
-        overlap=0.4,
-        epochs=2,
-        lr=0.003,
-        batch_size=8,
-        patience=2,
-        class_weight_r=0.34,
-        augment=False,
-        spec_masks=0,
-        cosine=False,
-        ema=None,
-        select="loss",
-        oof_folds=4,
-        oof_group="speaker",
-    )
+    cfg = _cfg(epochs=2, lr=0.003, oof_folds=4, oof_group="speaker")
     _, scores, report = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
     assert sorted(scores) == ["dev"] + [f"tr{i}" for i in range(6)]
     assert report["out_of_fold"]["folds"] == 3  # three train speakers
@@ -157,8 +135,6 @@ def test_out_of_fold_train_scores_hold_each_speaker_out():
     # Speaker s2's scores are those of the network trained without s2.
     without = {v: g for v, g in videos.items() if v not in ("tr4", "tr5")}
     without |= {v: {**videos[v], "split": "test"} for v in ("tr4", "tr5")}
-    _, expected, _ = fit_raw_audio(
-        without, SimpleNamespace(**{**vars(cfg), "oof_folds": 0}), 2, 0, 5.0
-    )
+    _, expected, _ = fit_raw_audio(without, _cfg(epochs=2, lr=0.003), 2, 0, 5.0)
     for vid in ("tr4", "tr5"):
         np.testing.assert_allclose(scores[vid]["p"], expected[vid]["p"], atol=1e-6)
