@@ -257,3 +257,16 @@ def test_a_fusion_net_typo_is_reported_against_that_net_only(tmp_path):
     message = _error(tmp_path, data)
     assert "fit_fusion_net.nets.attention_fbp.fusion: must be" in message, message
     assert "conv_lstm" not in message and "unknown key" not in message, message
+
+
+def test_out_of_fold_settings_reach_the_fit_stages_and_are_checked(tmp_path):
+    data = _with("fit.oof_folds", 4)
+    data["fuse"]["cv_group"] = "speaker"
+    for stage in ("fit.svm", "fit.kelm", "fit.lstm", "fit_raw_audio"):
+        cfg = load_params(stage, _write(tmp_path, data))
+        assert (cfg.oof_folds, cfg.oof_group) == (4, "speaker")
+    assert "fit.oof_folds: must be 0 (off) or at least 2" in _error(
+        tmp_path, _with("fit.oof_folds", 1)
+    )
+    message = _error(tmp_path, _with("fit_raw_audio.fold_ensemble", True))
+    assert "fit_raw_audio.fold_ensemble: needs fit.oof_folds >= 2" in message
