@@ -419,7 +419,6 @@ class FitRawAudioSection(Section):
     ema: Annotated[Float, Field(gt=0, lt=1)] | None  # null = off
     select: Literal["loss", "uar"]  # the dev measure that keeps an epoch and stops early
     pretrained: Bool  # start from models/pretrain_audio/model.pt (seed 003's net) instead
-    fold_ensemble: Bool  # dev/test scores: mean of the full model and its fit.oof_folds models
 
 
 class FitFeatureFusionSection(Section):
@@ -585,11 +584,6 @@ class ParamsFile(Section):
             )
         if self.fit_fusion_net.nets:
             self._fusion_net_inputs()
-        if self.fit_raw_audio.fold_ensemble and self.fit.oof_folds < 2:
-            raise _error(
-                "fit_raw_audio.fold_ensemble",
-                "needs fit.oof_folds >= 2 (the ensemble is the full model and its fold models)",
-            )
         if self.base.task == "va" and self.fuse.entropy_gate is not None:
             raise _error(
                 "fuse.entropy_gate",

@@ -101,7 +101,7 @@ def fit_raw_audio(
     rate_hz: float,
     device: str = "cpu",
     init: Path | None = None,
-) -> tuple[AudioCNNLSTMClassifier | FoldEnsemble, dict[str, dict], dict]:
+) -> tuple[AudioCNNLSTMClassifier, dict[str, dict], dict]:
     """Fit on train windows (early stopping on dev) and score dev/test videos on the grid.
 
     Parameters
@@ -112,10 +112,7 @@ def fit_raw_audio(
     cfg : FitRawAudioParams
         With ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold (k models
         fitted without one group of ``cfg.oof_group`` each, as
-        :func:`pipeline.models.fitting.out_of_fold_scores` does for the fit matrix). With
-        ``cfg.fold_ensemble`` as well, the dev/test scores are the mean probabilities of the
-        full model and those k models (a cross-validation ensemble: the kept epoch, picked
-        on dev loss, varies from model to model, and the mean evens that out).
+        :func:`pipeline.models.fitting.out_of_fold_scores` does for the fit matrix).
     init : a ``pretrain_audio`` checkpoint to start from (``fit_raw_audio.pretrained``), or
         None for the paper's model 4 from scratch
     """
@@ -148,57 +145,18 @@ def fit_raw_audio(
         groups = [group_of(v, videos[v].get("speaker"), cfg.oof_group) for v in train]
         folds = held_out_folds(train, groups, cfg.oof_folds)
         report["out_of_fold"] = oof_record(folds, train, groups, cfg.oof_group)
-        members = [model]  # the full model, then each fold model
-        oof: dict[str, dict] = {}
         for f, out in enumerate(folds):
             view = {v: "held_out" if v in out else s for v, s in splits.items()}
             fold_model, fold_y, _ = _train_raw(win, view, cfg, seed, device, init)
             prior = raw_audio_prior(np.bincount(fold_y[fold_y >= 0], minlength=n_classes))
-            oof.update(_score_raw(fold_model, win, videos, view, ("held_out",), prior))
-            members.append(fold_model)
+            scores.update(_score_raw(fold_model, win, videos, view, ("held_out",), prior))
             log.info(
                 "cnn_lstm_raw: out-of-fold model %d/%d scored %d train videos",
                 f + 1,
                 len(folds),
                 len(out),
             )
-        if cfg.fold_ensemble and len(members) > 1:
-            model = FoldEnsemble(members, n_classes)
-            scores = _score_raw(
-                model, win, videos, splits, ("dev", "test"), raw_audio_prior(counts)
-            )
-            report["fold_ensemble"] = len(members)
-        scores.update(oof)
     return model, scores, report
-
-
-class FoldEnsemble:
-    """Mean class probabilities of the full raw-audio model and its out-of-fold models
-    (``fit_raw_audio.fold_ensemble``); saved as ``model.joblib`` so that
-    :mod:`pipeline.predict` scores a new video exactly as the stage scored test.
-
-    Parameters
-    ----------
-    members : list of AudioCNNLSTMClassifier
-        Fitted networks (their ``classes_`` may differ when a fold lacks a class).
-    n_classes : int
-        K; a class a member never saw gets probability 0 from it.
-    """
-
-    def __init__(self, members: list[AudioCNNLSTMClassifier], n_classes: int) -> None:
-        self.members = list(members)
-        self.classes_ = np.arange(n_classes)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """(N, K) mean of the members' probabilities of raw-audio windows ``X`` (N, samples)."""
-        k = len(self.classes_)
-        return np.mean(
-            [full_proba(m.predict_proba(X), m.classes_, k) for m in self.members], axis=0
-        )
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """(N,) most probable class per window."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def _train_raw(

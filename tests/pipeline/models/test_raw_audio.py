@@ -26,7 +26,6 @@ def _cfg(**changes) -> SimpleNamespace:
         select="loss",
         oof_folds=0,
         oof_group="video",
-        fold_ensemble=False,
     )
     return SimpleNamespace(**{**base, **changes})
 
@@ -139,31 +138,3 @@ def test_out_of_fold_train_scores_hold_each_speaker_out():
     _, expected, _ = fit_raw_audio(without, _cfg(epochs=2, lr=0.003), 2, 0, 5.0)
     for vid in ("tr4", "tr5"):
         np.testing.assert_allclose(scores[vid]["p"], expected[vid]["p"], atol=1e-6)
-
-
-def test_fold_ensemble_scores_with_the_mean_of_the_full_and_fold_models():
-    from pipeline.models.raw_audio import FoldEnsemble, labelled_windows, raw_audio_grid
-
-    rng = np.random.default_rng(4)
-    videos = {
-        f"tr{i}": _tone_video(rng, "train", [i % 2] * 5 + [(i + 1) % 2] * 5, f"s{i // 2}")
-        for i in range(6)
-    }
-    videos["dev"] = _tone_video(rng, "dev", [0] * 5 + [1] * 5, "d")
-    videos["test"] = _tone_video(rng, "test", [1] * 5 + [0] * 5, "t")
-    cfg = _cfg(epochs=2, lr=0.003, oof_folds=3, oof_group="speaker")
-    full, plain, _ = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0)
-    ens, scores, report = fit_raw_audio(
-        videos, _cfg(**{**vars(cfg), "fold_ensemble": True}), 2, seed=0, rate_hz=5.0
-    )
-    assert isinstance(ens, FoldEnsemble) and len(ens.members) == 4 == report["fold_ensemble"]
-    w = labelled_windows(videos["test"]["wave"], SR, videos["test"]["y"], 5.0, 0.5, 0.4, 2)
-    grids = [
-        raw_audio_grid(m, w["x"], w["start"], w["end"], 10, np.full(2, 0.5))[0]
-        for m in ens.members
-    ]
-    np.testing.assert_allclose(scores["test"]["p"], np.mean(grids, axis=0), atol=1e-6)
-    np.testing.assert_allclose(grids[0], plain["test"]["p"], atol=1e-6)  # member 0: the full model
-    assert not np.allclose(scores["test"]["p"], plain["test"]["p"])
-    for vid in ("tr0", "tr3"):  # out-of-fold train scores do not change
-        np.testing.assert_array_equal(scores[vid]["p"], plain[vid]["p"])
