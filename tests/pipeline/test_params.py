@@ -268,5 +268,3 @@ def test_out_of_fold_settings_reach_the_fit_stages_and_are_checked(tmp_path):
     assert "fit.oof_folds: must be 0 (off) or at least 2" in _error(
         tmp_path, _with("fit.oof_folds", 1)
     )
-    message = _error(tmp_path, _with("fit_raw_audio.fold_ensemble", True))
-    assert "fit_raw_audio.fold_ensemble: needs fit.oof_folds >= 2" in message
