@@ -13,7 +13,6 @@ Writes models/fit/<model>_<feature>/model.joblib (the fitted estimator),
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import joblib
@@ -25,8 +24,6 @@ from pipeline.io.h5 import iter_groups, params_digest, read_group_attrs
 from pipeline.models.fitting import fit_and_score, fit_and_score_va
 from pipeline.params import load_params
 from pipeline.scores import write_scores, write_skipped
-
-log = logging.getLogger("stages.fit")
 
 
 @stage_cli
@@ -40,8 +37,6 @@ def main(
     }
     try:
         if cfg.task == "va":
-            if cfg.oof_folds:
-                log.warning("fit.oof_folds: out-of-fold train scores are for task expr only")
             est, scores, report = fit_and_score_va(model, cfg, videos)
         else:
             est, scores, report = fit_and_score(

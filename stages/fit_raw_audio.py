@@ -5,14 +5,13 @@ Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/lab
        params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_raw_audio,
        fit.oof_folds, fuse.cv_group
 Writes models/fit/cnn_lstm_raw/{model.joblib (model.pt for va), scores.h5, report.json};
-       with fit.oof_folds >= 2 (task expr) scores.h5 also holds the train videos, scored out
+       with fit.oof_folds >= 2 scores.h5 also holds the train videos, scored out
        of fold;
        data without labelled train audio: report.json only, the skip record {"model", "skipped"}
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import joblib
@@ -26,8 +25,6 @@ from pipeline.models.persist import save_torch
 from pipeline.models.raw_audio import fit_raw_audio, fit_raw_audio_va
 from pipeline.params import load_params
 from pipeline.scores import RAW_AUDIO_MODEL, payload, write_scores, write_skipped
-
-log = logging.getLogger("stages.fit_raw_audio")
 
 
 @stage_cli
@@ -61,8 +58,6 @@ def main(
     init = pretrained if cfg.pretrained else None  # error if pretrain_audio was skipped
     try:
         if cfg.task == "va":
-            if cfg.oof_folds:
-                log.warning("fit.oof_folds: out-of-fold train scores are for task expr only")
             est, scores, report = fit_raw_audio_va(
                 videos, cfg, cfg.seed, cfg.label_rate_hz, device, init
             )

@@ -309,36 +309,57 @@ def fit_and_score(
     return model, scores, report
 
 
-def held_out_folds(train: list[str], groups: list[str], n_folds: int) -> list[list[str]]:
-    """The train videos each out-of-fold model scores (``fit.oof_folds``).
+HELD_OUT = "held_out"  # the split name of the train videos an out-of-fold model scores
+
+
+def oof_splits(
+    splits: dict[str, str], speakers: dict[str, str | None], n_folds: int, group_by: str
+) -> tuple[list[dict[str, str]], dict]:
+    """Folds of the train videos for out-of-fold scores (``fit.oof_folds``).
 
     Parameters
     ----------
-    train : list of str
-        Train video ids, sorted.
-    groups : list of str
-        The group of each (its speaker, or the video itself): a fold never splits a group.
+    splits : dict video_id -> split
+    speakers : dict video_id -> speaker (None or "": the video is its own speaker)
     n_folds : int
-        Folds wanted; capped at the number of groups.
+        Folds wanted; capped at the number of train groups.
+    group_by : {"speaker", "video"}
+        What a fold never splits (``fuse.cv_group``), so no fold model scores a person (or
+        video) it was trained on.
 
     Returns
     -------
-    list of k lists of video ids (scikit-learn's ``GroupKFold``: deterministic, folds
-    balanced by videos); empty when there are fewer than 2 groups.
+    views : list of dict video_id -> split
+        One per fold: ``splits`` with that fold's train videos renamed :data:`HELD_OUT`
+        (scikit-learn's ``GroupKFold`` over the sorted train videos: deterministic, folds
+        balanced by videos); empty when the train split has fewer than 2 groups.
+    record : dict
+        ``report.json``'s ``out_of_fold``: ``folds`` used, ``group``, ``groups`` (train
+        groups) and the groups each fold held out.
     """
-    k = min(int(n_folds), len(set(groups)))
-    if k < 2:
-        return []
-    return [
-        [train[i] for i in held]
-        for _, held in GroupKFold(n_splits=k).split(train, groups=np.asarray(groups))
-    ]
+    train = sorted(v for v, s in splits.items() if s == "train")
+    group = {v: str(speakers.get(v) or v) if group_by == "speaker" else v for v in train}
+    n_groups = len(set(group.values()))
+    k = min(int(n_folds), n_groups)
+    folds = []
+    if k >= 2:
+        labels = np.array([group[v] for v in train])
+        folds = [[train[i] for i in held] for _, held in GroupKFold(k).split(train, groups=labels)]
+    else:
+        log.warning("no out-of-fold train scores: the train split has %d group(s)", n_groups)
+    views = [{v: HELD_OUT if v in out else s for v, s in splits.items()} for out in folds]
+    record = {
+        "folds": len(folds),
+        "group": group_by,
+        "groups": n_groups,
+        "held_out": [sorted({group[v] for v in out}) for out in folds],
+    }
+    return views, record
 
 
-def group_of(vid: str, speaker: str | None, group_by: str) -> str:
-    """A video's group for out-of-fold scores and fusion: its speaker (the video itself when
-    it has none) or the video."""
-    return str(speaker or vid) if group_by == "speaker" else vid
+def with_splits(videos: dict[str, dict], splits: dict[str, str]) -> dict[str, dict]:
+    """``videos`` (window-file groups, split in ``attrs``) with the splits of ``splits``."""
+    return {v: {**g, "attrs": {**g["attrs"], "split": splits[v]}} for v, g in videos.items()}
 
 
 def out_of_fold_scores(
@@ -352,63 +373,36 @@ def out_of_fold_scores(
 ) -> tuple[dict[str, dict], dict]:
     """Cross-fitted scores of the train videos, for fusion to learn from (``fit.oof_folds``).
 
-    The train videos are split into ``n_folds`` folds by group (:func:`held_out_folds`); for
-    each fold the same estimator, with the same params and seed, is fitted on the other
-    folds and scores the held-out one. Every train video is thus scored by a model that
-    never saw its group: its scores are as honest as dev scores, from a model trained on
-    about (k-1)/k of the train groups.
-
-    Parameters
-    ----------
-    n_folds : int
-        Folds wanted (>= 2); capped at the number of train groups.
-    group_by : {"speaker", "video"}
-        What a fold never splits (``fuse.cv_group``): a speaker's videos are held out
-        together, so no model scores a person it was trained on.
+    For each fold of :func:`oof_splits` the same estimator, with the same params and seed,
+    is fitted without the fold's train videos and scores them. Every train video is thus
+    scored by a model that never saw its group: its scores are as honest as dev scores, from
+    a model trained on about (k-1)/k of the train groups.
 
     Returns
     -------
     scores : dict video_id -> {"p" [n, K], "covered" [n]}
         Every train video (empty when the train split has fewer than 2 groups).
     record : dict
-        ``folds`` used, ``group``, ``groups`` (train groups) and the groups each fold held
-        out, for ``report.json``.
+        From :func:`oof_splits`, for ``report.json``.
     """
-    train = sorted(v for v, g in videos.items() if g["attrs"]["split"] == "train")
-    groups = [group_of(v, videos[v]["attrs"].get("speaker"), group_by) for v in train]
-    folds = held_out_folds(train, groups, n_folds)
-    record = oof_record(folds, train, groups, group_by)
-    if not folds:
-        log.warning("%s: no out-of-fold train scores, the train split has < 2 groups", name)
+    splits = {v: g["attrs"]["split"] for v, g in videos.items()}
+    speakers = {v: g["attrs"].get("speaker") for v, g in videos.items()}
+    views, record = oof_splits(splits, speakers, n_folds, group_by)
     scores: dict[str, dict] = {}
-    for f, out in enumerate(folds):
-        view = {
-            v: {
-                **g,
-                "attrs": {**g["attrs"], "split": "held_out" if v in out else g["attrs"]["split"]},
-            }
-            for v, g in videos.items()
-        }
-        model, y, _ = fit_on_train(name, cfg, view, n_classes, seed)
+    for f, view in enumerate(views):
+        fold = with_splits(videos, view)
+        model, y, _ = fit_on_train(name, cfg, fold, n_classes, seed)
         prior = training_prior(np.bincount(y, minlength=n_classes))
-        part, _ = score_split(name, model, cfg, view, "held_out", n_classes, prior)
+        part, _ = score_split(name, model, cfg, fold, HELD_OUT, n_classes, prior)
         scores.update(part)
         log.info(
-            "%s: out-of-fold model %d/%d scored %d train videos", name, f + 1, len(folds), len(out)
+            "%s: out-of-fold model %d/%d scored %d train videos",
+            name,
+            f + 1,
+            len(views),
+            len(part),
         )
     return scores, record
-
-
-def oof_record(folds: list[list[str]], train: list[str], groups: list[str], group_by: str) -> dict:
-    """``report.json``'s ``out_of_fold``: folds used, the group kind, the number of train
-    groups and the groups each fold held out."""
-    group = dict(zip(train, groups))
-    return {
-        "folds": len(folds),
-        "group": group_by,
-        "groups": len(set(groups)),
-        "held_out": [sorted({group[v] for v in out}) for out in folds],
-    }
 
 
 def dev_at_chance(
@@ -462,12 +456,17 @@ def make_regressor(name: str, cfg: Any):
 
 
 def fit_and_score_va(
-    name: str, cfg: Any, videos: dict[str, dict]
+    name: str,
+    cfg: Any,
+    videos: dict[str, dict],
+    scored: tuple[str, ...] = ("dev", "test"),
 ) -> tuple[Any, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_and_score`: scores hold ``va`` [n, 2] in [-1, 1].
 
     Training windows are valid windows whose mean valence and arousal are defined; bins no
-    valid window covers get the training mean and ``covered=False``.
+    valid window covers get the training mean and ``covered=False``. The videos of the
+    ``scored`` splits are scored; with ``cfg.oof_folds >= 2`` the train videos too, out of
+    fold (:func:`oof_splits`).
     """
     xs, ys = [], []
     for g in videos.values():
@@ -482,12 +481,23 @@ def fit_and_score_va(
     mean = Y.mean(axis=0).astype(np.float32)
     scores = {}
     for vid, g in sorted(videos.items()):
-        if g["attrs"]["split"] not in ("dev", "test"):
+        if g["attrs"]["split"] not in scored:
             continue
         va, covered = video_grid(window_va_pred(model, g), g, mean)
         scores[vid] = {"va": va, "covered": covered}
-    report = {"model": name, "task": "va", "train_windows": int(len(Y))}
-    return model, scores, {**report, "train_mean": mean.tolist()}
+    report = {
+        "model": name,
+        "task": "va",
+        "train_windows": int(len(Y)),
+        "train_mean": mean.tolist(),
+    }
+    if cfg.oof_folds >= 2 and scored != (HELD_OUT,):
+        splits = {v: g["attrs"]["split"] for v, g in videos.items()}
+        speakers = {v: g["attrs"].get("speaker") for v, g in videos.items()}
+        views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
+        for view in views:
+            scores.update(fit_and_score_va(name, cfg, with_splits(videos, view), (HELD_OUT,))[1])
+    return model, scores, report
 
 
 def window_va_pred(model, g: dict) -> np.ndarray:

@@ -22,7 +22,7 @@ from pipeline.errors import NothingToFit, PipelineError
 from pipeline.features.windows import window_labels, window_va
 from pipeline.metrics import at_chance
 from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
-from pipeline.models.fitting import full_proba, group_of, held_out_folds, oof_record
+from pipeline.models.fitting import HELD_OUT, full_proba, oof_splits
 from pipeline.models.losses import ccc_loss
 from pipeline.scores import grid_scores
 
@@ -141,20 +141,18 @@ def fit_raw_audio(
         ),
     }
     if cfg.oof_folds >= 2:
-        train = sorted(v for v, s in splits.items() if s == "train")
-        groups = [group_of(v, videos[v].get("speaker"), cfg.oof_group) for v in train]
-        folds = held_out_folds(train, groups, cfg.oof_folds)
-        report["out_of_fold"] = oof_record(folds, train, groups, cfg.oof_group)
-        for f, out in enumerate(folds):
-            view = {v: "held_out" if v in out else s for v, s in splits.items()}
+        speakers = {v: g.get("speaker") for v, g in videos.items()}
+        views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
+        for f, view in enumerate(views):
             fold_model, fold_y, _ = _train_raw(win, view, cfg, seed, device, init)
             prior = raw_audio_prior(np.bincount(fold_y[fold_y >= 0], minlength=n_classes))
-            scores.update(_score_raw(fold_model, win, videos, view, ("held_out",), prior))
+            part = _score_raw(fold_model, win, videos, view, (HELD_OUT,), prior)
+            scores.update(part)
             log.info(
                 "cnn_lstm_raw: out-of-fold model %d/%d scored %d train videos",
                 f + 1,
-                len(folds),
-                len(out),
+                len(views),
+                len(part),
             )
     return model, scores, report
 
@@ -313,8 +311,11 @@ def fit_raw_audio_va(
     rate_hz: float,
     device: str = "cpu",
     init: Path | None = None,
+    scored: tuple[str, ...] = ("dev", "test"),
 ) -> tuple[torch.nn.Module, dict[str, dict], dict]:
-    """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2])."""
+    """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2]);
+    the videos of the ``scored`` splits are scored, and with ``cfg.oof_folds >= 2`` the
+    train videos too, out of fold."""
     win = {}
     for v, g in videos.items():
         if g["wave"] is None or not len(g["wave"]):
@@ -343,7 +344,7 @@ def fit_raw_audio_va(
     mean = Y.mean(axis=0).astype(np.float32)
     scores = {}
     for vid, g in sorted(videos.items()):
-        if g["split"] not in ("dev", "test"):
+        if g["split"] not in scored:
             continue
         n = len(g["va"])
         if vid not in win:
@@ -358,4 +359,11 @@ def fit_raw_audio_va(
         "init": None if init is None else init.name,
         "train_windows": int(len(Y)),
     }
+    if cfg.oof_folds >= 2 and scored != (HELD_OUT,):
+        splits = {v: g["split"] for v, g in videos.items()}
+        speakers = {v: g.get("speaker") for v, g in videos.items()}
+        views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
+        for view in views:
+            fold = {v: {**g, "split": view[v]} for v, g in videos.items()}
+            scores.update(fit_raw_audio_va(fold, cfg, seed, rate_hz, device, init, (HELD_OUT,))[1])
     return net, scores, {**report, "history": history, "train_mean": mean.tolist()}

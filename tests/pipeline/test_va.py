@@ -10,8 +10,10 @@ from pipeline.errors import PipelineError
 from pipeline.metrics import ccc
 from pipeline.models.fitting import fit_and_score_va
 
-SVM = SimpleNamespace(C=3.0, kernel="rbf", gamma=0.1, degree=3)
-KELM = SimpleNamespace(C=10.0, kernel="rbf", gamma="scale", approximation=None)
+SVM = SimpleNamespace(C=3.0, kernel="rbf", gamma=0.1, degree=3, oof_folds=0, oof_group="video")
+KELM = SimpleNamespace(
+    C=10.0, kernel="rbf", gamma="scale", approximation=None, oof_folds=0, oof_group="video"
+)
 
 
 def _videos(rng):
@@ -45,6 +47,23 @@ def test_regressors_recover_va_from_informative_features(name, cfg):
         assert (
             ccc(truth[ok, 0], sc["va"][ok, 0]) > 0.8 and ccc(truth[ok, 1], sc["va"][ok, 1]) > 0.8
         )
+
+
+def test_out_of_fold_va_scores_come_from_models_without_the_speaker():
+    vids = _videos(np.random.default_rng(0))
+    for i in range(4):
+        vids[f"v{i}"]["attrs"]["speaker"] = f"s{i // 2}"
+    cfg = SimpleNamespace(**{**vars(KELM), "oof_folds": 5, "oof_group": "speaker"})
+    _, scores, report_ = fit_and_score_va("kelm", cfg, vids)
+    assert sorted(scores) == [f"v{i}" for i in range(6)]
+    assert report_["out_of_fold"]["folds"] == 2  # two train speakers
+    without = {v: g for v, g in vids.items() if v not in ("v0", "v1")}
+    without |= {
+        v: {**vids[v], "attrs": {**vids[v]["attrs"], "split": "test"}} for v in ("v0", "v1")
+    }
+    _, expected, _ = fit_and_score_va("kelm", KELM, without)
+    for vid in ("v0", "v1"):
+        np.testing.assert_allclose(scores[vid]["va"], expected[vid]["va"], atol=1e-6)
 
 
 def test_lstm_and_nystroem_are_refused_for_va():

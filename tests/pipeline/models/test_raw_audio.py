@@ -111,10 +111,11 @@ def test_va_regression_learns_loudness_to_arousal():
     videos["dev"] = video("dev", levels(rng.uniform(-0.9, 0.9, 8)))
     videos["test"] = video("test", levels(np.linspace(-0.8, 0.8, 8)))
     cfg = SimpleNamespace(
-        window_s=0.5, overlap=0.4, epochs=25, lr=0.001, batch_size=8, patience=25
+        window_s=0.5, overlap=0.4, epochs=25, lr=0.001, batch_size=8, patience=25, oof_folds=0
     )
     _, scores, report = fit_raw_audio_va(videos, cfg, seed=0, rate_hz=5.0)
     assert report["task"] == "va" and scores["test"]["va"].shape == (40, 2)
+    assert "out_of_fold" not in report and not any(v.startswith("tr") for v in scores)
     from pipeline.metrics import ccc
 
     assert ccc(videos["test"]["va"][:, 1], scores["test"]["va"][:, 1]) > 0.5
@@ -138,3 +139,33 @@ def test_out_of_fold_train_scores_hold_each_speaker_out():
     _, expected, _ = fit_raw_audio(without, _cfg(epochs=2, lr=0.003), 2, 0, 5.0)
     for vid in ("tr4", "tr5"):
         np.testing.assert_allclose(scores[vid]["p"], expected[vid]["p"], atol=1e-6)
+
+
+def test_out_of_fold_va_scores_hold_each_speaker_out():
+    from pipeline.models.raw_audio import fit_raw_audio_va
+
+    rng = np.random.default_rng(5)
+    videos = {}
+    for i, split in enumerate(["train"] * 4 + ["dev"]):
+        v = _tone_video(rng, split, [0] * 5 + [1] * 5, f"s{i // 2}")
+        videos[f"v{i}"] = {**v, "va": np.tile([0.2, -0.3], (10, 1)).astype(np.float32)}
+    cfg = SimpleNamespace(
+        window_s=0.5,
+        overlap=0.4,
+        epochs=1,
+        lr=0.001,
+        batch_size=8,
+        patience=1,
+        oof_folds=2,
+        oof_group="speaker",
+    )
+    _, scores, report = fit_raw_audio_va(videos, cfg, seed=0, rate_hz=5.0)
+    assert sorted(scores) == ["v0", "v1", "v2", "v3", "v4"]
+    assert sorted(map(tuple, report["out_of_fold"]["held_out"])) == [("s0",), ("s1",)]
+    without = {v: g for v, g in videos.items() if v not in ("v0", "v1")}
+    without |= {v: {**videos[v], "split": "test"} for v in ("v0", "v1")}
+    _, expected, _ = fit_raw_audio_va(
+        without, SimpleNamespace(**{**vars(cfg), "oof_folds": 0}), 0, 5.0
+    )
+    for vid in ("v0", "v1"):
+        np.testing.assert_allclose(scores[vid]["va"], expected[vid]["va"], atol=1e-6)
