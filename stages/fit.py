@@ -39,9 +39,7 @@ def main(
         if cfg.task == "va":
             est, scores, report = fit_and_score_va(model, cfg, videos)
         else:
-            est, scores, report = fit_and_score(
-                model, cfg, videos, len(cfg.classes), cfg.seed, cfg.oof_folds, cfg.oof_group
-            )
+            est, scores, report = fit_and_score(model, cfg, videos, len(cfg.classes), cfg.seed)
     except NothingToFit as why:  # e.g. face windows of an audio-only corpus
         write_skipped(dst, f"{model}_{feature}", str(why))
         return

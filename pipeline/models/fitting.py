@@ -262,8 +262,6 @@ def fit_and_score(
     videos: dict[str, dict],
     n_classes: int,
     seed: int,
-    oof_folds: int = 0,
-    oof_group: str = "video",
 ) -> tuple[Any, dict[str, dict], dict]:
     """Fit ``name`` on the train split and score every dev/test video on the 5 Hz grid.
 
@@ -271,11 +269,10 @@ def fit_and_score(
     ----------
     cfg : FitSVMParams, FitKELMParams or FitLSTMParams
         The ``fit.<name>`` params; for ``lstm``, sequences are ``cfg.seq_len`` windows long.
+        With ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold, in folds
+        by ``cfg.oof_group`` (:func:`out_of_fold_scores`); 0 = dev and test only.
     videos : ``{video_id: {"x", "y", "valid", "start", "end", "t", "attrs"}}`` from
         ``window_stats`` (``attrs`` holds ``split``, ``n_grid`` and ``speaker``).
-    oof_folds, oof_group
-        With ``oof_folds >= 2`` the train videos are scored too, out of fold
-        (:func:`out_of_fold_scores`); 0 = dev and test only.
 
     Returns
     -------
@@ -301,9 +298,9 @@ def fit_and_score(
     }
     if hasattr(model, "history_"):
         report["history"] = model.history_
-    if oof_folds >= 2:
+    if cfg.oof_folds >= 2:
         oof, report["out_of_fold"] = out_of_fold_scores(
-            name, cfg, videos, n_classes, seed, oof_folds, oof_group
+            name, cfg, videos, n_classes, seed, cfg.oof_folds, cfg.oof_group
         )
         scores.update(oof)
     return model, scores, report

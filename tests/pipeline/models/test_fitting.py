@@ -8,7 +8,8 @@ import pytest
 from pipeline.errors import PipelineError
 from pipeline.models.fitting import fit_and_score, full_proba
 
-SVM = SimpleNamespace(C=3.0, kernel="poly", gamma=0.1, degree=3, class_weight_r=0.47)
+OFF = {"oof_folds": 0, "oof_group": "video"}  # no out-of-fold train scores
+SVM = SimpleNamespace(C=3.0, kernel="poly", gamma=0.1, degree=3, class_weight_r=0.47, **OFF)
 KELM = SimpleNamespace(
     C=10.0,
     kernel="rbf",
@@ -18,6 +19,7 @@ KELM = SimpleNamespace(
     approximation=None,
     n_components=100,
     max_train=None,
+    **OFF,
 )
 LSTM = SimpleNamespace(
     hidden=16,
@@ -29,6 +31,7 @@ LSTM = SimpleNamespace(
     patience=5,
     seq_len=4,
     class_weight_r=0.47,
+    **OFF,
 )
 
 
@@ -107,7 +110,8 @@ def test_out_of_fold_train_scores_come_from_models_that_never_saw_the_speaker(na
     vids = _videos(np.random.default_rng(2), n_videos=8)
     for i, vid in enumerate(["v0", "v1", "v2", "v3", "v4", "v5"]):
         vids[vid]["attrs"]["speaker"] = f"s{i // 2}"  # three train speakers, two videos each
-    _, scores, report = fit_and_score(name, cfg, vids, 4, 0, oof_folds=5, oof_group="speaker")
+    by_speaker = SimpleNamespace(**{**vars(cfg), "oof_folds": 5, "oof_group": "speaker"})
+    _, scores, report = fit_and_score(name, by_speaker, vids, 4, 0)
     assert sorted(scores) == [f"v{i}" for i in range(8)]
     record = report["out_of_fold"]
     assert record["folds"] == 3 and record["groups"] == 3  # capped at the train speakers
@@ -125,5 +129,6 @@ def test_out_of_fold_train_scores_come_from_models_that_never_saw_the_speaker(na
     for vid in ("v6", "v7"):
         np.testing.assert_array_equal(scores[vid]["p"], plain[vid]["p"])
     # By video, the three speakers' six videos are six groups (five folds).
-    _, _, by_video = fit_and_score(name, cfg, vids, 4, 0, oof_folds=5, oof_group="video")
+    by_video_cfg = SimpleNamespace(**{**vars(cfg), "oof_folds": 5})
+    _, _, by_video = fit_and_score(name, by_video_cfg, vids, 4, 0)
     assert by_video["out_of_fold"]["folds"] == 5
