@@ -730,48 +730,48 @@ class WindowStatsParams(WindowStatsKeys):
     classes: Classes
 
 
-class FitSVMParams(FitSVMSection):
+class OutOfFoldKeys(Section):
+    """fit.oof_folds and fuse.cv_group (as oof_group), read by every fitter that can score
+    the train videos out of fold."""
+
+    oof_folds: NonNegInt
+    oof_group: Literal["speaker", "video"]
+
+
+class FitSVMParams(FitSVMSection, OutOfFoldKeys):
     """``fit.svm`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
     classes, label_rate_hz, task."""
 
-    oof_folds: NonNegInt
-    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
     task: Task
 
 
-class FitKELMParams(FitKELMSection):
+class FitKELMParams(FitKELMSection, OutOfFoldKeys):
     """``fit.kelm`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
     classes, label_rate_hz, task."""
 
-    oof_folds: NonNegInt
-    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
     task: Task
 
 
-class FitLSTMParams(FitLSTMSection):
+class FitLSTMParams(FitLSTMSection, OutOfFoldKeys):
     """``fit.lstm`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
     classes, label_rate_hz, task."""
 
-    oof_folds: NonNegInt
-    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
     task: Task
 
 
-class FitRawAudioParams(FitRawAudioSection):
+class FitRawAudioParams(FitRawAudioSection, OutOfFoldKeys):
     """``fit_raw_audio`` plus fit.oof_folds, fuse.cv_group (as oof_group) and base.seed,
     classes, label_rate_hz, device, task."""
 
-    oof_folds: NonNegInt
-    oof_group: Literal["speaker", "video"]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat

@@ -50,7 +50,8 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
     if has_train and len(has_train) < len(names):
         log.warning(
             "fuse: judged on dev alone: %s have no out-of-fold train scores (fit.oof_folds "
-            "covers the fit matrix only; leave them out with fuse.models to use the others)",
+            "covers the fit matrix and the raw-audio model; leave the others out with "
+            "fuse.models to use the out-of-fold scores)",
             ", ".join(m for m in names if m not in has_train),
         )
     elif has_train:

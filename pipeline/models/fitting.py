@@ -453,18 +453,28 @@ def make_regressor(name: str, cfg: Any):
 
 
 def fit_and_score_va(
-    name: str,
-    cfg: Any,
-    videos: dict[str, dict],
-    scored: tuple[str, ...] = ("dev", "test"),
+    name: str, cfg: Any, videos: dict[str, dict]
 ) -> tuple[Any, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_and_score`: scores hold ``va`` [n, 2] in [-1, 1].
 
     Training windows are valid windows whose mean valence and arousal are defined; bins no
-    valid window covers get the training mean and ``covered=False``. The videos of the
-    ``scored`` splits are scored; with ``cfg.oof_folds >= 2`` the train videos too, out of
-    fold (:func:`oof_splits`).
+    valid window covers get the training mean and ``covered=False``. With
+    ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold (:func:`oof_splits`).
     """
+    model, scores, report = _fit_va(name, cfg, videos, ("dev", "test"))
+    if cfg.oof_folds >= 2:
+        splits = {v: g["attrs"]["split"] for v, g in videos.items()}
+        speakers = {v: g["attrs"].get("speaker") for v, g in videos.items()}
+        views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
+        for view in views:
+            scores.update(_fit_va(name, cfg, with_splits(videos, view), (HELD_OUT,))[1])
+    return model, scores, report
+
+
+def _fit_va(
+    name: str, cfg: Any, videos: dict[str, dict], scored: tuple[str, ...]
+) -> tuple[Any, dict[str, dict], dict]:
+    """Fit the regressor on the train split; score the videos of the ``scored`` splits."""
     xs, ys = [], []
     for g in videos.values():
         if g["attrs"]["split"] == "train":
@@ -488,12 +498,6 @@ def fit_and_score_va(
         "train_windows": int(len(Y)),
         "train_mean": mean.tolist(),
     }
-    if cfg.oof_folds >= 2 and scored != (HELD_OUT,):
-        splits = {v: g["attrs"]["split"] for v, g in videos.items()}
-        speakers = {v: g["attrs"].get("speaker") for v, g in videos.items()}
-        views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
-        for view in views:
-            scores.update(fit_and_score_va(name, cfg, with_splits(videos, view), (HELD_OUT,))[1])
     return model, scores, report
 
 

@@ -311,11 +311,9 @@ def fit_raw_audio_va(
     rate_hz: float,
     device: str = "cpu",
     init: Path | None = None,
-    scored: tuple[str, ...] = ("dev", "test"),
 ) -> tuple[torch.nn.Module, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2]);
-    the videos of the ``scored`` splits are scored, and with ``cfg.oof_folds >= 2`` the
-    train videos too, out of fold."""
+    with ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold."""
     win = {}
     for v, g in videos.items():
         if g["wave"] is None or not len(g["wave"]):
@@ -324,27 +322,77 @@ def fit_raw_audio_va(
             g["wave"], g["rate_hz"], cfg.window_s, cfg.overlap, rate_hz, len(g["va"])
         )
         win[v] = {"x": x, "va": window_va(g["va"], start, end), "start": start, "end": end}
+    splits = {v: g["split"] for v, g in videos.items()}
+    net, history, Y = _train_raw_va(win, splits, cfg, seed, device, init)
+    mean = Y.mean(axis=0).astype(np.float32)
+    scores = _score_raw_va(net, win, videos, splits, ("dev", "test"), mean, device)
+    report = {
+        "model": "cnn_lstm_raw",
+        "task": "va",
+        "init": None if init is None else init.name,
+        "train_windows": int(len(Y)),
+    }
+    if cfg.oof_folds >= 2:
+        speakers = {v: g.get("speaker") for v, g in videos.items()}
+        views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
+        for view in views:
+            fold_net, _, fold_Y = _train_raw_va(win, view, cfg, seed, device, init)
+            fold_mean = fold_Y.mean(axis=0).astype(np.float32)
+            scores.update(
+                _score_raw_va(fold_net, win, videos, view, (HELD_OUT,), fold_mean, device)
+            )
+    return net, scores, {**report, "history": history, "train_mean": mean.tolist()}
 
-    def stack(split: str) -> tuple[np.ndarray, np.ndarray]:
-        parts = [w for v, w in sorted(win.items()) if videos[v]["split"] == split]
-        if not parts:
-            return np.zeros((0, 1), np.float32), np.zeros((0, 2), np.float32)
-        X, Y = np.concatenate([w["x"] for w in parts]), np.concatenate([w["va"] for w in parts])
-        ok = np.isfinite(Y).all(axis=1)
-        return X[ok], Y[ok]
 
-    X, Y = stack("train")
+def _stack_va(
+    win: dict[str, dict], splits: dict[str, str], split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``X`` [N, samples] and their valence/arousal ``Y`` [N, 2] (annotated only)."""
+    parts = [w for v, w in sorted(win.items()) if splits[v] == split]
+    if not parts:
+        return np.zeros((0, 1), np.float32), np.zeros((0, 2), np.float32)
+    X, Y = np.concatenate([w["x"] for w in parts]), np.concatenate([w["va"] for w in parts])
+    ok = np.isfinite(Y).all(axis=1)
+    return X[ok], Y[ok]
+
+
+def _train_raw_va(
+    win: dict[str, dict],
+    splits: dict[str, str],
+    cfg: Any,
+    seed: int,
+    device: str,
+    init: Path | None,
+) -> tuple[torch.nn.Module, list, np.ndarray]:
+    """The va network fitted on ``splits``' train windows (early stopping on dev): (net,
+    history, the training targets Y [N, 2])."""
+    X, Y = _stack_va(win, splits, "train")
     if len(Y) == 0:
         raise NothingToFit("fit_raw_audio: no annotated audio windows in the train split")
     if len(Y) < 2:
         raise PipelineError(
             "fit_raw_audio: fewer than two annotated audio windows in the train split"
         )
-    net, history = train_va_regressor(X, Y, *stack("dev"), cfg, seed, device, init)
-    mean = Y.mean(axis=0).astype(np.float32)
+    net, history = train_va_regressor(
+        X, Y, *_stack_va(win, splits, "dev"), cfg, seed, device, init
+    )
+    return net, history, Y
+
+
+def _score_raw_va(
+    net: torch.nn.Module,
+    win: dict[str, dict],
+    videos: dict[str, dict],
+    splits: dict[str, str],
+    scored: tuple[str, ...],
+    mean: np.ndarray,
+    device: str,
+) -> dict[str, dict]:
+    """Grid scores ``{video_id: {"va" [n, 2], "covered" [n]}}`` of the ``scored`` splits'
+    videos; a video without audio gets ``mean``, uncovered."""
     scores = {}
     for vid, g in sorted(videos.items()):
-        if g["split"] not in scored:
+        if splits[vid] not in scored:
             continue
         n = len(g["va"])
         if vid not in win:
@@ -353,17 +401,4 @@ def fit_raw_audio_va(
         w = win[vid]
         grid, covered = grid_scores(predict_va(net, w["x"], device), w["start"], w["end"], n, mean)
         scores[vid] = {"va": grid, "covered": covered}
-    report = {
-        "model": "cnn_lstm_raw",
-        "task": "va",
-        "init": None if init is None else init.name,
-        "train_windows": int(len(Y)),
-    }
-    if cfg.oof_folds >= 2 and scored != (HELD_OUT,):
-        splits = {v: g["split"] for v, g in videos.items()}
-        speakers = {v: g.get("speaker") for v, g in videos.items()}
-        views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
-        for view in views:
-            fold = {v: {**g, "split": view[v]} for v, g in videos.items()}
-            scores.update(fit_raw_audio_va(fold, cfg, seed, rate_hz, device, init, (HELD_OUT,))[1])
-    return net, scores, {**report, "history": history, "train_mean": mean.tolist()}
+    return scores
