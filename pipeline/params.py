@@ -108,6 +108,7 @@ Source = Literal["vocals", "audio"]
 FitModel = Literal["svm", "kelm", "lstm"]
 FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50", "vgg_fer"]
 FusionNetName = Literal["conv_lstm", "attention_fbp"]  # keys of fusion_net.NETS
+RawAudioNetName = Literal["cnn_lstm_raw", "spec_attention"]  # keys of raw_audio.RAW_AUDIO_NETS
 AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14", "vggish"]
 
 
@@ -402,8 +403,43 @@ class FitSection(Section):
     lstm: FitLSTMSection
 
 
+class CnnLstmRawParams(Section):
+    """``fit_raw_audio.nets.cnn_lstm_raw``: seed 000's 1D CNN + LSTM (model 4)."""
+
+    pretrained: Bool  # start from models/pretrain_audio/model.pt (seed 003's net) instead
+
+
+class SpecAttentionParams(Section):
+    """``fit_raw_audio.nets.spec_attention``: seed 001's spectrogram CNN with attention over
+    its feature-map positions (pipeline.models.spec_attention.SpecAttentionNet)."""
+
+    front_end: Literal["spectrogram", "logmel"]
+    attention: Literal["self", "relation", "transformer"]
+    channels: Annotated[tuple[PosInt, ...], Field(min_length=1, max_length=6)]
+    dropout: OpenFraction
+    attention_hidden: PosInt
+
+
+_RAW_NET_HYPER: dict[str, type[Section]] = {
+    "cnn_lstm_raw": CnnLstmRawParams,
+    "spec_attention": SpecAttentionParams,
+}
+
+
+def _raw_net_kind(hyper: Any) -> str | None:
+    """Which raw-audio network's hyper-parameters ``hyper`` holds (as :func:`_net_kind`)."""
+    return _kind_by_keys(_RAW_NET_HYPER, hyper)
+
+
+RawAudioNetHyper = Annotated[
+    Annotated[CnnLstmRawParams, Tag("cnn_lstm_raw")]
+    | Annotated[SpecAttentionParams, Tag("spec_attention")],
+    Discriminator(_raw_net_kind),
+]
+
+
 class FitRawAudioSection(Section):
-    """Section ``fit_raw_audio``: the 1D CNN + LSTM on raw audio (paper: 4 s, overlap 2/5)."""
+    """Section ``fit_raw_audio``: networks on raw audio windows (paper: 4 s, overlap 2/5)."""
 
     source: Source
     window_s: PosFloat
@@ -418,7 +454,16 @@ class FitRawAudioSection(Section):
     cosine: bool
     ema: Annotated[Float, Field(gt=0, lt=1)] | None  # null = off
     select: Literal["loss", "uar"]  # the dev measure that keeps an epoch and stops early
-    pretrained: Bool  # start from models/pretrain_audio/model.pt (seed 003's net) instead
+    nets: Annotated[dict[RawAudioNetName, RawAudioNetHyper], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _nets(self) -> FitRawAudioSection:
+        for name, hyper in self.nets.items():
+            if not isinstance(hyper, _RAW_NET_HYPER[name]):
+                raise _error(
+                    f"nets.{name}", f"must hold the keys of {_RAW_NET_HYPER[name].__name__}"
+                )
+        return self
 
 
 class FitFeatureFusionSection(Section):
@@ -480,12 +525,17 @@ _NET_HYPER: dict[str, type[Section]] = {
 }
 
 
-def _net_kind(hyper: Any) -> str | None:
-    """Which network's hyper-parameters ``hyper`` holds: the network whose keys it shares
-    most (so that a typo is reported against that network's keys only)."""
+def _kind_by_keys(table: dict[str, type[Section]], hyper: Any) -> str | None:
+    """Which entry of ``table`` the hyper-parameters ``hyper`` belong to: the one whose keys
+    it shares most (so that a typo is reported against that network's keys only)."""
     if not isinstance(hyper, dict):
-        return next((n for n, m in _NET_HYPER.items() if isinstance(hyper, m)), None)
-    return max(_NET_HYPER, key=lambda n: len(set(hyper) & set(_NET_HYPER[n].model_fields)))
+        return next((n for n, m in table.items() if isinstance(hyper, m)), None)
+    return max(table, key=lambda n: len(set(hyper) & set(table[n].model_fields)))
+
+
+def _net_kind(hyper: Any) -> str | None:
+    """Which fusion network's hyper-parameters ``hyper`` holds."""
+    return _kind_by_keys(_NET_HYPER, hyper)
 
 
 # The hyper-parameters of any fusion network; a new network adds its model here and above.
@@ -591,7 +641,10 @@ class ParamsFile(Section):
             )
         if self.fuse.models != ("all",):
             produced = pipeline_models(
-                self.fit.models, self.fit.features, tuple(self.fit_fusion_net.nets)
+                self.fit.models,
+                self.fit.features,
+                tuple(self.fit_fusion_net.nets),
+                tuple(self.fit_raw_audio.nets),
             )
             unknown = sorted(set(self.fuse.models) - set(produced))
             if unknown or len(self.fuse.models) < 2:
@@ -816,12 +869,13 @@ class FitFeatureFusionParams(FitFeatureFusionSection):
 
 
 class FuseParams(FuseSection):
-    """``fuse`` plus fit.models, fit.features, fit_fusion_net.nets and base.seed, classes,
-    label_rate_hz, task."""
+    """``fuse`` plus fit.models, fit.features, fit_fusion_net.nets, fit_raw_audio.nets and
+    base.seed, classes, label_rate_hz, task."""
 
     fit_models: tuple[FitModel, ...]
     fit_features: tuple[Str, ...]
     fit_nets: dict[FusionNetName, FusionNetHyper]
+    fit_raw_nets: dict[RawAudioNetName, RawAudioNetHyper]
     seed: Seed
     classes: Classes
     label_rate_hz: PosFloat
@@ -836,12 +890,13 @@ class FuseParams(FuseSection):
 
 
 class EvaluateParams(EvaluateSection):
-    """``evaluate`` plus fit.models, fit.features, fit_fusion_net.nets and base.classes,
-    label_rate_hz, task."""
+    """``evaluate`` plus fit.models, fit.features, fit_fusion_net.nets, fit_raw_audio.nets
+    and base.classes, label_rate_hz, task."""
 
     fit_models: tuple[FitModel, ...]
     fit_features: tuple[Str, ...]
     fit_nets: dict[FusionNetName, FusionNetHyper]
+    fit_raw_nets: dict[RawAudioNetName, RawAudioNetHyper]
     classes: Classes
     label_rate_hz: PosFloat
     task: Task
@@ -891,6 +946,7 @@ _PRODUCED = {
     "fit_models": "fit.models",
     "fit_features": "fit.features",
     "fit_nets": "fit_fusion_net.nets",
+    "fit_raw_nets": "fit_raw_audio.nets",
 }
 _OUT_OF_FOLD = {"oof_folds": "fit.oof_folds", "oof_group": "fuse.cv_group"}
 OTHER_KEYS: dict[str, dict[str, str]] = {

@@ -61,7 +61,7 @@ from pipeline.errors import DataError, PipelineError
 
 log = logging.getLogger("pipeline.predict")
 
-RAW_AUDIO = "cnn_lstm_raw"  # pipeline.scores.RAW_AUDIO_MODEL
+RAW_AUDIO = ("cnn_lstm_raw", "spec_attention")  # pipeline.scores.RAW_AUDIO_MODELS
 FEATURE_FUSION = "feature_fusion"  # pipeline.scores.FEATURE_FUSION_MODEL
 RUN_HINT = "run `make demo` (the embedded demo) or `dvc repro` first"
 STALE_HINT = (
@@ -138,7 +138,7 @@ def split_model(name: str) -> tuple[str, str | None]:
     """``(classifier, feature)`` of a fit-matrix model's name; ``(name, None)`` for the
     raw-audio model and the feature-level fusion network, which read no embedding (fusion
     networks: :func:`model_inputs`)."""
-    if name in (RAW_AUDIO, FEATURE_FUSION):
+    if name in RAW_AUDIO or name == FEATURE_FUSION:
         return name, None
     classifier, _, feature = name.partition("_")
     return classifier, feature
@@ -179,8 +179,8 @@ def uses_vocals(prm: PredictParams, names: list[str]) -> bool:
     """Whether a model in ``names`` reads the separated vocals (``embed_audio.source`` or
     ``fit_raw_audio.source`` is ``vocals``)."""
     for name in names:
-        if name in (RAW_AUDIO, FEATURE_FUSION):
-            cfg = prm.fit_raw_audio if name == RAW_AUDIO else prm.fit_feature_fusion
+        if name in RAW_AUDIO or name == FEATURE_FUSION:
+            cfg = prm.fit_raw_audio if name in RAW_AUDIO else prm.fit_feature_fusion
             if cfg.source == "vocals":
                 return True
         elif "audio" in modalities_of(prm, name) and prm.embed_audio.source == "vocals":
@@ -229,7 +229,7 @@ def check_model_set(root: Path, prm: PredictParams) -> dict[str, Any]:
         classifier, feature = split_model(name)
         folder = root / "fit" / name
         torch_file = (
-            (name == RAW_AUDIO and prm.task == "va")
+            (name in RAW_AUDIO and prm.task == "va")
             or is_fusion_net(prm, name)
             or name == FEATURE_FUSION
         )
@@ -449,7 +449,7 @@ class ModelSet:
                 from pipeline.models.feature_fusion import load_feature_fusion
 
                 return load_feature_fusion(folder / "model.pt")
-            if name == RAW_AUDIO and self.prm.task == "va":
+            if name in RAW_AUDIO and self.prm.task == "va":
                 import torch
 
                 return torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
@@ -473,7 +473,7 @@ class ModelSet:
                     f"{report_file}: no train_mean (made by an older pipeline); {STALE_HINT}"
                 )
             return np.asarray(report["train_mean"], np.float32)
-        prior = raw_audio_prior if name == RAW_AUDIO else training_prior
+        prior = raw_audio_prior if name in RAW_AUDIO else training_prior
         return prior(report["class_counts"])
 
 
@@ -757,7 +757,7 @@ def _model_scores(
                 values, covered = _feature_fusion_scores(
                     est, prm, row, n, faces_dir, sources, modalities, fallback
                 )
-            elif feature is None:  # the raw-audio CNN + LSTM on its own windows of the waveform
+            elif feature is None:  # a raw-audio network on its own windows of the waveform
                 cfg = prm.fit_raw_audio
                 src = sources[cfg.source]
                 wave = read_group(src, vid, ["wave"])["wave"]

@@ -36,18 +36,23 @@ def read_scores(path: str | Path, task: str = "expr") -> dict[str, dict[str, np.
     }
 
 
-RAW_AUDIO_MODEL = "cnn_lstm_raw"  # the fit_raw_audio stage's model folder
+RAW_AUDIO_MODEL = "cnn_lstm_raw"  # seed 000's raw-audio model (fit_raw_audio.nets)
+# every raw-audio network (the keys of fit_raw_audio.nets, pipeline.models.raw_audio)
+RAW_AUDIO_MODELS = (RAW_AUDIO_MODEL, "spec_attention")
 FEATURE_FUSION_MODEL = "feature_fusion"  # the fit_feature_fusion stage's model folder
 
 
 def pipeline_models(
-    classifiers: tuple[str, ...], features: tuple[str, ...], nets: tuple[str, ...] = ()
+    classifiers: tuple[str, ...],
+    features: tuple[str, ...],
+    nets: tuple[str, ...] = (),
+    raw_nets: tuple[str, ...] = (RAW_AUDIO_MODEL,),
 ) -> list[str]:
-    """Names of the models the pipeline fits: the fit matrix, the raw-audio model, seed
-    003's feature-level fusion network and the model-level fusion networks
-    (``fit_fusion_net.nets``, model folders named by the net)."""
+    """Names of the models the pipeline fits: the fit matrix, the raw-audio networks
+    (``fit_raw_audio.nets``), seed 003's feature-level fusion network and the model-level
+    fusion networks (``fit_fusion_net.nets``); model folders are named by the model."""
     matrix = sorted(f"{c}_{f}" for c in classifiers for f in features)
-    return matrix + [RAW_AUDIO_MODEL, FEATURE_FUSION_MODEL] + sorted(nets)
+    return matrix + sorted(raw_nets) + [FEATURE_FUSION_MODEL] + sorted(nets)
 
 
 def write_skipped(dst: str | Path, model: str, reason: str) -> None:

@@ -48,7 +48,9 @@ def main(
 ) -> None:
     """Score every model and fusion on dev and test."""
     cfg = load_params("evaluate", params)
-    names = pipeline_models(cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets))
+    names = pipeline_models(
+        cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets), tuple(cfg.fit_raw_nets)
+    )
     fitted = find_scores(scores, names)
     skipped = skipped_models(scores, names)
     for name, why in skipped.items():

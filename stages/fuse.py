@@ -33,7 +33,9 @@ log = logging.getLogger("stages.fuse")
 def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
     """Judge fusion rules by cross-validation on dev; write fused dev/test scores."""
     cfg = load_params("fuse", params)
-    produced = sc.pipeline_models(cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets))
+    produced = sc.pipeline_models(
+        cfg.fit_models, cfg.fit_features, tuple(cfg.fit_nets), tuple(cfg.fit_raw_nets)
+    )
     names = produced if cfg.models == ("all",) else list(cfg.models)
     per_model = {m: sc.read_scores(p, cfg.task) for m, p in sc.find_scores(scores, names).items()}
     for name, why in sc.skipped_models(scores, names).items():

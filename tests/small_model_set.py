@@ -254,13 +254,15 @@ def build_model_set(root: Path, clips: list[Path], pretrained: Path, task: str =
     face_ckpt, audio_ckpt = (models / f"pretrain_{k}" / "model.pt" for k in ("faces", "audio"))
     for main, ckpt in ((pretrain_faces.main, face_ckpt), (pretrain_audio.main, audio_ckpt)):
         run(main, root=no_corpus, model=ckpt, report=root / "reports" / f"{ckpt.parent.name}.json")
-    run(
-        fit_raw_audio.main,
-        audio=source,
-        labels=labels,
-        pretrained=audio_ckpt,
-        dst=models / "fit" / "cnn_lstm_raw",
-    )
+    for net in ("cnn_lstm_raw", "spec_attention"):
+        run(
+            fit_raw_audio.main,
+            net=net,
+            audio=source,
+            labels=labels,
+            pretrained=audio_ckpt,
+            dst=models / "fit" / net,
+        )
     run(
         fit_feature_fusion.main,
         faces=it / "faces",

@@ -38,6 +38,7 @@ from pipeline.models.lstm import (
     split_validation,
 )
 from pipeline.models.persist import TorchPickleMixin
+from pipeline.models.spec_attention import SpecAttentionNet, spec_masks
 
 log = logging.getLogger(__name__)
 
@@ -244,16 +245,9 @@ class AudioCNNLSTM(nn.Module):
         return (h - h.mean(dim=-1, keepdim=True)) / (h.std(dim=-1, keepdim=True) + 1e-5)
 
     def _masks(self, shape: torch.Size) -> torch.Tensor:
-        """(B, F, T) float of ones with ``spec_masks`` filter bands and time stretches zeroed."""
-        b, f, t = shape
-        keep = torch.ones(shape)
-        filters, frames = torch.arange(f)[None, :], torch.arange(t)[None, :]
-        for _ in range(self.spec_masks):
-            f0, fw = torch.randint(0, f, (b, 1)), torch.randint(0, 9, (b, 1))
-            t0, tw = torch.randint(0, t, (b, 1)), torch.randint(0, 21, (b, 1))
-            keep *= (~((filters >= f0) & (filters < f0 + fw)))[:, :, None]
-            keep *= (~((frames >= t0) & (frames < t0 + tw)))[:, None, :]
-        return keep.to(self.filterbank.weight.device)
+        """(B, F, T) float of ones with ``spec_masks`` bands of <= 8 filters and stretches of
+        <= 20 frames zeroed."""
+        return spec_masks(shape, self.spec_masks, 8, 20).to(self.filterbank.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
@@ -307,6 +301,13 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         prediction use the average (see :func:`pipeline.models.lstm.fit_torch_classifier`).
     select : {"loss", "uar"}, default="loss"
         The validation measure that picks the epoch kept and drives early stopping.
+    net : {"cnn_lstm", "spec_attention"}, default="cnn_lstm"
+        The network: :class:`AudioCNNLSTM` (seed 000's model 4, built from the architecture
+        keywords above) or seed 001's :class:`~pipeline.models.spec_attention.SpecAttentionNet`
+        (built from ``net_params`` and ``spec_masks``).
+    net_params : dict or None, default=None
+        Keywords of :class:`~pipeline.models.spec_attention.SpecAttentionNet` (front end,
+        attention kind, channels, sample rate...).
     init : str or None, default=None
         A ``pretrain_audio`` checkpoint: the network is that one (seed 003's
         :class:`~pipeline.models.segment_audio.SegmentAudioNet`, pre-trained weights) with a
@@ -360,6 +361,8 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         cosine: bool = False,
         ema: float | None = None,
         select: str = "loss",
+        net: str = "cnn_lstm",
+        net_params: dict | None = None,
         init: str | None = None,
         class_weight: dict | str | None = None,
         class_weight_r: float = 0.34,
@@ -389,6 +392,8 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         self.cosine = cosine
         self.ema = ema
         self.select = select
+        self.net = net
+        self.net_params = net_params
         self.init = init
         self.class_weight = class_weight
         self.class_weight_r = class_weight_r
@@ -480,13 +485,12 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def _module(self) -> torch.nn.Module:
-        """The untrained network: an AudioCNNLSTM, or the ``init`` checkpoint's network with
-        a new (seeded) classifier."""
-        if self.init is not None:
-            from pipeline.models.checkpoint import load_checkpoint, with_new_head
-
-            net, _ = load_checkpoint(self.init, "SegmentAudioNet")
-            return with_new_head(net, len(self.classes_))
+        """The untrained network: an AudioCNNLSTM or a SpecAttentionNet (``net``), or the
+        ``init`` checkpoint's network with a new (seeded) classifier."""
+        if self.init is not None or self.net != "cnn_lstm":
+            return build_raw_net(
+                self.net, len(self.classes_), self.net_params, self.spec_masks, self.init
+            )
         return AudioCNNLSTM(
             len(self.classes_),
             n_filters=self.n_filters,
@@ -527,3 +531,31 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         """Most probable class per window: (N,) labels from ``classes_``."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+RAW_NETS = ("cnn_lstm", "spec_attention")
+
+
+def build_raw_net(
+    net: str,
+    n_out: int,
+    net_params: dict | None = None,
+    spec_masks: int = 0,
+    init: str | None = None,
+) -> nn.Module:
+    """An untrained raw-audio network with ``n_out`` outputs.
+
+    ``init`` (a ``pretrain_audio`` checkpoint) gives that checkpoint's network with a new
+    head; otherwise ``net`` is ``"cnn_lstm"`` (:class:`AudioCNNLSTM` with its defaults) or
+    ``"spec_attention"`` (:class:`~pipeline.models.spec_attention.SpecAttentionNet` with
+    ``net_params``). ``spec_masks``: SpecAugment masks per training window.
+    """
+    if init is not None:
+        from pipeline.models.checkpoint import load_checkpoint, with_new_head
+
+        return with_new_head(load_checkpoint(init, "SegmentAudioNet")[0], n_out)
+    if net == "spec_attention":
+        return SpecAttentionNet(n_out, spec_masks=spec_masks, **(net_params or {}))
+    if net == "cnn_lstm":
+        return AudioCNNLSTM(n_out, spec_masks=spec_masks)
+    raise ValueError(f"net must be one of {RAW_NETS}, got {net!r}")

@@ -21,12 +21,37 @@ import torch
 from pipeline.errors import NothingToFit, PipelineError
 from pipeline.features.windows import window_labels, window_va
 from pipeline.metrics import at_chance
-from pipeline.models.audio_cnn_lstm import AudioCNNLSTM, AudioCNNLSTMClassifier, raw_audio_windows
+from pipeline.models.audio_cnn_lstm import (
+    AudioCNNLSTMClassifier,
+    build_raw_net,
+    raw_audio_windows,
+)
 from pipeline.models.fitting import HELD_OUT, full_proba, oof_splits
 from pipeline.models.losses import ccc_loss
 from pipeline.scores import grid_scores
 
 log = logging.getLogger(__name__)
+
+# model name (a key of fit_raw_audio.nets, its folder under models/fit) -> network
+RAW_AUDIO_NETS = {"cnn_lstm_raw": "cnn_lstm", "spec_attention": "spec_attention"}
+
+
+def net_keywords(name: str, cfg: Any, videos: dict[str, dict]) -> dict[str, Any]:
+    """``net`` and ``net_params`` of the raw-audio model ``name``: its network kind and, for
+    seed 001's spectrogram network, the hyper-parameters of ``cfg.nets[name]`` plus the
+    sample rate of the videos' audio (one rate for all, else a one-line error)."""
+    if name not in RAW_AUDIO_NETS:
+        raise PipelineError(
+            f"fit_raw_audio: unknown network {name!r} (known: {list(RAW_AUDIO_NETS)})"
+        )
+    net = RAW_AUDIO_NETS[name]
+    if net == "cnn_lstm":  # AudioCNNLSTM's defaults (sized for 16 kHz)
+        return {"net": net, "net_params": None}
+    rates = sorted({int(g["rate_hz"]) for g in videos.values() if g["wave"] is not None})
+    if len(rates) > 1:
+        raise PipelineError(f"fit_raw_audio: the audio files have different sample rates {rates}")
+    hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg.nets[name]).items()}
+    return {"net": net, "net_params": {**hyper, "sample_rate": rates[0] if rates else 16000}}
 
 
 def labelled_windows(
@@ -101,6 +126,7 @@ def fit_raw_audio(
     rate_hz: float,
     device: str = "cpu",
     init: Path | None = None,
+    name: str = "cnn_lstm_raw",
 ) -> tuple[AudioCNNLSTMClassifier, dict[str, dict], dict]:
     """Fit on train windows (early stopping on dev) and score dev/test videos on the grid.
 
@@ -113,9 +139,13 @@ def fit_raw_audio(
         With ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold (k models
         fitted without one group of ``cfg.oof_group`` each, as
         :func:`pipeline.models.fitting.out_of_fold_scores` does for the fit matrix).
-    init : a ``pretrain_audio`` checkpoint to start from (``fit_raw_audio.pretrained``), or
-        None for the paper's model 4 from scratch
+    init : a ``pretrain_audio`` checkpoint to start from
+        (``fit_raw_audio.nets.cnn_lstm_raw.pretrained``), or None: the network from scratch
+    name : the model, a key of :data:`RAW_AUDIO_NETS` (``cnn_lstm_raw``: seed 000's model 4;
+        ``spec_attention``: seed 001's spectrogram CNN with attention, hyper-parameters
+        ``cfg.nets[name]``)
     """
+    net_kw = net_keywords(name, cfg, videos)
     win = {
         v: labelled_windows(
             g["wave"], g["rate_hz"], g["y"], rate_hz, cfg.window_s, cfg.overlap, n_classes
@@ -124,11 +154,11 @@ def fit_raw_audio(
         if g["wave"] is not None and len(g["wave"])
     }
     splits = {v: g["split"] for v, g in videos.items()}
-    model, y, (Xd, yd) = _train_raw(win, splits, cfg, seed, device, init)
+    model, y, (Xd, yd) = _train_raw(win, splits, cfg, seed, device, init, net_kw)
     counts = np.bincount(y[y >= 0], minlength=n_classes)
     scores = _score_raw(model, win, videos, splits, ("dev", "test"), raw_audio_prior(counts))
     report = {
-        "model": "cnn_lstm_raw",
+        "model": name,
         "init": None if init is None else init.name,
         "train_windows": int((y >= 0).sum()),
         "class_counts": counts.tolist(),
@@ -144,12 +174,13 @@ def fit_raw_audio(
         speakers = {v: g.get("speaker") for v, g in videos.items()}
         views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
         for f, view in enumerate(views):
-            fold_model, fold_y, _ = _train_raw(win, view, cfg, seed, device, init)
+            fold_model, fold_y, _ = _train_raw(win, view, cfg, seed, device, init, net_kw)
             prior = raw_audio_prior(np.bincount(fold_y[fold_y >= 0], minlength=n_classes))
             part = _score_raw(fold_model, win, videos, view, (HELD_OUT,), prior)
             scores.update(part)
             log.info(
-                "cnn_lstm_raw: out-of-fold model %d/%d scored %d train videos",
+                "%s: out-of-fold model %d/%d scored %d train videos",
+                name,
                 f + 1,
                 len(views),
                 len(part),
@@ -164,8 +195,10 @@ def _train_raw(
     seed: int,
     device: str,
     init: Path | None,
+    net_kw: dict[str, Any],
 ) -> tuple[AudioCNNLSTMClassifier, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Fit the network on the windows of ``splits``' train videos, early stopping on dev.
+    """Fit the network (``net_kw``: :func:`net_keywords`) on the windows of ``splits``' train
+    videos, early stopping on dev.
 
     Returns the fitted classifier, the training window labels (-1: unlabelled) and the dev
     windows ``(Xd, yd)`` (classes unseen in training: -1).
@@ -197,6 +230,7 @@ def _train_raw(
         ema=cfg.ema,
         select=cfg.select,
         init=None if init is None else str(init),
+        **net_kw,
         class_weight="log",
         class_weight_r=cfg.class_weight_r,
         device=device,
@@ -239,20 +273,20 @@ def train_va_regressor(
     seed: int,
     device: str = "cpu",
     init: Path | None = None,
+    net_kw: dict[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Adam on 1 - CCC, best epoch by dev CCC (training CCC without a dev set).
 
-    ``X`` [N, samples] windows, ``Y`` [N, 2] mean valence/arousal per window; ``init``: a
-    ``pretrain_audio`` checkpoint whose network (new 2-output head) replaces AudioCNNLSTM.
+    ``X`` [N, samples] windows, ``Y`` [N, 2] mean valence/arousal per window; ``net_kw``: the
+    network (:func:`net_keywords`; default AudioCNNLSTM); ``init``: a ``pretrain_audio``
+    checkpoint whose network (new 2-output head) replaces it.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    if init is None:
-        net = AudioCNNLSTM(2).to(device)
-    else:
-        from pipeline.models.checkpoint import load_checkpoint, with_new_head
-
-        net = with_new_head(load_checkpoint(init, "SegmentAudioNet")[0], 2).to(device)
+    net_kw = net_kw or {"net": "cnn_lstm", "net_params": None}
+    net = build_raw_net(
+        net_kw["net"], 2, net_kw["net_params"], init=None if init is None else str(init)
+    ).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     Xt, Yt = torch.from_numpy(X[:, None]), torch.from_numpy(Y.astype(np.float32))
     best, best_state, history, stale = -np.inf, None, [], 0
@@ -287,7 +321,7 @@ def train_va_regressor(
 
 
 def predict_va(
-    net: AudioCNNLSTM, X: np.ndarray, device: str = "cpu", batch_size: int = 64
+    net: torch.nn.Module, X: np.ndarray, device: str = "cpu", batch_size: int = 64
 ) -> np.ndarray:
     """Valence/arousal in [-1, 1] of windows ``X`` [N, samples] -> (N, 2) float32."""
     net.eval()
@@ -311,9 +345,11 @@ def fit_raw_audio_va(
     rate_hz: float,
     device: str = "cpu",
     init: Path | None = None,
+    name: str = "cnn_lstm_raw",
 ) -> tuple[torch.nn.Module, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2]);
     with ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold."""
+    net_kw = net_keywords(name, cfg, videos)
     win = {}
     for v, g in videos.items():
         if g["wave"] is None or not len(g["wave"]):
@@ -323,11 +359,11 @@ def fit_raw_audio_va(
         )
         win[v] = {"x": x, "va": window_va(g["va"], start, end), "start": start, "end": end}
     splits = {v: g["split"] for v, g in videos.items()}
-    net, history, Y = _train_raw_va(win, splits, cfg, seed, device, init)
+    net, history, Y = _train_raw_va(win, splits, cfg, seed, device, init, net_kw)
     mean = Y.mean(axis=0).astype(np.float32)
     scores = _score_raw_va(net, win, videos, splits, ("dev", "test"), mean, device)
     report = {
-        "model": "cnn_lstm_raw",
+        "model": name,
         "task": "va",
         "init": None if init is None else init.name,
         "train_windows": int(len(Y)),
@@ -336,7 +372,7 @@ def fit_raw_audio_va(
         speakers = {v: g.get("speaker") for v, g in videos.items()}
         views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
         for view in views:
-            fold_net, _, fold_Y = _train_raw_va(win, view, cfg, seed, device, init)
+            fold_net, _, fold_Y = _train_raw_va(win, view, cfg, seed, device, init, net_kw)
             fold_mean = fold_Y.mean(axis=0).astype(np.float32)
             scores.update(
                 _score_raw_va(fold_net, win, videos, view, (HELD_OUT,), fold_mean, device)
@@ -363,6 +399,7 @@ def _train_raw_va(
     seed: int,
     device: str,
     init: Path | None,
+    net_kw: dict[str, Any],
 ) -> tuple[torch.nn.Module, list, np.ndarray]:
     """The va network fitted on ``splits``' train windows (early stopping on dev): (net,
     history, the training targets Y [N, 2])."""
@@ -374,7 +411,7 @@ def _train_raw_va(
             "fit_raw_audio: fewer than two annotated audio windows in the train split"
         )
     net, history = train_va_regressor(
-        X, Y, *_stack_va(win, splits, "dev"), cfg, seed, device, init
+        X, Y, *_stack_va(win, splits, "dev"), cfg, seed, device, init, net_kw
     )
     return net, history, Y
 

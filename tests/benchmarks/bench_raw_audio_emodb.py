@@ -1,4 +1,7 @@
-"""Benchmark: the raw-audio 1D CNN + LSTM (model 4) on EmoDB speakers it never heard.
+"""Benchmark: the raw-audio networks on EmoDB speakers they never heard.
+
+The 1D CNN + LSTM (model 4 of the ABAW paper) under several training recipes, and seed 001's
+spectrogram CNN with attention (``spec_*`` settings: front end x attention kind).
 
 The split of ``configs/emodb.yaml``: train speakers 11-14, dev 03 08 (early stopping), test
 09 10; the 2 s utterances of ../shared/data/emodb resampled to 16 kHz, one 2 s window each,
@@ -8,6 +11,8 @@ training curve (train and dev loss per epoch), the epoch kept (lowest dev loss),
 UAR and accuracy of the kept weights, and the classes it predicts.
 
     python -m tests.benchmarks.bench_raw_audio_emodb --out reports/benchmarks/raw_audio_emodb.json
+    python -m tests.benchmarks.bench_raw_audio_emodb --settings spec_spectrogram_self \
+        spec_logmel_self --out reports/benchmarks/spec_attention_emodb.json
 """
 
 from __future__ import annotations
@@ -43,6 +48,16 @@ SETTINGS = {
     "no_average": {**PIPELINE, "ema": None},
     # the recipe before this benchmark (paper's lr, no augmentation, no weight average)
     "paper_lr": dict(epochs=15, lr=0.00025, batch_size=16, patience=4),
+    # seed 001's spectrogram CNN + attention (fit_raw_audio.nets.spec_attention), same recipe
+    **{
+        f"spec_{front}_{attention}": {
+            **PIPELINE,
+            "net": "spec_attention",
+            "net_params": {"front_end": front, "attention": attention, "sample_rate": 16000},
+        }
+        for front in ("spectrogram", "logmel")
+        for attention in ("self", "relation", "transformer")
+    },
 }
 
 
@@ -73,9 +88,16 @@ def main() -> None:
         )
         t = time.perf_counter()
         clf.fit(x[split["train"]], y[split["train"]], x[split["dev"]], y[split["dev"]])
+        seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        clf.predict_proba(x[split["test"]])
         row = {
             "params": SETTINGS[name],
-            "seconds": round(time.perf_counter() - t),
+            "seconds": round(seconds),
+            "seconds_per_epoch": round(seconds / clf.n_epochs_, 2),
+            "predict_ms_per_window": round(
+                1000 * (time.perf_counter() - t) / split["test"].sum(), 2
+            ),
             "best_epoch": clf.best_epoch_,
             "curve": [
                 [h["epoch"], round(h["train_loss"], 4), round(h["val_loss"], 4)]

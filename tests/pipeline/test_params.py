@@ -121,6 +121,10 @@ def test_window_stats_reads_only_its_declared_keys():
         ("fuse.n_draws", -1, "must be >= 0 (got -1)"),
         ("fuse.concentration", 0, "must be > 0 (got 0)"),
         ("fit_raw_audio.patience", 0, "must be >= 1 (got 0)"),
+        ("fit_raw_audio.nets", {}, "must not be empty (got {})"),
+        ("fit_raw_audio.nets.spec_attention.front_end", "mfcc", "'spectrogram' or 'logmel'"),
+        ("fit_raw_audio.nets.spec_attention.channels", [], "must not be empty"),
+        ("fit_raw_audio.nets.cnn_lstm_raw", {"front_end": "logmel"}, "nets.cnn_lstm_raw"),
         ("fit_fusion_net.faces", "fer_xception", "should match pattern"),
         ("fit_fusion_net.faces", "faces/vggface2_resnet50", "'vggface2_resnet50' is not made"),
         ("fit_fusion_net.audio", "audio/cnn14", "'cnn14' is not made (embed_audio.backbones"),
@@ -267,4 +271,20 @@ def test_out_of_fold_settings_reach_the_fit_stages_and_are_checked(tmp_path):
         assert (cfg.oof_folds, cfg.oof_group) == (4, "speaker")
     assert "fit.oof_folds: must be 0 (off) or at least 2" in _error(
         tmp_path, _with("fit.oof_folds", 1)
+    )
+
+
+def test_raw_audio_network_names_agree_everywhere():
+    """The names of fit_raw_audio.nets: the params schema, the model registry, the scores
+    module (fuse/evaluate) and predict, which must not import torch to know them."""
+    from typing import get_args
+
+    from pipeline import predict, scores
+    from pipeline.models.raw_audio import RAW_AUDIO_NETS
+    from pipeline.params import RawAudioNetName
+
+    names = set(get_args(RawAudioNetName))
+    assert names == set(RAW_AUDIO_NETS) == set(scores.RAW_AUDIO_MODELS) == set(predict.RAW_AUDIO)
+    assert (
+        set(yaml.safe_load((ROOT / "params.yaml").read_text())["fit_raw_audio"]["nets"]) == names
     )

@@ -228,6 +228,7 @@ def _synthetic(
         "fit": {"models": ["kelm"], "features": ["fer", "logmel"]},
         "fit_fusion_net": {"seq_len": 9, "hop": 3, "epochs": 3, "nets": {"conv_lstm": SMALL_NET}},
         "fuse": {"models": ["kelm_fer", "kelm_logmel", "conv_lstm"], "n_draws": 20},
+        "fit_raw_audio": {"nets": {"cnn_lstm_raw": {"pretrained": False}}},
         **sections,
     }
     params = _params(tmp_path, **sections)
@@ -394,7 +395,12 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
         tmp_path,
         AUDIO_ONLY,
         fuse={"models": ["all"], "n_draws": 20},
-        fit_raw_audio={"epochs": 1, "window_s": 4.0, "source": "audio"},
+        fit_raw_audio={
+            "epochs": 1,
+            "window_s": 4.0,
+            "source": "audio",
+            "nets": {"cnn_lstm_raw": {"pretrained": False}},  # spec_attention: its own tests
+        },
     )
     rows_csv = tmp_path / "manifest.csv"
     audio = tmp_path / "audio"
@@ -446,7 +452,10 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
     assert json.loads((fitted / "conv_lstm" / "report.json").read_text())["skipped"] == (
         "fit_fusion_net conv_lstm: no train video has a face to fuse"
     )
-    _run_stage(fit_raw_audio, audio=audio, labels=labels, dst=fitted / "cnn_lstm_raw", **p)
+    _run_stage(
+        fit_raw_audio, net="cnn_lstm_raw", audio=audio, labels=labels,
+        dst=fitted / "cnn_lstm_raw", **p,
+    )  # fmt: skip
     assert (fitted / "cnn_lstm_raw" / "scores.h5").is_file()
     _run_stage(
         fit_feature_fusion, faces=tmp_path / "no_faces", audio=audio, labels=labels,
