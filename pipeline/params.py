@@ -109,7 +109,7 @@ FitModel = Literal["svm", "kelm", "lstm"]
 FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50", "vgg_fer"]
 FusionNetName = Literal["conv_lstm", "attention_fbp"]  # keys of fusion_net.NETS
 RawAudioNetName = Literal["cnn_lstm_raw", "spec_attention"]  # keys of raw_audio.RAW_AUDIO_NETS
-AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14", "vggish"]
+AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14", "vggish", "vggish_seq"]
 
 
 def _error(key: str, problem: str) -> PydanticCustomError:
@@ -331,6 +331,21 @@ class PretrainAudioSection(Section):
     weight_decay: NonNegFloat
     batch_size: PosInt
     augment: Bool  # circular shift + noise (pipeline.models.audio_cnn_lstm.augment_waveforms)
+
+
+class PretrainVGGishSection(Section):
+    """Section ``pretrain_vggish``: seed 002's VGGish (sequence geometry) trained on EmoDB."""
+
+    root: Str  # EmoDB folder (wav/*.wav); without wav files the stage writes a skip record
+    dev_speakers: tuple[SpeakerCode, ...]  # pick the epoch
+    test_speakers: tuple[SpeakerCode, ...]  # reported only
+    segment_s: Annotated[Float, Field(ge=0.7)]  # >= 16 frames of 40 ms (one embedding)
+    dropout: OpenFraction
+    epochs: PosInt
+    patience: PosInt
+    lr: LearningRate
+    weight_decay: NonNegFloat
+    batch_size: PosInt
 
 
 class EmbedAudioSection(Section):
@@ -607,6 +622,7 @@ class ParamsFile(Section):
     finetune_faces: FinetuneFacesSection
     pretrain_faces: PretrainFacesSection
     pretrain_audio: PretrainAudioSection
+    pretrain_vggish: PretrainVGGishSection
     embed_audio: EmbedAudioSection
     window_stats: WindowStatsSection
     fit: FitSection
@@ -858,6 +874,13 @@ class PretrainAudioParams(PretrainAudioSection):
     rate_hz: AudioRate
 
 
+class PretrainVGGishParams(PretrainVGGishSection):
+    """``pretrain_vggish`` plus base.seed, device."""
+
+    seed: Seed
+    device: Device
+
+
 class FitFeatureFusionParams(FitFeatureFusionSection):
     """``fit_feature_fusion`` plus base.seed, classes, label_rate_hz, device, task."""
 
@@ -918,6 +941,7 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
     ),
     "pretrain_faces": (PretrainFacesParams, ("seed", "device")),
     "pretrain_audio": (PretrainAudioParams, ("seed", "device")),
+    "pretrain_vggish": (PretrainVGGishParams, ("seed", "device")),
     "embed_audio": (
         EmbedAudioParams,
         ("device", "label_rate_hz", "executor", "dask_scheduler"),

@@ -63,6 +63,9 @@ log = logging.getLogger("pipeline.predict")
 
 RAW_AUDIO = ("cnn_lstm_raw", "spec_attention")  # pipeline.scores.RAW_AUDIO_MODELS
 FEATURE_FUSION = "feature_fusion"  # pipeline.scores.FEATURE_FUSION_MODEL
+# backbones whose weights default to a pretrain stage's checkpoint, <models>/<stage>/model.pt
+# (embed_faces --vgg-fer, embed_audio --vggish-seq)
+STAGE_CHECKPOINTS = {"vgg_fer": "pretrain_faces", "vggish_seq": "pretrain_vggish"}
 RUN_HINT = "run `make demo` (the embedded demo) or `dvc repro` first"
 STALE_HINT = (
     "run `dvc repro` to retrain them with these params, or pass the --params they were made with"
@@ -249,6 +252,10 @@ def check_model_set(root: Path, prm: PredictParams) -> dict[str, Any]:
                 needed.append(root / "finetune_faces" / "model.pt")
         else:
             raise PipelineError(f"{choice_file}: unknown model {name!r}; {RUN_HINT}")
+    for name in choice["models"]:
+        for _, backbone in model_inputs(prm, name):
+            if backbone in STAGE_CHECKPOINTS:
+                needed.append(root / STAGE_CHECKPOINTS[backbone] / "model.pt")
     missing = [p for p in dict.fromkeys(needed) if not p.is_file()]
     if missing:
         raise PipelineError(f"{root}: incomplete model set ({missing[0]} not found); {RUN_HINT}")
@@ -402,13 +409,21 @@ class ModelSet:
                 load_face_backbone(
                     name,
                     pretrained_dir=self.root / "pretrained",
-                    weights=entry.weights if entry else None,
+                    weights=self._weights(name, entry),
                     device=self.device,
                     batch_size=cfg.batch_size,
                 ),
                 entry.enhance if entry else "none",
             ),
         )
+
+    def _weights(self, name: str, entry) -> str | None:
+        """A backbone's ``weights`` param, else its pretrain stage's checkpoint (as the embed
+        stages default to), else None."""
+        if entry is not None and entry.weights is not None:
+            return entry.weights
+        stage = STAGE_CHECKPOINTS.get(name)
+        return None if stage is None else str(self.root / stage / "model.pt")
 
     def finetuned(self):
         """The ``finetune_faces`` network (``models/finetune_faces/model.pt``)."""
@@ -428,7 +443,7 @@ class ModelSet:
             lambda: load_audio_backbone(
                 name,
                 pretrained_dir=self.root / "pretrained",
-                weights=entry.weights if entry else None,
+                weights=self._weights(name, entry),
                 device=self.device,
                 rate_hz=cfg.label_rate_hz,
                 batch_size=cfg.batch_size,

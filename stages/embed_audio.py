@@ -1,7 +1,8 @@
 """Stage `embed_audio` (foreach backbone): audio embeddings of every video's speech.
 
 Reads  data/interim/manifest.csv, data/interim/<source>/<video_id>.h5 (source = vocals, or
-       audio for the ablation without separation), models/pretrained (ge2e_lstm's weights);
+       audio for the ablation without separation), models/pretrained (ge2e_lstm's weights),
+       models/pretrain_vggish/model.pt (the vggish_seq backbone);
        params base.device, base.label_rate_hz, base.executor, base.dask_scheduler, embed_audio
 Writes features/audio/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
        (videos without an audio track: an empty group with attribute `skipped`)
@@ -43,16 +44,20 @@ def main(
     audio: Path,
     pretrained: Path,
     dst: Path,
+    vggish_seq: Path = Path("models/pretrain_vggish/model.pt"),
     params: Path = Path("params.yaml"),
 ) -> None:
     """Embed the (separated) audio of every video with one backbone."""
     cfg = load_params("embed_audio", params)
     entry = cfg.backbones.get(backbone)
     device = resolve_device(cfg.device)
+    weights = entry.weights if entry else None
+    if backbone == "vggish_seq" and weights is None:
+        weights = str(vggish_seq)  # the pretrain_vggish checkpoint
     model = audio_features.load_audio_backbone(
         backbone,
         pretrained_dir=pretrained,
-        weights=entry.weights if entry else None,
+        weights=weights,
         device=device,
         rate_hz=cfg.label_rate_hz,
         batch_size=cfg.batch_size,

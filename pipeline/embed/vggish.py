@@ -10,7 +10,10 @@ each with ReLU):
 - ``sequence`` (``sequence=True``): seed 002's variant (Schoneveld et al., 2021: 40 ms windows
   and hop, 128 bands, no pooling over time), where the FC layers act on every time step of the
   last feature map (512 channels x ``n_mels / 16`` bands = 4,096 for 128 bands), so the
-  network yields a sequence of 128-d vectors, one per 16 input frames.
+  network yields a sequence of 128-d vectors, one per 16 input frames. No weights of this
+  geometry are released: :class:`VGGishSeqNet` wraps it with an input scaling and a classifier
+  and ``pretrain_vggish`` trains it on EmoDB; :func:`embed_vggish_seq` is the ``vggish_seq``
+  backbone.
 
 Official checkpoint format
 --------------------------
@@ -66,10 +69,17 @@ class VGGish(nn.Module):
     sequence : bool
         False: one embedding per example (the official model). True: the FC layers on every
         time step of the last feature map, ``frames // 16`` embeddings per input.
+    batch_norm : bool
+        A batch normalisation after every convolution (not in the official model, whose
+        weights then do not load): a network trained from scratch needs it.
     """
 
     def __init__(
-        self, n_mels: int = 64, example_frames: int = EXAMPLE_FRAMES, sequence: bool = False
+        self,
+        n_mels: int = 64,
+        example_frames: int = EXAMPLE_FRAMES,
+        sequence: bool = False,
+        batch_norm: bool = False,
     ):
         super().__init__()
         if n_mels % 16:
@@ -80,7 +90,9 @@ class VGGish(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [nn.Conv2d(channels, int(v), 3, padding=1), nn.ReLU(inplace=True)]
+                layers.append(nn.Conv2d(channels, int(v), 3, padding=1))
+                layers += [nn.BatchNorm2d(int(v))] if batch_norm else []
+                layers.append(nn.ReLU(inplace=True))
                 channels = int(v)
         self.features = nn.Sequential(*layers)
         self.sequence = sequence
@@ -197,3 +209,91 @@ def embed_vggish(
         np.arange(n) * EXAMPLE_FRAMES * hop_s + (EXAMPLE_FRAMES - 1) * hop_s / 2 + window_s / 2
     )
     return np.concatenate(out), centres
+
+
+# ---- seed 002's sequence geometry, trained by pipeline.models.pretrain_vggish
+
+SEQ_FRAME_S = 0.040  # seed 002: 40 ms windows and hop
+SEQ_N_MELS = 128
+STEP_FRAMES = 16  # four 2x2 max-pools: one embedding per 16 frames (0.64 s)
+CHUNK_FRAMES = 480  # the paper's inputs: 480 x 128 (19.2 s)
+
+
+def seq_log_mel(wave: np.ndarray, rate_hz: int) -> np.ndarray:
+    """Seed 002's log-mel frames ``[F, 128]`` float32 (40 ms / 40 ms, VGGish's front end)."""
+    return log_mel(wave, rate_hz, window_s=SEQ_FRAME_S, hop_s=SEQ_FRAME_S, n_mels=SEQ_N_MELS)
+
+
+class VGGishSeqNet(nn.Module):
+    """VGGish (sequence geometry) with per-band input standardisation and a classifier.
+
+    Parameters
+    ----------
+    n_classes : int
+        Outputs of the pre-training classifier.
+    n_mels : int, default=128
+    dropout : float, default=0.3
+        Before the classifier.
+
+    Shapes
+    ------
+    input : (B, 1, frames, n_mels) log-mel, ``frames >= 16``
+    :meth:`embed` : (B, frames // 16, 128)
+    output : (B, K) logits of the time-averaged embedding
+    """
+
+    def __init__(self, n_classes: int, n_mels: int = SEQ_N_MELS, dropout: float = 0.3):
+        super().__init__()
+        self.init_kwargs = dict(n_classes=n_classes, n_mels=n_mels, dropout=dropout)
+        self.register_buffer("band_mean", torch.zeros(n_mels))
+        self.register_buffer("band_std", torch.ones(n_mels))
+        self.vggish = VGGish(n_mels=n_mels, sequence=True, batch_norm=True)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(EMBEDDING_DIM, n_classes)
+
+    def set_input_scaling(self, frames: np.ndarray) -> None:
+        """Per-band mean and standard deviation of training log-mel ``frames`` [..., n_mels]."""
+        flat = frames.reshape(-1, frames.shape[-1]).astype(np.float64)
+        self.band_mean.copy_(torch.from_numpy(flat.mean(axis=0)).float())
+        self.band_std.copy_(torch.from_numpy(flat.std(axis=0) + 1e-5).float())
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, frames, n_mels) -> (B, frames // 16, 128) embeddings."""
+        return self.vggish((x - self.band_mean) / self.band_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.embed(x).mean(dim=1)))
+
+
+def embed_vggish_seq(
+    net: VGGishSeqNet, wave: np.ndarray, rate_hz: int, batch_size: int = 4, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``vggish_seq`` embeddings of a waveform, one row per 40 ms frame.
+
+    The log-mel frames are cut into chunks of 480 (the paper's 19.2 s inputs; the last one
+    shorter) and each chunk into its ``frames // 16`` embeddings (0.64 s each); every frame of
+    a 16-frame group gets its group's embedding, so any 5 Hz bin holds the embedding of the
+    0.64 s around it. Frames after the last complete group are dropped.
+
+    Returns
+    -------
+    x : [F', 128] float32, ``F' = 16 * (frames of complete groups)``
+    t : [F'] float64 frame centres in seconds (``0.04 j + 0.02``)
+    """
+    frames = seq_log_mel(wave, rate_hz)
+    usable = len(frames) // STEP_FRAMES * STEP_FRAMES
+    chunks = [frames[s : min(s + CHUNK_FRAMES, usable)] for s in range(0, usable, CHUNK_FRAMES)]
+    out = [np.zeros((0, EMBEDDING_DIM), np.float32)]
+    net.eval()
+    with torch.no_grad():
+        for i in range(0, len(chunks), batch_size):
+            part = chunks[i : i + batch_size]
+            same = [c for c in part if len(c) == len(part[0])]  # a shorter last chunk alone
+            for group in (same, [c for c in part if len(c) != len(part[0])]):
+                if not group:
+                    continue
+                x = torch.from_numpy(np.stack(group)[:, None]).to(device)
+                emb = net.embed(x).cpu().numpy()  # [b, n, 128]
+                out.append(np.repeat(emb.reshape(-1, EMBEDDING_DIM), STEP_FRAMES, axis=0))
+    x = np.concatenate(out)
+    return x, np.arange(len(x)) * SEQ_FRAME_S + SEQ_FRAME_S / 2

@@ -38,7 +38,6 @@ from pipeline.models.lstm import (
     split_validation,
 )
 from pipeline.models.persist import TorchPickleMixin
-from pipeline.models.spec_attention import SpecAttentionNet, spec_masks
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +121,21 @@ def augment_waveforms(
     power = out.pow(2).mean(dim=-1, keepdim=True)
     noise = torch.randn(out.shape, generator=generator, dtype=out.dtype)
     return out + noise * torch.sqrt(power / 10.0 ** (snr / 10.0))
+
+
+def spec_masks(shape: torch.Size, n_masks: int, max_bands: int, max_frames: int) -> torch.Tensor:
+    """(B, F, T) float of ones with ``n_masks`` random bands of up to ``max_bands`` rows and
+    ``n_masks`` random stretches of up to ``max_frames`` frames set to zero (SpecAugment, Park et
+    al. 2019); drawn from torch's global generator, as dropout is."""
+    b, f, t = shape
+    keep = torch.ones(shape)
+    rows, frames = torch.arange(f)[None, :], torch.arange(t)[None, :]
+    for _ in range(n_masks):
+        f0, fw = torch.randint(0, f, (b, 1)), torch.randint(0, max_bands + 1, (b, 1))
+        t0, tw = torch.randint(0, t, (b, 1)), torch.randint(0, max_frames + 1, (b, 1))
+        keep *= (~((rows >= f0) & (rows < f0 + fw)))[:, :, None]
+        keep *= (~((frames >= t0) & (frames < t0 + tw)))[:, None, :]
+    return keep
 
 
 class AudioCNNLSTM(nn.Module):
@@ -555,6 +569,8 @@ def build_raw_net(
 
         return with_new_head(load_checkpoint(init, "SegmentAudioNet")[0], n_out)
     if net == "spec_attention":
+        from pipeline.models.spec_attention import SpecAttentionNet  # imports this module
+
         return SpecAttentionNet(n_out, spec_masks=spec_masks, **(net_params or {}))
     if net == "cnn_lstm":
         return AudioCNNLSTM(n_out, spec_masks=spec_masks)

@@ -1,4 +1,5 @@
-"""Checkpoints of seed 003's pre-trained networks (``pretrain_faces``, ``pretrain_audio``).
+"""Checkpoints of the pre-trained networks (``pretrain_faces``, ``pretrain_audio``,
+``pretrain_vggish``).
 
 A checkpoint is one ``torch.save`` file of plain values and tensors (reproducible bytes,
 ``weights_only`` loading): ``arch`` (class name), ``init_kwargs``, ``state_dict``,
@@ -83,13 +84,15 @@ def checkpoint_skipped(path: str | Path) -> str | None:
 
 
 def load_checkpoint(
-    path: str | Path, arch: str | None = None, trained: bool = True
+    path: str | Path, arch: str | type[nn.Module] | None = None, trained: bool = True
 ) -> tuple[nn.Module, list[str]]:
     """(network in eval mode on the CPU, its class names) of a checkpoint.
 
     Parameters
     ----------
-    arch : the class name the checkpoint must hold (None: any of :data:`ARCHS`)
+    arch : the class name the checkpoint must hold (None: any of :data:`ARCHS`), or the class
+        itself (a network outside :data:`ARCHS`, e.g. seed 002's VGGish, which this module
+        does not import)
     trained : refuse an untrained checkpoint (a pre-training that had no corpus)
 
     Raises
@@ -100,9 +103,11 @@ def load_checkpoint(
     record = read_record(path)
     if trained and record["skipped"]:
         raise PipelineError(f"{path}: pre-training was skipped ({record['skipped']})")
-    if arch is not None and record["arch"] != arch:
-        raise PipelineError(f"{path}: holds a {record['arch']}, not a {arch}")
-    module = ARCHS[record["arch"]](**record["init_kwargs"])
+    cls = arch if isinstance(arch, type) else ARCHS.get(record["arch"])
+    name = arch.__name__ if isinstance(arch, type) else arch
+    if (name is not None and record["arch"] != name) or cls is None:
+        raise PipelineError(f"{path}: holds a {record['arch']}, not a {name or list(ARCHS)}")
+    module = cls(**record["init_kwargs"])
     module.load_state_dict(record["state_dict"])
     return module.eval(), list(record["classes"])
 

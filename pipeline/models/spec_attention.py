@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from pipeline.models.attention_fbp import AttentionPool
+from pipeline.models.audio_cnn_lstm import spec_masks
 
-__all__ = ["FRONT_ENDS", "SpecAttentionNet", "SpectrogramFrontEnd", "delta", "spec_masks"]
+__all__ = ["FRONT_ENDS", "SpecAttentionNet", "SpectrogramFrontEnd", "delta"]
 
 FrontEnd = Literal["spectrogram", "logmel"]
 FRONT_ENDS = ("spectrogram", "logmel")
@@ -58,21 +59,6 @@ def delta(x: torch.Tensor, width: int = 9) -> torch.Tensor:
     # conv1d is a cross-correlation: out_t = sum_n k_n x_{t+n}
     out = torch.nn.functional.conv1d(padded, (n / (n * n).sum())[None, None, :])
     return out.reshape(shape)
-
-
-def spec_masks(shape: torch.Size, n_masks: int, max_bands: int, max_frames: int) -> torch.Tensor:
-    """(B, F, T) float of ones with ``n_masks`` random bands of up to ``max_bands`` rows and
-    ``n_masks`` random stretches of up to ``max_frames`` frames set to zero (SpecAugment, Park et
-    al. 2019); drawn from torch's global generator, as dropout is."""
-    b, f, t = shape
-    keep = torch.ones(shape)
-    rows, frames = torch.arange(f)[None, :], torch.arange(t)[None, :]
-    for _ in range(n_masks):
-        f0, fw = torch.randint(0, f, (b, 1)), torch.randint(0, max_bands + 1, (b, 1))
-        t0, tw = torch.randint(0, t, (b, 1)), torch.randint(0, max_frames + 1, (b, 1))
-        keep *= (~((rows >= f0) & (rows < f0 + fw)))[:, :, None]
-        keep *= (~((frames >= t0) & (frames < t0 + tw)))[:, None, :]
-    return keep
 
 
 class SpectrogramFrontEnd(nn.Module):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from pipeline import predict
 from pipeline.data.media import iter_video_frames, probe
@@ -208,6 +209,40 @@ def test_an_incomplete_model_set_names_the_missing_file(tmp_path):
     prm = predict.load_predict_params(ROOT / "params.yaml")
     with pytest.raises(PipelineError, match=r"incomplete model set \(.*scores.h5 not found\)"):
         predict.check_model_set(tmp_path / "models", prm)
+
+
+def test_a_backbone_from_a_pretrain_stage_needs_its_checkpoint(tmp_path):
+    """vggish_seq (and vgg_fer) with `weights: null` read <models>/<pretrain stage>/model.pt,
+    as the embed stages do; a model set without it is incomplete, naming the file."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["embed_audio"]["backbones"]["vggish_seq"] = {"weights": None}
+    params["window_stats"]["features"]["vggseq"] = "audio/vggish_seq"
+    params["fit"]["features"] = [*params["fit"]["features"], "vggseq"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    models = tmp_path / "models"
+    (models / "fuse" / "chosen").mkdir(parents=True)
+    (models / "fuse" / "choice.json").write_text(
+        json.dumps({"models": ["kelm_vggseq", "cnn_lstm_raw"], "weights": [0.5, 0.5]})
+    )
+    for f in (
+        "fuse/chosen/scores.h5",
+        "fit/kelm_vggseq/model.joblib",
+        "fit/cnn_lstm_raw/model.joblib",
+    ):
+        (models / f).parent.mkdir(parents=True, exist_ok=True)
+        (models / f).touch()
+    for m in ("kelm_vggseq", "cnn_lstm_raw"):
+        (models / "fit" / m / "report.json").touch()
+        (models / "fit" / m / "scores.h5").touch()
+    prm = predict.load_predict_params(tmp_path / "params.yaml")
+    with pytest.raises(PipelineError, match=r"pretrain_vggish/model.pt not found"):
+        predict.check_model_set(models, prm)
+    ms = object.__new__(predict.ModelSet)  # the loader's paths without loading anything
+    ms.root, ms.prm = models, prm
+    entry = prm.embed_audio.backbones["vggish_seq"]
+    assert ms._weights("vggish_seq", entry) == str(models / "pretrain_vggish" / "model.pt")
+    assert ms._weights("vgg_fer", None) == str(models / "pretrain_faces" / "model.pt")
+    assert ms._weights("logmel", prm.embed_audio.backbones["logmel"]) is None
 
 
 def test_dvc_lock_params_that_differ_make_the_set_stale(tmp_path):

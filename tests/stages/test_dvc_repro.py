@@ -134,6 +134,7 @@ def test_full_pipeline_then_nothing_to_run(project):
         "fit_fusion_net@attention_fbp",
         "pretrain_faces",
         "pretrain_audio",
+        "pretrain_vggish",
         "fit_feature_fusion",
         "fuse",
         "evaluate",
