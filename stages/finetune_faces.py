@@ -12,7 +12,6 @@ Writes models/finetune_faces/model.pt, models/finetune_faces/history.csv (per-ep
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from pipeline.embed.finetune import (
 )
 from pipeline.errors import NothingToFit
 from pipeline.fetch import sha256_file
-from pipeline.io.atomic import atomic_path
+from pipeline.io.atomic import atomic_path, write_history
 from pipeline.io.h5 import iter_groups, open_writer, params_digest, read_attrs
 from pipeline.params import load_params
 from pipeline.pretrained import verify_checkpoint
@@ -79,12 +78,7 @@ def main(
     else:
         with atomic_path(model) as tmp:
             save_finetuned(tmp, net, cfg.classes)
-    with atomic_path(history) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, ["epoch", "train_loss", "dev_loss"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(
-            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in hist
-        )
+    write_history(history, hist, ["epoch", "train_loss", "dev_loss"])
     with open_writer(
         dst,
         stage="finetune_faces",

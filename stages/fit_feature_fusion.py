@@ -4,7 +4,8 @@ Reads  data/interim/faces/<video_id>.h5 (aligned crops), data/interim/<source>/<
        (vocals by default), data/interim/labels_5hz.h5, models/pretrain_faces/model.pt,
        models/pretrain_audio/model.pt; params base.seed, base.classes, base.label_rate_hz,
        base.device, base.task, fit_feature_fusion
-Writes models/fit/feature_fusion/{model.pt, scores.h5, report.json}; data without faces or
+Writes models/fit/feature_fusion/{model.pt, scores.h5, report.json, history.csv (per-epoch
+       losses, a `dvc plots` curve)}; data without faces or
        without audio in the train split: report.json only, the skip record
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
 from pipeline.errors import NothingToFit
-from pipeline.io.atomic import atomic_path, write_json
+from pipeline.io.atomic import atomic_path, write_history, write_json
 from pipeline.io.h5 import iter_groups, params_digest, read_attrs, read_group, read_group_attrs
 from pipeline.models.feature_fusion import fit_feature_fusion, save_feature_fusion, video_faces
 from pipeline.params import load_params
@@ -66,6 +67,7 @@ def main(
         tmp.mkdir()
         save_feature_fusion(net, tmp / "model.pt")
         write_json(tmp / "report.json", {**report, "source": cfg.source})
+        write_history(tmp / "history.csv", report["history"])  # for `dvc plots`
         write_scores(
             tmp / "scores.h5",
             scores,

@@ -5,7 +5,8 @@ Reads  features/<fit_fusion_net.faces>.h5, features/<fit_fusion_net.audio>.h5 (a
        params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_fusion_net
 Writes models/fit/<net>/model.pt (pipeline.models.fusion_net.TrainedFusionNet), scores.h5 (the
        scores format, dev/test videos on the 5 Hz grid), report.json (windows, class counts or
-       training mean, per-epoch history; CPU seconds go to the log only); data without
+       training mean, per-epoch history; CPU seconds go to the log only), history.csv (the
+       per-epoch losses, a `dvc plots` curve); data without
        faces or without audio in the train split: report.json only, the skip record
 """
 
@@ -18,7 +19,7 @@ import torch
 from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
 from pipeline.errors import NothingToFit
-from pipeline.io.atomic import atomic_path, write_json
+from pipeline.io.atomic import atomic_path, write_history, write_json
 from pipeline.io.h5 import params_digest, read_attrs
 from pipeline.models.fusion_net import fit_fusion_net, read_videos
 from pipeline.params import load_params
@@ -55,6 +56,7 @@ def main(
         tmp.mkdir()
         model.save(tmp / "model.pt")
         write_json(tmp / "report.json", {**report, "faces": cfg.faces, "audio": cfg.audio})
+        write_history(tmp / "history.csv", report["history"])  # for `dvc plots`
         write_scores(
             tmp / "scores.h5",
             scores,

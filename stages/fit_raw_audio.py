@@ -7,7 +7,8 @@ Reads  data/interim/<source>/<video_id>.h5 (vocals by default), data/interim/lab
        models/pretrain_audio/model.pt (with nets.cnn_lstm_raw.pretrained: seed 003's network);
        params base.seed, base.classes, base.label_rate_hz, base.device, base.task, fit_raw_audio,
        fit.oof_folds, fuse.cv_group
-Writes models/fit/<net>/{model.joblib (model.pt for va), scores.h5, report.json};
+Writes models/fit/<net>/{model.joblib (model.pt for va), scores.h5, report.json, history.csv
+       (per-epoch losses, a `dvc plots` curve)};
        with fit.oof_folds >= 2 scores.h5 also holds the train videos, scored out
        of fold;
        data without labelled train audio: report.json only, the skip record {"model", "skipped"}
@@ -22,7 +23,7 @@ import joblib
 from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
 from pipeline.errors import NothingToFit, PipelineError
-from pipeline.io.atomic import atomic_path, write_json
+from pipeline.io.atomic import atomic_path, write_history, write_json
 from pipeline.io.h5 import iter_groups, params_digest, read_attrs, read_group, read_group_attrs
 from pipeline.models.persist import save_torch
 from pipeline.models.raw_audio import fit_raw_audio, fit_raw_audio_va
@@ -83,6 +84,7 @@ def main(
         else:
             joblib.dump(est, tmp / "model.joblib")
         write_json(tmp / "report.json", {**report, "source": cfg.source})
+        write_history(tmp / "history.csv", report["history"])  # for `dvc plots`
         write_scores(
             tmp / "scores.h5",
             scores,

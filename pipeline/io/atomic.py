@@ -85,6 +85,26 @@ def write_json(dst: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def write_history(dst: str | Path, history: list[dict], columns: list[str] | None = None) -> None:
+    """Atomically write a training history (one dict per epoch) as CSV for ``dvc plots``.
+
+    ``columns``: the header (default: the keys of the first row; a history without rows
+    then gives an empty file). Floats are rounded to 6 decimals, None is left empty.
+    """
+    import csv
+    import io
+
+    columns = columns if columns is not None else list(history[0]) if history else []
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n", extrasaction="ignore")
+    if columns:
+        writer.writeheader()
+    writer.writerows(
+        {k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in history
+    )
+    write_text(dst, buf.getvalue())
+
+
 def write_text(dst: str | Path, text: str) -> None:
     """Atomically write a text file."""
     with atomic_path(dst) as tmp:

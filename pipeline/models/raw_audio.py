@@ -306,7 +306,14 @@ def train_va_regressor(
         A, B = (Xd, Yd) if len(Yd) > 1 else (X, Y)
         pred = torch.from_numpy(predict_va(net, A, device))
         score = 1 - float(ccc_loss(pred, torch.from_numpy(B.astype(np.float32))))
-        history.append({"epoch": epoch, "train_loss": total / len(Xt), "dev_ccc": score})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / len(Xt),
+                "val_loss": 1 - score,
+                "dev_ccc": score,
+            }
+        )
         log.info(
             "epoch %d/%d train_loss %.5f dev_ccc %.4f", epoch, cfg.epochs, total / len(Xt), score
         )

@@ -162,6 +162,16 @@ def test_full_pipeline_then_nothing_to_run(project):
         )
     assert (project / "reports/summary.md").read_text().startswith("# Results")
     assert any(p.suffix == ".png" for p in (project / "reports/figures").iterdir())
+    shown = subprocess.run(  # stdout only: the JSON
+        [sys.executable, "-m", "dvc", "plots", "show", "--json"],
+        cwd=project, env=ENV, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    plots = json.loads(shown.stdout)  # every learning curve drawn
+    curves = plots["data"]["torch_learning_curves"][0]["content"]["data"]["values"]
+    drawn = {v["filename::field"] for v in curves}
+    nets = ("cnn_lstm_raw", "spec_attention", "conv_lstm", "attention_fbp", "feature_fusion")
+    assert drawn == {f"{m}/history.csv::{y}" for m in nets for y in ("train_loss", "val_loss")}
+    assert not plots.get("errors"), plots["errors"]
     weights = json.loads((project / "models/fuse/mcwf/weights.json").read_text())
     cols = list(zip(*weights["weights"]))  # MCWF: per class, weights over models sum to 1
     assert all(abs(sum(c) - 1) < 1e-4 for c in cols)

@@ -315,6 +315,8 @@ def test_windows_fit_fuse_evaluate_with_mixed_modalities(tmp_path):
     assert report["videos_without_face"] == ["dev_speech", "tr_speech"]
     assert report["videos_without_audio"] == ["te_silent"]
     assert (fitted / "conv_lstm" / "model.pt").is_file()
+    curve = (fitted / "conv_lstm" / "history.csv").read_text().splitlines()  # for dvc plots
+    assert curve[0] == "epoch,lr,train_loss,val_loss" and len(curve) == 1 + len(report["history"])
 
     shutil.copytree(fitted / "kelm_logmel", fitted / "cnn_lstm_raw")  # evaluate reads model 4
     shutil.copytree(fitted / "kelm_logmel", fitted / "feature_fusion")  # and seed 003's net
