@@ -435,21 +435,24 @@ class SpecAttentionParams(Section):
     attention_hidden: PosInt
 
 
+def _kind_by_keys(table: dict[str, type[Section]], hyper: Any) -> str | None:
+    """Which entry of ``table`` the hyper-parameters ``hyper`` belong to: the one whose keys
+    it shares most (so that a typo is reported against that network's keys only)."""
+    if not isinstance(hyper, dict):
+        return next((n for n, m in table.items() if isinstance(hyper, m)), None)
+    return max(table, key=lambda n: len(set(hyper) & set(table[n].model_fields)))
+
+
 _RAW_NET_HYPER: dict[str, type[Section]] = {
     "cnn_lstm_raw": CnnLstmRawParams,
     "spec_attention": SpecAttentionParams,
 }
 
 
-def _raw_net_kind(hyper: Any) -> str | None:
-    """Which raw-audio network's hyper-parameters ``hyper`` holds (as :func:`_net_kind`)."""
-    return _kind_by_keys(_RAW_NET_HYPER, hyper)
-
-
 RawAudioNetHyper = Annotated[
     Annotated[CnnLstmRawParams, Tag("cnn_lstm_raw")]
     | Annotated[SpecAttentionParams, Tag("spec_attention")],
-    Discriminator(_raw_net_kind),
+    Discriminator(lambda hyper: _kind_by_keys(_RAW_NET_HYPER, hyper)),
 ]
 
 
@@ -540,24 +543,11 @@ _NET_HYPER: dict[str, type[Section]] = {
 }
 
 
-def _kind_by_keys(table: dict[str, type[Section]], hyper: Any) -> str | None:
-    """Which entry of ``table`` the hyper-parameters ``hyper`` belong to: the one whose keys
-    it shares most (so that a typo is reported against that network's keys only)."""
-    if not isinstance(hyper, dict):
-        return next((n for n, m in table.items() if isinstance(hyper, m)), None)
-    return max(table, key=lambda n: len(set(hyper) & set(table[n].model_fields)))
-
-
-def _net_kind(hyper: Any) -> str | None:
-    """Which fusion network's hyper-parameters ``hyper`` holds."""
-    return _kind_by_keys(_NET_HYPER, hyper)
-
-
 # The hyper-parameters of any fusion network; a new network adds its model here and above.
 FusionNetHyper = Annotated[
     Annotated[ConvLSTMNetParams, Tag("conv_lstm")]
     | Annotated[AttentionFBPNetParams, Tag("attention_fbp")],
-    Discriminator(_net_kind),
+    Discriminator(lambda hyper: _kind_by_keys(_NET_HYPER, hyper)),
 ]
 
 

@@ -4,7 +4,7 @@ Reads  models/fit/*/scores.h5 (models with a skip record are left out, listed in
        models/fuse/*/scores.h5, data/interim/labels_5hz.h5,
        data/interim/manifest.csv and the label files it lists (the official per-frame units);
        params base.classes, base.label_rate_hz, base.task, fit.models, fit.features,
-       fit_fusion_net.nets, evaluate
+       fit_fusion_net.nets, fit_raw_audio.nets, evaluate
 Writes reports/metrics.json (split -> model -> metrics, per frame or per clip, with the 5 Hz
        figures under grid_5hz; DVC metrics), reports/summary.md,
        reports/plots/confusion_<split>.json (DVC plots data, best model by dev CPM; expr),

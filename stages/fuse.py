@@ -4,10 +4,10 @@ groups, and the pooled held-out score picks shrinkage and the rule used (pipelin
 When every fused model also scored the train videos out of fold (fit.oof_folds >= 2), the train
 groups join the dev groups in that cross-validation and in the final weights.
 
-Reads  models/fit/<model>/scores.h5 (the fit matrix, the raw-audio model, the fusion nets;
+Reads  models/fit/<model>/scores.h5 (the fit matrix, the raw-audio networks, the fusion nets;
        models with a skip record, report.json "skipped", are left out with a warning),
        data/interim/labels_5hz.h5; params base.seed, base.classes, base.label_rate_hz,
-       base.task, fit.models, fit.features, fit_fusion_net.nets, fuse
+       base.task, fit.models, fit.features, fit_fusion_net.nets, fit_raw_audio.nets, fuse
 Writes models/fuse/<swf|mcwf|chosen>/scores.h5 (the fit format; dev rows hold held-out
        cross-validated scores), models/fuse/<swf|mcwf>/weights.json, models/fuse/choice.json
 """
@@ -52,7 +52,7 @@ def main(scores: Path, labels: Path, dst: Path, params: Path = Path("params.yaml
     if has_train and len(has_train) < len(names):
         log.warning(
             "fuse: judged on dev alone: %s have no out-of-fold train scores (fit.oof_folds "
-            "covers the fit matrix and the raw-audio model; leave the others out with "
+            "covers the fit matrix and the raw-audio networks; leave the others out with "
             "fuse.models to use the out-of-fold scores)",
             ", ".join(m for m in names if m not in has_train),
         )

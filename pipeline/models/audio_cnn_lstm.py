@@ -490,7 +490,8 @@ class AudioCNNLSTMClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
         self.module_ = module
         self.n_epochs_ = len(self.history_)
         log.info(
-            "AudioCNNLSTM fitted on %d windows of %d samples: %d epochs (best %d)",
+            "%s fitted on %d windows of %d samples: %d epochs (best %d)",
+            type(module).__name__,
             len(X_tr),
             X.shape[1],
             self.n_epochs_,

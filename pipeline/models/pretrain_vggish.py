@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from pipeline.embed.vggish import (
     SAMPLE_RATE_HZ,
@@ -36,7 +35,7 @@ from pipeline.embed.vggish import (
     seq_log_mel,
 )
 from pipeline.errors import PipelineError
-from pipeline.models.pretrain import nan_to_none, pretrain, seeded_module, split_metrics
+from pipeline.models.pretrain import pretrain, seeded_module
 
 
 def pretrain_vggish(cfg: Any, root: Path, device: str = "cpu") -> tuple[VGGishSeqNet, list, dict]:
@@ -55,7 +54,7 @@ def pretrain_vggish(cfg: Any, root: Path, device: str = "cpu") -> tuple[VGGishSe
     EmoDB wav files.
     """
     from pipeline.data.adapters import EMODB_CODES
-    from pipeline.models.pretrain_audio import emodb_segments
+    from pipeline.models.pretrain_audio import emodb_report, emodb_segments
 
     classes = sorted(EMODB_CODES.values())
     module = seeded_module(cfg.seed, lambda: VGGishSeqNet(len(classes), dropout=cfg.dropout))
@@ -86,16 +85,4 @@ def pretrain_vggish(cfg: Any, root: Path, device: str = "cpu") -> tuple[VGGishSe
         device,
     )
     module.to("cpu").eval()
-    report = {
-        "corpus": "EmoDB",
-        "speakers": {"dev": list(cfg.dev_speakers), "test": list(cfg.test_speakers)},
-        "train_segments": int(len(data["train"][1])),
-        "epochs_run": len(history),
-        "best_epoch": best,
-        "splits": {
-            s: split_metrics(module, torch.from_numpy(x), y, groups)
-            for s, (x, y, groups) in data.items()
-        },
-        "history": nan_to_none(history),
-    }
-    return module, classes, report
+    return module, classes, emodb_report(module, cfg, data, history, best)

@@ -10,6 +10,7 @@ import torch
 
 from pipeline.models.attention_fbp import AttentionPool
 from pipeline.models.spec_attention import SpecAttentionNet, SpectrogramFrontEnd, delta
+from tests.pipeline.models.test_raw_audio import _cfg as raw_audio_cfg
 
 SR = 16000
 
@@ -153,23 +154,10 @@ def test_fit_raw_audio_trains_and_names_the_spec_attention_model():
         dropout=0.1,
         attention_hidden=16,
     )
-    cfg = SimpleNamespace(
-        window_s=1.0,
-        overlap=0.4,
-        epochs=10,
-        lr=0.003,
-        batch_size=8,
-        patience=10,
-        class_weight_r=0.34,
-        augment=False,
-        spec_masks=1,
-        cosine=False,
-        ema=None,
-        select="loss",
-        oof_folds=0,
-        oof_group="video",
+    cfg = raw_audio_cfg(
+        window_s=1.0, epochs=10, lr=0.003, patience=10, spec_masks=1,
         nets={"spec_attention": hyper},
-    )
+    )  # fmt: skip
     model, scores, report = fit_raw_audio(videos, cfg, 2, 0, 5.0, name="spec_attention")
     assert report["model"] == "spec_attention"
     assert model.net == "spec_attention" and model.net_params["sample_rate"] == SR
@@ -178,3 +166,35 @@ def test_fit_raw_audio_trains_and_names_the_spec_attention_model():
     videos["tr0"] = {**videos["tr0"], "rate_hz": 8000}
     with pytest.raises(PipelineError, match="different sample rates"):
         fit_raw_audio(videos, cfg, 2, 0, 5.0, name="spec_attention")
+
+
+def test_va_regression_through_the_spec_attention_network():
+    """base.task va: the same network with two tanh outputs, trained on 1 - CCC."""
+    from pipeline.metrics import ccc
+    from pipeline.models.raw_audio import fit_raw_audio_va
+
+    rng = np.random.default_rng(5)
+
+    def video(split, arousal):  # arousal follows the pitch of a tone; valence is its negative
+        arousal = np.repeat(arousal, 5)
+        f = np.repeat(600.0 + 1200.0 * arousal, SR // 5)
+        phase = 2 * np.pi * np.cumsum(f) / SR
+        wave = np.sin(phase) + 0.05 * rng.standard_normal(len(phase))
+        va = np.stack([-arousal, arousal], 1).astype(np.float32)
+        return {"wave": wave.astype(np.float32), "rate_hz": SR, "va": va, "split": split}
+
+    videos = {f"tr{i}": video("train", rng.uniform(-0.9, 0.9, 8)) for i in range(6)}
+    videos["dev"] = video("dev", rng.uniform(-0.9, 0.9, 8))
+    videos["test"] = video("test", np.linspace(-0.8, 0.8, 8))
+    hyper = SimpleNamespace(
+        front_end="logmel", attention="self", channels=(4, 8, 16), dropout=0.0,
+        attention_hidden=8,
+    )  # fmt: skip
+    cfg = SimpleNamespace(
+        window_s=0.5, overlap=0.4, epochs=8, lr=0.003, batch_size=8, patience=8,
+        oof_folds=0, nets={"spec_attention": hyper},
+    )  # fmt: skip
+    net, scores, report = fit_raw_audio_va(videos, cfg, 0, 5.0, name="spec_attention")
+    assert isinstance(net, SpecAttentionNet) and report["model"] == "spec_attention"
+    assert report["history"][0]["val_loss"] == pytest.approx(1 - report["history"][0]["dev_ccc"])
+    assert ccc(videos["test"]["va"][:, 1], scores["test"]["va"][:, 1]) > 0.5
