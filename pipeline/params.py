@@ -443,17 +443,25 @@ def _kind_by_keys(table: dict[str, type[Section]], hyper: Any) -> str | None:
     return max(table, key=lambda n: len(set(hyper) & set(table[n].model_fields)))
 
 
+def _hyper_union(table: dict[str, type[Section]]) -> Any:
+    """The type of one ``nets`` entry: any model of ``table``, told apart by its keys."""
+    members = tuple(Annotated[model, Tag(name)] for name, model in table.items())
+    return Annotated[typing.Union[members], Discriminator(lambda h: _kind_by_keys(table, h))]
+
+
+def _check_nets(nets: dict[str, Section], table: dict[str, type[Section]]) -> None:
+    """Each entry of ``nets`` holds the keys of its own network's model in ``table``."""
+    for name, hyper in nets.items():
+        if not isinstance(hyper, table[name]):
+            raise _error(f"nets.{name}", f"must hold the keys of {table[name].__name__}")
+
+
+# The hyper-parameters of a raw-audio network; a new network adds its model here and above.
 _RAW_NET_HYPER: dict[str, type[Section]] = {
     "cnn_lstm_raw": CnnLstmRawParams,
     "spec_attention": SpecAttentionParams,
 }
-
-
-RawAudioNetHyper = Annotated[
-    Annotated[CnnLstmRawParams, Tag("cnn_lstm_raw")]
-    | Annotated[SpecAttentionParams, Tag("spec_attention")],
-    Discriminator(lambda hyper: _kind_by_keys(_RAW_NET_HYPER, hyper)),
-]
+RawAudioNetHyper = _hyper_union(_RAW_NET_HYPER)
 
 
 class FitRawAudioSection(Section):
@@ -476,11 +484,7 @@ class FitRawAudioSection(Section):
 
     @model_validator(mode="after")
     def _nets(self) -> FitRawAudioSection:
-        for name, hyper in self.nets.items():
-            if not isinstance(hyper, _RAW_NET_HYPER[name]):
-                raise _error(
-                    f"nets.{name}", f"must hold the keys of {_RAW_NET_HYPER[name].__name__}"
-                )
+        _check_nets(self.nets, _RAW_NET_HYPER)
         return self
 
 
@@ -537,18 +541,12 @@ class AttentionFBPNetParams(Section):
     power_norm: bool
 
 
+# The hyper-parameters of any fusion network; a new network adds its model here and above.
 _NET_HYPER: dict[str, type[Section]] = {
     "conv_lstm": ConvLSTMNetParams,
     "attention_fbp": AttentionFBPNetParams,
 }
-
-
-# The hyper-parameters of any fusion network; a new network adds its model here and above.
-FusionNetHyper = Annotated[
-    Annotated[ConvLSTMNetParams, Tag("conv_lstm")]
-    | Annotated[AttentionFBPNetParams, Tag("attention_fbp")],
-    Discriminator(lambda hyper: _kind_by_keys(_NET_HYPER, hyper)),
-]
+FusionNetHyper = _hyper_union(_NET_HYPER)
 
 
 class FitFusionNetSection(Section):
@@ -567,9 +565,8 @@ class FitFusionNetSection(Section):
 
     @model_validator(mode="after")
     def _nets(self) -> FitFusionNetSection:
+        _check_nets(self.nets, _NET_HYPER)
         for name, hyper in self.nets.items():
-            if not isinstance(hyper, _NET_HYPER[name]):
-                raise _error(f"nets.{name}", f"must hold the keys of {_NET_HYPER[name].__name__}")
             if self.seq_len < getattr(hyper, "pool", 1):
                 raise _error("seq_len", f"must be >= nets.{name}.pool (got {self.seq_len})")
         return self
