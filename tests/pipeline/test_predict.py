@@ -91,6 +91,8 @@ def test_a_real_clip_gets_every_output_and_the_scores_fuse_wrote(
     assert summary["fusion"]["models"] == choice["models"]
     assert summary["models_used"] and set(summary["models_used"]) <= set(choice["models"])
     assert {"kelm_fer", "svm_finetuned", "lstm_mfcc"} <= set(summary["models_used"])
+    # every model of the choice is scored (weight 0 or not): both raw-audio networks ran
+    assert {"cnn_lstm_raw", "spec_attention"} <= set(choice["models"])
     assert set(NETS) <= set(choice["models"])  # the fusion networks are scored like the others
     assert "feature_fusion" in choice["models"]  # seed 003's network: crops + raw audio
     assert summary["modalities"]["face"]["usable"] and summary["modalities"]["audio"]["usable"]
@@ -141,7 +143,8 @@ def test_missing_modalities_use_what_the_video_has(
     assert not face["face"]["usable"] and face["audio"]["usable"]
     assert "no face found" in face["face"]["why"]
     assert s["no_face"]["models_used"] and all(
-        m.endswith("_mfcc") or m in ("cnn_lstm_raw", *NETS) for m in s["no_face"]["models_used"]
+        m.endswith("_mfcc") or m in ("cnn_lstm_raw", "spec_attention", *NETS)
+        for m in s["no_face"]["models_used"]
     )
     assert "kelm_fer" in s["no_face"]["models_left_out"]
     # the fusion networks read both and score with the modality the video has
