@@ -36,22 +36,27 @@ log = logging.getLogger(__name__)
 RAW_AUDIO_NETS = {"cnn_lstm_raw": "cnn_lstm", "spec_attention": "spec_attention"}
 
 
-def net_keywords(name: str, cfg: Any, videos: dict[str, dict]) -> dict[str, Any]:
-    """``net`` and ``net_params`` of the raw-audio model ``name``: its network kind and, for
-    seed 001's spectrogram network, the hyper-parameters of ``cfg.nets[name]`` plus the
-    sample rate of the videos' audio (one rate for all, else a one-line error)."""
+def net_keywords(
+    name: str, cfg: Any, videos: dict[str, dict], init: Path | None = None
+) -> dict[str, Any]:
+    """``net``, ``net_params`` and ``init`` of the raw-audio model ``name``: its network kind,
+    for seed 001's spectrogram network the hyper-parameters of ``cfg.nets[name]`` plus the
+    sample rate of the videos' audio (one rate for all, else a one-line error), and the
+    ``pretrain_audio`` checkpoint to start from (as a string; None: from scratch)."""
+    start = None if init is None else str(init)
     if name not in RAW_AUDIO_NETS:
         raise PipelineError(
             f"fit_raw_audio: unknown network {name!r} (known: {list(RAW_AUDIO_NETS)})"
         )
     net = RAW_AUDIO_NETS[name]
     if net == "cnn_lstm":  # AudioCNNLSTM's defaults (sized for 16 kHz)
-        return {"net": net, "net_params": None}
+        return {"net": net, "net_params": None, "init": start}
     rates = sorted({int(g["rate_hz"]) for g in videos.values() if g["wave"] is not None})
     if len(rates) > 1:
         raise PipelineError(f"fit_raw_audio: the audio files have different sample rates {rates}")
     hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg.nets[name]).items()}
-    return {"net": net, "net_params": {**hyper, "sample_rate": rates[0] if rates else 16000}}
+    net_params = {**hyper, "sample_rate": rates[0] if rates else 16000}
+    return {"net": net, "net_params": net_params, "init": start}
 
 
 def labelled_windows(
@@ -145,7 +150,7 @@ def fit_raw_audio(
         ``spec_attention``: seed 001's spectrogram CNN with attention, hyper-parameters
         ``cfg.nets[name]``)
     """
-    net_kw = net_keywords(name, cfg, videos)
+    net_kw = net_keywords(name, cfg, videos, init)
     win = {
         v: labelled_windows(
             g["wave"], g["rate_hz"], g["y"], rate_hz, cfg.window_s, cfg.overlap, n_classes
@@ -154,7 +159,7 @@ def fit_raw_audio(
         if g["wave"] is not None and len(g["wave"])
     }
     splits = {v: g["split"] for v, g in videos.items()}
-    model, y, (Xd, yd) = _train_raw(win, splits, cfg, seed, device, init, net_kw)
+    model, y, (Xd, yd) = _train_raw(win, splits, cfg, seed, device, net_kw)
     counts = np.bincount(y[y >= 0], minlength=n_classes)
     scores = _score_raw(model, win, videos, splits, ("dev", "test"), raw_audio_prior(counts))
     report = {
@@ -174,7 +179,7 @@ def fit_raw_audio(
         speakers = {v: g.get("speaker") for v, g in videos.items()}
         views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
         for f, view in enumerate(views):
-            fold_model, fold_y, _ = _train_raw(win, view, cfg, seed, device, init, net_kw)
+            fold_model, fold_y, _ = _train_raw(win, view, cfg, seed, device, net_kw)
             prior = raw_audio_prior(np.bincount(fold_y[fold_y >= 0], minlength=n_classes))
             part = _score_raw(fold_model, win, videos, view, (HELD_OUT,), prior)
             scores.update(part)
@@ -194,7 +199,6 @@ def _train_raw(
     cfg: Any,
     seed: int,
     device: str,
-    init: Path | None,
     net_kw: dict[str, Any],
 ) -> tuple[AudioCNNLSTMClassifier, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Fit the network (``net_kw``: :func:`net_keywords`) on the windows of ``splits``' train
@@ -229,7 +233,6 @@ def _train_raw(
         cosine=cfg.cosine,
         ema=cfg.ema,
         select=cfg.select,
-        init=None if init is None else str(init),
         **net_kw,
         class_weight="log",
         class_weight_r=cfg.class_weight_r,
@@ -272,21 +275,18 @@ def train_va_regressor(
     cfg: Any,
     seed: int,
     device: str = "cpu",
-    init: Path | None = None,
     net_kw: dict[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Adam on 1 - CCC, best epoch by dev CCC (training CCC without a dev set).
 
     ``X`` [N, samples] windows, ``Y`` [N, 2] mean valence/arousal per window; ``net_kw``: the
-    network (:func:`net_keywords`; default AudioCNNLSTM); ``init``: a ``pretrain_audio``
-    checkpoint whose network (new 2-output head) replaces it.
+    network (:func:`net_keywords`; default AudioCNNLSTM from scratch; its ``init``, a
+    ``pretrain_audio`` checkpoint, gives that network with a new 2-output head instead).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net_kw = net_kw or {"net": "cnn_lstm", "net_params": None}
-    net = build_raw_net(
-        net_kw["net"], 2, net_kw["net_params"], init=None if init is None else str(init)
-    ).to(device)
+    net_kw = net_kw or {"net": "cnn_lstm", "net_params": None, "init": None}
+    net = build_raw_net(net_kw["net"], 2, net_kw["net_params"], init=net_kw["init"]).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     Xt, Yt = torch.from_numpy(X[:, None]), torch.from_numpy(Y.astype(np.float32))
     best, best_state, history, stale = -np.inf, None, [], 0
@@ -356,7 +356,7 @@ def fit_raw_audio_va(
 ) -> tuple[torch.nn.Module, dict[str, dict], dict]:
     """Valence/arousal version of :func:`fit_raw_audio` (``videos`` carry ``va`` [n, 2]);
     with ``cfg.oof_folds >= 2`` the train videos are scored too, out of fold."""
-    net_kw = net_keywords(name, cfg, videos)
+    net_kw = net_keywords(name, cfg, videos, init)
     win = {}
     for v, g in videos.items():
         if g["wave"] is None or not len(g["wave"]):
@@ -366,7 +366,7 @@ def fit_raw_audio_va(
         )
         win[v] = {"x": x, "va": window_va(g["va"], start, end), "start": start, "end": end}
     splits = {v: g["split"] for v, g in videos.items()}
-    net, history, Y = _train_raw_va(win, splits, cfg, seed, device, init, net_kw)
+    net, history, Y = _train_raw_va(win, splits, cfg, seed, device, net_kw)
     mean = Y.mean(axis=0).astype(np.float32)
     scores = _score_raw_va(net, win, videos, splits, ("dev", "test"), mean, device)
     report = {
@@ -379,7 +379,7 @@ def fit_raw_audio_va(
         speakers = {v: g.get("speaker") for v, g in videos.items()}
         views, report["out_of_fold"] = oof_splits(splits, speakers, cfg.oof_folds, cfg.oof_group)
         for view in views:
-            fold_net, _, fold_Y = _train_raw_va(win, view, cfg, seed, device, init, net_kw)
+            fold_net, _, fold_Y = _train_raw_va(win, view, cfg, seed, device, net_kw)
             fold_mean = fold_Y.mean(axis=0).astype(np.float32)
             scores.update(
                 _score_raw_va(fold_net, win, videos, view, (HELD_OUT,), fold_mean, device)
@@ -405,7 +405,6 @@ def _train_raw_va(
     cfg: Any,
     seed: int,
     device: str,
-    init: Path | None,
     net_kw: dict[str, Any],
 ) -> tuple[torch.nn.Module, list, np.ndarray]:
     """The va network fitted on ``splits``' train windows (early stopping on dev): (net,
@@ -418,7 +417,7 @@ def _train_raw_va(
             "fit_raw_audio: fewer than two annotated audio windows in the train split"
         )
     net, history = train_va_regressor(
-        X, Y, *_stack_va(win, splits, "dev"), cfg, seed, device, init, net_kw
+        X, Y, *_stack_va(win, splits, "dev"), cfg, seed, device, net_kw
     )
     return net, history, Y
 

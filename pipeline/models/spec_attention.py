@@ -8,8 +8,8 @@ its deltas and delta-deltas (three channels), run a CNN over it, split the last 
 softmax classifier.
 
 What differs from the paper: the paper fine-tunes an ImageNet AlexNet on those images. ImageNet
-weights cannot be downloaded on these machines, and an AlexNet trained from scratch on a few
-hundred utterances does not learn, so the CNN here is small (five blocks of 3 x 3
+weights cannot be downloaded on these machines, and an AlexNet has 61 M parameters for a few
+hundred utterances (not tried here), so the CNN here is small (five blocks of 3 x 3
 convolutions, batch norm, ReLU and 2 x 2 max-pooling; 8 to 128 channels by default) and
 trained from scratch on the task's windows. The front end runs inside the network (torch
 STFT), so the waveform augmentation of the raw-audio trainer and the GPU path apply
