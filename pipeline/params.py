@@ -106,7 +106,9 @@ Executor = Literal["local", "dask"]
 Split = Literal["train", "dev", "test"]
 Source = Literal["vocals", "audio"]
 FitModel = Literal["svm", "kelm", "lstm"]
-FaceBackbone = Literal["fer_xception", "dlib_resnet", "vggface2_resnet50", "vgg_fer"]
+FaceBackbone = Literal[
+    "fer_xception", "dlib_resnet", "vggface2_resnet50", "vgg_fer", "distilled_fer"
+]
 FusionNetName = Literal["conv_lstm", "attention_fbp"]  # keys of fusion_net.NETS
 RawAudioNetName = Literal["cnn_lstm_raw", "spec_attention"]  # keys of raw_audio.RAW_AUDIO_NETS
 AudioBackbone = Literal["logmel", "mfcc", "ge2e_lstm", "cnn14", "vggish", "vggish_seq"]
@@ -311,6 +313,32 @@ class PretrainFacesSection(Section):
     weight_decay: NonNegFloat
     batch_size: PosInt
     max_train: PosInt | None  # a seeded subset of the Training rows; null = all
+
+
+class DistilFacesSection(Section):
+    """Section ``distil_faces``: seed 002's face student, distilled on FER-2013 (the table
+    of ``pretrain_faces.root``) from face backbones."""
+
+    teachers: Annotated[
+        tuple[FaceBackbone, ...], Field(min_length=1), AfterValidator(_distinct)
+    ]  # targets: each one's l2-normalised embedding, concatenated in this order
+    channels: Annotated[tuple[PosInt, ...], Field(min_length=1)]  # student; last = its dim
+    dropout: OpenFraction
+    distance: NonNegFloat  # weight of the RKD distance loss
+    angle: NonNegFloat  # weight of the RKD angle loss
+    epochs: PosInt
+    patience: PosInt
+    lr: LearningRate
+    weight_decay: NonNegFloat
+    batch_size: PosInt
+    max_train: PosInt | None
+
+    @field_validator("teachers")
+    @classmethod
+    def _not_itself(cls, teachers: tuple[str, ...]) -> tuple[str, ...]:
+        if "distilled_fer" in teachers:
+            raise ValueError("the student (distilled_fer) cannot be its own teacher")
+        return teachers
 
 
 class PretrainAudioSection(Section):
@@ -608,6 +636,7 @@ class ParamsFile(Section):
     embed_faces: EmbedFacesSection
     finetune_faces: FinetuneFacesSection
     pretrain_faces: PretrainFacesSection
+    distil_faces: DistilFacesSection
     pretrain_audio: PretrainAudioSection
     pretrain_vggish: PretrainVGGishSection
     embed_audio: EmbedAudioSection
@@ -852,6 +881,13 @@ class PretrainFacesParams(PretrainFacesSection):
     device: Device
 
 
+class DistilFacesParams(DistilFacesSection):
+    """``distil_faces`` plus base.seed, device."""
+
+    seed: Seed
+    device: Device
+
+
 class PretrainAudioParams(PretrainAudioSection):
     """``pretrain_audio`` plus base.seed, device and extract_audio.rate_hz (the rate the
     network's kernels are sized for: the pipeline's audio rate)."""
@@ -927,6 +963,7 @@ STAGES: dict[str, tuple[type[Section], tuple[str, ...]]] = {
         ("seed", "classes", "label_rate_hz", "device", "task"),
     ),
     "pretrain_faces": (PretrainFacesParams, ("seed", "device")),
+    "distil_faces": (DistilFacesParams, ("seed", "device")),
     "pretrain_audio": (PretrainAudioParams, ("seed", "device")),
     "pretrain_vggish": (PretrainVGGishParams, ("seed", "device")),
     "embed_audio": (

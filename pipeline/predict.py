@@ -64,8 +64,12 @@ log = logging.getLogger("pipeline.predict")
 RAW_AUDIO = ("cnn_lstm_raw", "spec_attention")  # pipeline.scores.RAW_AUDIO_MODELS
 FEATURE_FUSION = "feature_fusion"  # pipeline.scores.FEATURE_FUSION_MODEL
 # backbones whose weights default to a pretrain stage's checkpoint, <models>/<stage>/model.pt
-# (embed_faces --vgg-fer, embed_audio --vggish-seq)
-STAGE_CHECKPOINTS = {"vgg_fer": "pretrain_faces", "vggish_seq": "pretrain_vggish"}
+# (embed_faces --vgg-fer / --distilled, embed_audio --vggish-seq)
+STAGE_CHECKPOINTS = {
+    "vgg_fer": "pretrain_faces",
+    "distilled_fer": "distil_faces",
+    "vggish_seq": "pretrain_vggish",
+}
 RUN_HINT = "run `make demo` (the embedded demo) or `dvc repro` first"
 STALE_HINT = (
     "run `dvc repro` to retrain them with these params, or pass the --params they were made with"

@@ -1,7 +1,8 @@
 """Stage `embed_faces` (foreach backbone): embeddings of every aligned face crop.
 
 Reads  data/interim/manifest.csv, data/interim/faces/<video_id>.h5, models/pretrained,
-       models/pretrain_faces/model.pt (the vgg_fer backbone);
+       models/pretrain_faces/model.pt (the vgg_fer backbone), models/distil_faces/model.pt
+       (distilled_fer);
        params base.device, base.n_jobs, base.executor, base.dask_scheduler, embed_faces
 Writes features/faces/<backbone>.h5: per video t [T] s, x [T, D] float32, valid [T]
        (+ p [T, K] class scores for backbones that have them); attrs model, weights_sha256,
@@ -41,6 +42,7 @@ def main(
     pretrained: Path,
     dst: Path,
     vgg_fer: Path = Path("models/pretrain_faces/model.pt"),
+    distilled: Path = Path("models/distil_faces/model.pt"),
     params: Path = Path("params.yaml"),
 ) -> None:
     """Embed the faces of every video with one backbone."""
@@ -49,8 +51,8 @@ def main(
     torch.set_num_threads(cfg.n_jobs if cfg.n_jobs > 0 else torch.get_num_threads())
     entry = cfg.backbones.get(backbone)
     weights = entry.weights if entry else None
-    if backbone == "vgg_fer" and weights is None:
-        weights = str(vgg_fer)  # the pretrain_faces checkpoint
+    if weights is None:  # the checkpoints trained by pretrain_faces / distil_faces
+        weights = {"vgg_fer": str(vgg_fer), "distilled_fer": str(distilled)}.get(backbone)
     kind = entry.enhance if entry else "none"
     model = face_backbones.load_face_backbone(
         backbone,
@@ -63,7 +65,7 @@ def main(
     # enhance none keeps the params, code digest and attributes (so the bytes) of before
     extra = {} if kind == "none" else {"enhance": kind}
     modules = [face_backbones, fer_xception, resnet50_vggface2] + ([enhance] if extra else [])
-    modules += [vgg_faces] if backbone == "vgg_fer" else []
+    modules += [vgg_faces] if backbone in ("vgg_fer", "distilled_fer") else []
     rows = read_manifest(manifest)
     skip = {r.video_id: no_stream(r, "video") for r in rows}
     # rows without video have no faces file; their (empty) group is keyed on the manifest

@@ -9,6 +9,9 @@
 - ``vgg_fer``: seed 003's VGG face model trained here on FER-2013 (``pretrain_faces``; the
   paper's "VGG-FER"); its average-pooled feature (the last block's channels), with scores of
   the 7 FER-2013 classes.
+- ``distilled_fer``: seed 002's face student (``distil_faces``: the same VGG network,
+  self-distilled on FER-2013 from ``fer_xception`` and ``vgg_fer``); 128-d, with scores of the
+  7 FER-2013 classes.
 
 The ``finetune_faces`` stage writes a fifth face feature (its 1024-d layer and scores).
 dlib's descriptor expects dlib's own 150x150 face chip; the pipeline's similarity-aligned
@@ -93,10 +96,10 @@ def load_face_backbone(
             sha256_file(weights),
             lambda faces: (embed_faces_resnet(model, faces, batch_size, device), None),
         )
-    if name == "vgg_fer":
+    if name in ("vgg_fer", "distilled_fer"):
         from pipeline.models.checkpoint import load_checkpoint
 
-        net, _ = load_checkpoint(weights, "VGGFaceNet")  # error if pretrain_faces was skipped
+        net, _ = load_checkpoint(weights, "VGGFaceNet")  # error if its training was skipped
         net = net.to(device)
         return FaceBackbone(
             name,
@@ -112,7 +115,7 @@ def embed_vgg_fer(
     net: torch.nn.Module, faces: np.ndarray, batch_size: int, device: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average-pooled features (B, dim) and FER-2013 class probabilities (B, 7) of face
-    crops (B, S, S, 3) uint8 with the ``pretrain_faces`` network."""
+    crops (B, S, S, 3) uint8 with a ``pretrain_faces`` or ``distil_faces`` network."""
     from pipeline.models.vgg_faces import grey_faces
 
     xs, ps = (

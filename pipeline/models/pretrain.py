@@ -80,7 +80,14 @@ def split_metrics(
     group's items are averaged and each group is scored once (labels are per group).
     """
     logits = predict_logits(module, X, batch_size=batch_size, device="cpu")
-    p = torch.softmax(logits.double(), dim=-1).numpy()
+    return probability_metrics(torch.softmax(logits.double(), dim=-1).numpy(), y, groups)
+
+
+def probability_metrics(
+    p: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+) -> dict[str, float]:
+    """Accuracy, UAR and macro F1 (over the classes present) of class probabilities ``p``
+    (N, K) against labels ``y`` (N,); ``groups`` as in :func:`split_metrics`."""
     if groups is not None:
         ids, first = np.unique(groups, return_index=True)
         p = np.stack([p[groups == g].mean(axis=0) for g in ids])
@@ -104,12 +111,14 @@ def pretrain(
     seed: int,
     device: str = "cpu",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[dict], int]:
-    """Train ``module`` in place with the shared loop (Adam, cross-entropy, cosine decay from
-    ``cfg.lr``, best dev epoch kept, early stopping after ``cfg.patience`` epochs).
+    """Train ``module`` in place with the shared loop (Adam, cross-entropy or ``loss_fn``,
+    cosine decay from ``cfg.lr``, best dev epoch kept, early stopping after ``cfg.patience``
+    epochs).
 
-    ``train`` / ``dev``: (inputs [N, ...] float32 or uint8, labels [N] int64). Returns the
-    per-epoch history and the epoch kept.
+    ``train`` / ``dev``: (inputs [N, ...] float32 or uint8, labels [N] int64, or float targets
+    [N, ...] for ``loss_fn``). Returns the per-epoch history and the epoch kept.
     """
     torch_device = torch.device(device)
     with torch.random.fork_rng(devices=fork_rng_devices(torch_device)):
@@ -132,6 +141,7 @@ def pretrain(
             grad_clip=5.0,
             augment=augment,
             cosine=True,
+            loss_fn=loss_fn,
         )
 
 
