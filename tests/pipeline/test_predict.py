@@ -245,6 +245,7 @@ def test_a_backbone_from_a_pretrain_stage_needs_its_checkpoint(tmp_path):
     entry = prm.embed_audio.backbones["vggish_seq"]
     assert ms._weights("vggish_seq", entry) == str(models / "pretrain_vggish" / "model.pt")
     assert ms._weights("vgg_fer", None) == str(models / "pretrain_faces" / "model.pt")
+    assert ms._weights("distilled_fer", None) == str(models / "distil_faces" / "model.pt")
     assert ms._weights("logmel", prm.embed_audio.backbones["logmel"]) is None
 
 

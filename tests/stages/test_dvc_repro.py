@@ -135,6 +135,7 @@ def test_full_pipeline_then_nothing_to_run(project):
         "pretrain_faces",
         "pretrain_audio",
         "pretrain_vggish",
+        "distil_faces",
         "fit_feature_fusion",
         "fuse",
         "evaluate",
@@ -154,6 +155,7 @@ def test_full_pipeline_then_nothing_to_run(project):
     } <= set(metrics["dev"])
     # no pre-training corpus in the project: the checkpoints say so, fusion started at random
     assert "skipped" in json.loads((project / "reports/pretrain_faces.json").read_text())
+    assert "skipped" in json.loads((project / "reports/distil_faces.json").read_text())
     fusion_report = json.loads((project / "models/fit/feature_fusion/report.json").read_text())
     assert fusion_report["init"]["faces"].startswith("random (pre-training skipped: ")
     for m in metrics["dev"].values():
