@@ -5,7 +5,6 @@ classes apart; the teacher also sees a left-to-right shading, which the labels i
 import itertools
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from pipeline.errors import ParamsError, PipelineError
 from pipeline.models import checkpoint as ck
 from pipeline.models import distil_faces as dist
 from pipeline.params import load_params
-from tests.pipeline.models.test_pretrain import stripes
+from tests.pipeline.models.test_pretrain import face_cfg, stripes
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -137,21 +136,9 @@ def write_table(path: Path, counts: dict[str, int], seed: int = 0) -> None:
 
 
 def cfg(**kw):
-    base = dict(
-        teachers=("shading",),
-        channels=(4, 8, 8),
-        dropout=0.0,
-        distance=1.0,
-        angle=2.0,
-        epochs=8,
-        patience=8,
-        lr=3e-3,
-        weight_decay=0.0,
-        batch_size=16,
-        max_train=None,
-        seed=5,
-    )
-    return SimpleNamespace(**(base | kw))
+    """The student's params: ``pretrain_faces``' test network plus the RKD weights."""
+    own = dict(teachers=("shading",), distance=1.0, angle=2.0, epochs=8, patience=8)
+    return face_cfg(**(own | kw))
 
 
 def shading_teacher() -> FaceBackbone:
