@@ -33,8 +33,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline.data.adapters import FER2013_EMOTIONS
 from pipeline.errors import DataError
-from pipeline.models.vgg_faces import VGGFaceNet
+from pipeline.models.pretrain import (
+    fer2013_table,
+    nan_to_none,
+    pretrain,
+    probability_metrics,
+    read_fer2013_table,
+    seeded_module,
+    split_metrics,
+    thin,
+)
+from pipeline.models.vgg_faces import VGGFaceNet, augment_faces
 
 log = logging.getLogger(__name__)
 
@@ -182,19 +193,6 @@ def distil_faces(
     the target layout, epochs and history; ``{"skipped": why}`` and the untrained student
     without a table.
     """
-    from pipeline.data.adapters import FER2013_EMOTIONS
-    from pipeline.models.pretrain import (
-        fer2013_table,
-        nan_to_none,
-        pretrain,
-        probability_metrics,
-        read_fer2013_table,
-        seeded_module,
-        split_metrics,
-        thin,
-    )
-    from pipeline.models.vgg_faces import augment_faces
-
     classes = list(FER2013_EMOTIONS)
     student = seeded_module(cfg.seed, lambda: VGGFaceNet(len(classes), cfg.channels, cfg.dropout))
     table = fer2013_table(root)
