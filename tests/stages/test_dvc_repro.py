@@ -241,12 +241,20 @@ def test_experiments_queue_and_va(project):
     # a queued sweep, two workers
     for c in ("1", "30"):
         _dvc(project, "exp", "run", "--queue", "-S", f"fit.kelm.C={c}")
-    _dvc(project, "queue", "start", "-j", "2")
-    for _ in range(300):  # bounded wait (10 min), then check
-        status = _dvc(project, "queue", "status")
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
+    # The workers are daemons: given this process's pipes (capture_output), they would keep
+    # them open after the start command exits and the read would wait for them (seen: an
+    # idle pair kept a CI run waiting for 30 min). They write nowhere and are stopped after.
+    dvc = [sys.executable, "-m", "dvc", "queue"]
+    quiet = dict(cwd=project, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*dvc, "start", "-j", "2"], check=True, **quiet)
+    try:
+        for _ in range(300):  # bounded wait (10 min), then check
+            status = _dvc(project, "queue", "status")
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(2)
+    finally:
+        subprocess.run([*dvc, "stop"], timeout=300, **quiet)
     assert status.count("Success") == 2, status
     rows = list(
         csv.DictReader(
