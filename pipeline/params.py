@@ -301,10 +301,10 @@ class FinetuneFacesSection(Section):
     oof_folds: Folds  # train videos embedded out of fold: k folds by video; 0 = off
 
 
-class PretrainFacesSection(Section):
-    """Section ``pretrain_faces``: seed 003's VGG face model trained on FER-2013."""
+class FER2013Training(Section):
+    """The keys of a VGG face network trained on FER-2013 (``pretrain_faces``,
+    ``distil_faces``)."""
 
-    root: Str  # folder holding fer2013.csv(.gz); without one the stage writes a skip record
     channels: Annotated[tuple[PosInt, ...], Field(min_length=1)]  # per VGG block; last = dim
     dropout: OpenFraction
     epochs: PosInt
@@ -315,23 +315,21 @@ class PretrainFacesSection(Section):
     max_train: PosInt | None  # a seeded subset of the Training rows; null = all
 
 
-class DistilFacesSection(Section):
+class PretrainFacesSection(FER2013Training):
+    """Section ``pretrain_faces``: seed 003's VGG face model trained on FER-2013."""
+
+    root: Str  # folder holding fer2013.csv(.gz); without one the stage writes a skip record
+
+
+class DistilFacesSection(FER2013Training):
     """Section ``distil_faces``: seed 002's face student, distilled on FER-2013 (the table
     of ``pretrain_faces.root``) from face backbones."""
 
     teachers: Annotated[
         tuple[FaceBackbone, ...], Field(min_length=1), AfterValidator(_distinct)
     ]  # targets: each one's l2-normalised embedding, concatenated in this order
-    channels: Annotated[tuple[PosInt, ...], Field(min_length=1)]  # student; last = its dim
-    dropout: OpenFraction
     distance: NonNegFloat  # weight of the RKD distance loss
     angle: NonNegFloat  # weight of the RKD angle loss
-    epochs: PosInt
-    patience: PosInt
-    lr: LearningRate
-    weight_decay: NonNegFloat
-    batch_size: PosInt
-    max_train: PosInt | None
 
     @field_validator("teachers")
     @classmethod

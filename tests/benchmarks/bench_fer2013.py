@@ -66,33 +66,46 @@ def main() -> None:
             res["models"][name][usage] = m
             print(name, usage, {k: round(v, 4) for k, v in m.items()})
     if "distil_faces" in nets:
-        res["relations"] = relations(xception, nets, data["PublicTest"][0])
+        res["relations"] = relations(args, data["PublicTest"][0])
         print("relations", res["relations"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
 
 
-def relations(xception, nets: dict, faces: np.ndarray, n: int = 1000) -> dict[str, float]:
+def relations(args: argparse.Namespace, faces: np.ndarray, n: int = 1000) -> dict[str, float]:
     """Correlation of each network's pairwise embedding distances with the distillation
-    targets' on ``n`` seeded faces (see the module docstring)."""
-    from pipeline.embed.face_backbones import embed_vgg_fer
+    targets' (:func:`pipeline.models.distil_faces.teacher_outputs` of both teachers) on ``n``
+    seeded faces (see the module docstring)."""
+    from pipeline.embed.face_backbones import load_face_backbone
+    from pipeline.models.distil_faces import teacher_outputs
 
     faces = faces[np.sort(np.random.default_rng(0).choice(len(faces), n, replace=False))]
-    embs = {"fer_xception": xception.embed(faces, batch_size=256)[0]}
-    for name, net in nets.items():
-        embs[name] = embed_vgg_fer(net, faces, 256, "cpu")[0]
-    unit = [
-        e / np.linalg.norm(e, axis=1, keepdims=True)
-        for e in (embs["fer_xception"], embs["pretrain_faces"])
-    ]
+    weights = {"vgg_fer": str(args.checkpoint), "distilled_fer": str(args.student)}
+    backbones = {
+        name: load_face_backbone(
+            name,
+            pretrained_dir=args.pretrained,
+            weights=weights.get(name),
+            device="cpu",
+            batch_size=256,
+        )
+        for name in ("fer_xception", "vgg_fer", "distilled_fer")
+    }
     off = ~np.eye(n, dtype=bool)
 
     def distances(e: np.ndarray) -> np.ndarray:
         e = torch.from_numpy(np.asarray(e, np.float64))
         return torch.cdist(e, e).numpy()[off]
 
-    target = distances(np.concatenate(unit, axis=1))
-    return {k: round(float(np.corrcoef(distances(e), target)[0, 1]), 4) for k, e in embs.items()}
+    teachers = {k: backbones[k] for k in ("fer_xception", "vgg_fer")}
+    target = distances(teacher_outputs(teachers, faces)[0])
+    rgb = np.repeat(faces[..., None], 3, axis=-1)
+    names = {"fer_xception": "fer_xception", "vgg_fer": "pretrain_faces"}
+    names["distilled_fer"] = "distil_faces"
+    return {
+        names[k]: round(float(np.corrcoef(distances(b.embed(rgb)[0]), target)[0, 1]), 4)
+        for k, b in backbones.items()
+    }
 
 
 if __name__ == "__main__":
