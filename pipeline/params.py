@@ -448,6 +448,7 @@ class CnnLstmRawParams(Section):
     """``fit_raw_audio.nets.cnn_lstm_raw``: seed 000's 1D CNN + LSTM (model 4)."""
 
     pretrained: Bool  # start from models/pretrain_audio/model.pt (seed 003's net) instead
+    filterbank: Literal["gabor", "learned"]  # the first layer's start (AudioCNNLSTM)
 
 
 class SpecAttentionParams(Section):

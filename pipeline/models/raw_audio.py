@@ -40,21 +40,21 @@ def net_keywords(
     name: str, cfg: Any, videos: dict[str, dict], init: Path | None = None
 ) -> dict[str, Any]:
     """``net``, ``net_params`` and ``init`` of the raw-audio model ``name``: its network kind,
-    for seed 001's spectrogram network the hyper-parameters of ``cfg.nets[name]`` plus the
-    sample rate of the videos' audio (one rate for all, else a one-line error), and the
-    ``pretrain_audio`` checkpoint to start from (as a string; None: from scratch)."""
+    its hyper-parameters from ``cfg.nets[name]`` plus the sample rate of the videos' audio
+    (one rate for all, else a one-line error), and the ``pretrain_audio`` checkpoint to start
+    from (as a string; None: from scratch). ``pretrained`` decides ``init`` and is not passed
+    to the network."""
     start = None if init is None else str(init)
     if name not in RAW_AUDIO_NETS:
         raise PipelineError(
             f"fit_raw_audio: unknown network {name!r} (known: {list(RAW_AUDIO_NETS)})"
         )
     net = RAW_AUDIO_NETS[name]
-    if net == "cnn_lstm":  # AudioCNNLSTM's defaults (sized for 16 kHz)
-        return {"net": net, "net_params": None, "init": start}
     rates = sorted({int(g["rate_hz"]) for g in videos.values() if g["wave"] is not None})
     if len(rates) > 1:
         raise PipelineError(f"fit_raw_audio: the audio files have different sample rates {rates}")
     hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg.nets[name]).items()}
+    hyper.pop("pretrained", None)  # decides ``init``
     net_params = {**hyper, "sample_rate": rates[0] if rates else 16000}
     return {"net": net, "net_params": net_params, "init": start}
 

@@ -10,6 +10,7 @@ from pipeline.models.audio_cnn_lstm import (
     AudioCNNLSTM,
     AudioCNNLSTMClassifier,
     augment_waveforms,
+    gabor_filters,
     raw_audio_windows,
 )
 
@@ -124,6 +125,49 @@ def test_filterbank_frames_are_normalised_log_magnitudes():
     )
     torch.testing.assert_close(h.mean(-1), torch.zeros(2, 40), atol=1e-5, rtol=0)
     torch.testing.assert_close(h.std(-1), torch.ones(2, 40), atol=1e-3, rtol=0)
+
+
+def test_gabor_filters_sit_on_mel_centres_with_the_mel_bandwidths():
+    """Filter n's frequency response peaks at the n-th mel centre (60 Hz - 8 kHz) with unit
+    gain, and is as wide at half height as the n-th triangular mel band."""
+    import librosa
+
+    w = gabor_filters(40, 400, SR).numpy()[:, 0]
+    assert w.shape == (40 + 40, 400)
+    # the complex kernel re + i im; the magnitude of the pair for a real tone of f follows it
+    response = np.abs(np.fft.fft(w[:40] + 1j * w[40:], n=SR, axis=1))[:, : SR // 2]
+    edges = librosa.mel_frequencies(42, fmin=60.0, fmax=SR / 2)
+    np.testing.assert_allclose(response.argmax(axis=1), edges[1:-1], atol=1.0)
+    np.testing.assert_allclose(response.max(axis=1), 1.0, atol=0.01)
+    half = (response >= 0.5 * response.max(axis=1, keepdims=True)).sum(axis=1)
+    fwhm = (edges[2:] - edges[:-2]) / 2
+    # sigma is capped at 400 / 6 samples (the window must fit in 25 ms): bands narrower than
+    # sqrt(2 ln 2) 6 SR / (pi 400) = 90 Hz get that width instead
+    wide = fwhm >= np.sqrt(2 * np.log(2)) * 6 * SR / (np.pi * 400)
+    assert 15 <= wide.sum() < 40
+    np.testing.assert_allclose(half[wide], fwhm[wide], rtol=0.05)
+    np.testing.assert_allclose(half[~wide], 90, atol=3)
+
+
+def test_gabor_filterbank_starts_as_a_mel_spectrogram():
+    """With ``filterbank='gabor'`` an untrained net's filter magnitudes peak, for a steady
+    tone, at the filter whose mel centre is nearest the tone; ``'learned'`` (random real
+    kernels) keeps the old layer and so the old checkpoints' shapes."""
+    gabor = AudioCNNLSTM(3, filterbank="gabor").eval()
+    assert gabor.filterbank.weight.shape == (80, 1, 400)
+    assert AudioCNNLSTM(3).filterbank.weight.shape == (40, 1, 400)
+    import librosa
+
+    centres = librosa.mel_frequencies(42, fmin=60.0, fmax=SR / 2)[1:-1]
+    t = np.arange(SR) / SR
+    for f in (300.0, 1000.0, 3000.0):
+        x = torch.from_numpy(np.sin(2 * np.pi * f * t).astype(np.float32))[None, None]
+        with torch.no_grad():
+            re, im = gabor.filterbank(x).chunk(2, dim=1)
+        energy = torch.sqrt(re**2 + im**2)[0, :, 10:-10].mean(-1).numpy()
+        assert energy.argmax() == np.abs(centres - f).argmin()
+    with pytest.raises(ValueError, match="filterbank"):
+        AudioCNNLSTM(3, filterbank="sinc")
 
 
 def test_mean_and_last_readouts_differ_only_in_pooling():
