@@ -34,6 +34,15 @@ def _embed(vid: str, src: Path, backbone, batch_size: int, workers: int, skip: d
     return face_backbones.embed_faces_file(backbone, src, vid, batch_size, workers), {}
 
 
+def _embed_run(items: list[tuple[str, Path]], images: set[str], **kw) -> list[tuple[dict, dict]]:
+    """Results of consecutive items: image rows (one face each) in shared forward passes,
+    the others one by one."""
+    faces = [(v, src) for v, src in items if v in images and not kw["skip"].get(v)]
+    groups = face_backbones.embed_image_files(kw["backbone"], faces, kw["batch_size"])
+    shared = {v: (g, {}) for (v, _), g in zip(faces, groups)}
+    return [shared[v] if v in shared else _embed(v, src, **kw) for v, src in items]
+
+
 @stage_cli
 def main(
     backbone: str,
@@ -78,18 +87,22 @@ def main(
         )
     fps = next((read_attrs(src)["fps"] for vid, src in items if not skip[vid]), 0.0)
     workers = 2 if device == "cuda" else 0
-    embed = partial(_embed, backbone=model, batch_size=cfg.batch_size, workers=workers, skip=skip)
+    kw = dict(backbone=model, batch_size=cfg.batch_size, workers=workers, skip=skip)
+    images = {r.video_id for r in rows if r.modality == "image"}
     rt = runtime(["dlib-bin", "numpy", "opencv-python-headless", "torch"], device)
     build_grouped_file(
         dst,
         items,
-        embed,
+        partial(_embed, **kw),
         params={"backbone": backbone, "weights_sha256": model.weights_sha256, "runtime": rt}
         | extra,
         code=code_digest(modules),
         desc=f"embed_faces[{backbone}]",
         executor=cfg.executor,
         scheduler=cfg.dask_scheduler,
+        # image corpora: batch_size images per forward pass instead of one
+        compute_batch=partial(_embed_run, images=images, **kw) if images else None,
+        batch_items=cfg.batch_size,
         stage="embed_faces",
         model=backbone,
         weights=model.weights,

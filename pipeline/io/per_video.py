@@ -317,6 +317,30 @@ def _grouped_on_dask(
     return {vid: getter(vid) for vid in futures}
 
 
+def _batched(
+    compute_batch: Callable[[list[tuple[str, Path]]], list[Any]],
+    todo: list[tuple[str, Path]],
+    size: int,
+) -> dict[str, Callable[[], Any]]:
+    """``{video_id: result getter}``: ``todo`` cut into runs of ``size``; asking for any video
+    of a run computes the whole run with one ``compute_batch`` call (the writer asks in
+    order, so one run's results are held at a time)."""
+    runs = [todo[i : i + size] for i in range(0, len(todo), max(1, size))]
+    run_of = {vid: run for run in runs for vid, _ in run}
+    done: dict[str, Any] = {}
+
+    def getter(vid: str) -> Callable[[], Any]:
+        def get():
+            if vid not in done:
+                run = run_of[vid]
+                done.update(zip([v for v, _ in run], _call(compute_batch, run), strict=True))
+            return done.pop(vid)
+
+        return get
+
+    return {vid: getter(vid) for vid, _ in todo}
+
+
 class FailedVideos(PipelineError):
     """Some videos failed; ``outcomes`` holds every video's outcome for the report."""
 
@@ -367,6 +391,8 @@ def build_grouped_file(
     desc: str,
     executor: str = "local",
     scheduler: str | None = None,
+    compute_batch: Callable[[list[tuple[str, Path]]], list[tuple[dict, dict]]] | None = None,
+    batch_items: int = 1,
     **file_attrs: Any,
 ) -> dict[str, str]:
     """Write one contract file with a group per video, reusing unchanged groups of the old file.
@@ -382,6 +408,10 @@ def build_grouped_file(
     per video, and this process writes the groups in video order as their results arrive, so
     the file is the same bytes as a local run. A failed video fails the stage (the previous
     file is kept).
+
+    ``compute_batch`` (local executor only) computes runs of up to ``batch_items`` consecutive
+    videos to do in one call, returning their results in order: for corpora of many tiny
+    items (images), where one call per item is mostly overhead.
     """
     old = None
     if dst.exists():
@@ -404,11 +434,12 @@ def build_grouped_file(
                     reusable[vid] = g
         with contextlib.ExitStack() as stack:
             todo = [(vid, src) for vid, src in sorted(items) if vid not in reusable]
-            results = (
-                _grouped_on_dask(stack, compute, todo, digests, scheduler)
-                if executor == "dask" and todo
-                else {vid: functools.partial(_call, compute, vid, src) for vid, src in todo}
-            )
+            if executor == "dask" and todo:
+                results = _grouped_on_dask(stack, compute, todo, digests, scheduler)
+            elif compute_batch is not None:
+                results = _batched(compute_batch, todo, batch_items)
+            else:
+                results = {vid: functools.partial(_call, compute, vid, src) for vid, src in todo}
             w = stack.enter_context(
                 open_writer(
                     dst,

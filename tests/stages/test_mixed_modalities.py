@@ -228,7 +228,7 @@ def _synthetic(
         "fit": {"models": ["kelm"], "features": ["fer", "logmel"]},
         "fit_fusion_net": {"seq_len": 9, "hop": 3, "epochs": 3, "nets": {"conv_lstm": SMALL_NET}},
         "fuse": {"models": ["kelm_fer", "kelm_logmel", "conv_lstm"], "n_draws": 20},
-        "fit_raw_audio": {"nets": {"cnn_lstm_raw": {"pretrained": False}}},
+        "fit_raw_audio": {"nets": {"cnn_lstm_raw": {"pretrained": False, "filterbank": "gabor"}}},
         **sections,
     }
     params = _params(tmp_path, **sections)
@@ -401,7 +401,8 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
             "epochs": 1,
             "window_s": 4.0,
             "source": "audio",
-            "nets": {"cnn_lstm_raw": {"pretrained": False}},  # spec_attention: its own tests
+            # spec_attention has its own tests
+            "nets": {"cnn_lstm_raw": {"pretrained": False, "filterbank": "gabor"}},
         },
     )
     rows_csv = tmp_path / "manifest.csv"
@@ -528,3 +529,62 @@ def test_image_rows_are_taken_as_aligned_faces(tmp_path):
         want = cv2.resize(rgb, (96, 96), interpolation=cv2.INTER_CUBIC)
         assert np.abs(g["faces"][0].astype(int) - want).max() <= 1
         assert g["boxes"][0].tolist() == [0, 0, 48, 48]
+
+
+def test_image_rows_share_forward_passes_in_embed_faces(tmp_path, monkeypatch):
+    """embed_faces embeds image rows batch_size at a time (three images, batch 2: two calls)
+    and each image gets the group it would get alone."""
+    import torch
+
+    from pipeline.embed import face_backbones
+    from pipeline.models import checkpoint as ck
+    from pipeline.models.vgg_faces import VGGFaceNet
+
+    rng = np.random.default_rng(0)
+    ds = tmp_path / "fer"
+    ds.mkdir()
+    rows = [
+        f"{k},{' '.join(map(str, rng.integers(0, 256, 48 * 48)))},{usage}"
+        for k, usage in enumerate(["Training", "Training", "PublicTest"])
+    ]
+    (ds / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    params = _params(
+        tmp_path,
+        build_manifest={"adapter": "fer2013", "root": str(ds)},
+        detect_faces={"size_px": 64},
+        embed_faces={"batch_size": 2},
+    )
+    it = tmp_path / "interim"
+    _run_stage(
+        build_manifest, src=ds, dst=it / "manifest.csv", report=it / "manifest.json",
+        images=it / "images", params=params,
+    )  # fmt: skip
+    _run_stage(
+        detect_faces, manifest=it / "manifest.csv", dst=it / "faces",
+        report=it / "faces.json", params=params,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    ckpt = tmp_path / "vgg.pt"
+    ck.save_checkpoint(ckpt, VGGFaceNet(7, channels=(4, 8)), list("abcdefg"), "FER-2013")
+    calls = []
+    real = face_backbones.embed_image_files
+    monkeypatch.setattr(
+        face_backbones,
+        "embed_image_files",
+        lambda bb, files, bs: calls.append(len(files)) or real(bb, files, bs),
+    )
+    out = tmp_path / "vgg_fer.h5"
+    _run_stage(
+        embed_faces, backbone="vgg_fer", manifest=it / "manifest.csv", faces=it / "faces",
+        pretrained=tmp_path, vgg_fer=ckpt, dst=out, params=params,
+    )  # fmt: skip
+    assert calls == [2, 1]
+    bb = face_backbones.load_face_backbone(
+        "vgg_fer", pretrained_dir=tmp_path, weights=str(ckpt), device="cpu", batch_size=2
+    )
+    groups = dict(iter_groups(out))
+    assert sorted(groups) == ["fer2013_00001", "fer2013_00002", "fer2013_00003"]
+    for vid, g in groups.items():
+        alone = face_backbones.embed_faces_file(bb, it / "faces" / f"{vid}.h5", vid, 2)
+        np.testing.assert_allclose(g["x"], alone["x"], atol=1e-5)
+        np.testing.assert_allclose(g["p"], alone["p"], atol=1e-5)

@@ -143,3 +143,39 @@ def test_ge2e_states_equal_a_numpy_lstm_on_the_checkpoint(emodb_dir, pretrained_
     ref = _lstm_reference(state, mel.T[:80].astype(np.float64))
     # bin k of the 5 Hz grid averages the 10 ms frames 20k .. 20k+19
     np.testing.assert_allclose(out["x"][3], ref[60:80].mean(0), atol=1e-5)
+
+
+def test_image_items_share_forward_passes_and_keep_their_bytes(tmp_path):
+    """Image rows (one face per file) embedded together give each file the group it gets
+    alone: same keys (no scores without a face), the same rows, and, since every forward
+    pass is padded to a whole batch, the same bytes whatever the other files of the run."""
+    import torch
+
+    from pipeline.embed.face_backbones import embed_faces_file, embed_image_files
+    from pipeline.models import checkpoint as ck
+    from pipeline.models.vgg_faces import VGGFaceNet
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "faces.pt"
+    ck.save_checkpoint(ckpt, VGGFaceNet(7, channels=(4, 8)), list("abcdefg"), "FER-2013")
+    bb = load_face_backbone(
+        "vgg_fer", pretrained_dir=tmp_path, weights=str(ckpt), device="cpu", batch_size=4
+    )
+    rng = np.random.default_rng(0)
+    files = []
+    for k in range(6):
+        vid, path = f"img{k}", tmp_path / f"img{k}.h5"
+        face = rng.integers(0, 255, (1, 48, 48, 3), dtype=np.uint8)
+        write_h5(path, {vid: {"t": np.zeros(1), "valid": np.array([k != 3]), "faces": face}})
+        files.append((vid, path))
+    together = embed_image_files(bb, files, batch_size=4)
+    for (vid, path), g in zip(files, together):
+        alone = embed_faces_file(bb, path, vid, batch_size=4)
+        assert sorted(g) == sorted(alone)  # img3 has no face: no "p", as alone
+        for key in alone:
+            np.testing.assert_allclose(g[key], alone[key], atol=1e-5)
+    assert "p" not in together[3] and not together[3]["x"].any()
+    for k in (0, 4, 5):  # in a run of 6 (two passes of 4) and in a run of its own
+        single = embed_image_files(bb, [files[k]], batch_size=4)[0]
+        assert single["x"].tobytes() == together[k]["x"].tobytes()
+        assert single["p"].tobytes() == together[k]["p"].tobytes()

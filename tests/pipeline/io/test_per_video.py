@@ -261,3 +261,30 @@ def test_grouped_file_on_dask_is_the_local_file_and_reuses_groups(tmp_path):
     build_grouped_file(tmp_path / "local.h5", more, compute, **kw)
     assert (tmp_path / "dask.h5").read_bytes() == (tmp_path / "local.h5").read_bytes()
     assert h5.read_group(tmp_path / "dask.h5", "d", ["x"])["x"].shape == (4, 3)
+
+
+def test_grouped_file_computes_runs_of_videos_in_one_call(tmp_path):
+    """``compute_batch`` gets the videos to do in runs of ``batch_items`` (sorted, reused
+    groups left out) and the file is byte-identical to the one-call-per-video file."""
+    import torch
+
+    from pipeline.io.per_video import build_grouped_file
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(1, 3)
+    calls = []
+
+    def compute_batch(run):
+        calls.append([vid for vid, _ in run])
+        return [_embed_with(net, tmp_path / "pids.txt", vid, src) for vid, src in run]
+
+    kw = dict(params={"p": 1}, code="c", desc="g")
+    items = _grouped_items(tmp_path / "in", ["e", "b", "a", "d", "c"])
+    build_grouped_file(tmp_path / "one.h5", items, partial(_embed_with, net, tmp_path / "p"), **kw)
+    batched = dict(compute_batch=compute_batch, batch_items=2)
+    build_grouped_file(tmp_path / "runs.h5", items[:3], lambda v, s: 1 / 0, **kw, **batched)
+    assert calls == [["a", "b"], ["e"]]
+    status = build_grouped_file(tmp_path / "runs.h5", items, lambda v, s: 1 / 0, **kw, **batched)
+    assert calls[2:] == [["c", "d"]]  # a, b and e reused
+    assert status == {"a": "reused", "b": "reused", "c": "done", "d": "done", "e": "reused"}
+    assert (tmp_path / "runs.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
