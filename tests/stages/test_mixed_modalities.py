@@ -487,25 +487,17 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
     assert "- `feature_fusion`: fit_feature_fusion: no train video has a face" in summary
 
 
-def test_image_rows_are_taken_as_aligned_faces(tmp_path):
-    """FER-2013 rows (48x48 grey, already aligned) through build_manifest and detect_faces:
-    with detect_faces.images aligned, every image is one valid face, resized, no detector."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    faces = rng.integers(0, 256, (3, 48, 48)).astype(np.uint8)
+def _fer_faces(tmp_path: Path, faces: np.ndarray, **sections) -> tuple[Path, Path]:
+    """A FER-2013 table of ``faces`` (48x48 grey; Training, Training, PublicTest...) through
+    build_manifest and detect_faces; returns the interim folder and the params file."""
     ds = tmp_path / "fer"
     ds.mkdir()
+    usages = ["Training", "Training"] + ["PublicTest"] * (len(faces) - 2)
     rows = [
-        f"{k},{' '.join(map(str, f.reshape(-1)))},{u}"
-        for k, f, u in zip((3, 0, 6), faces, ("Training", "Training", "PublicTest"))
+        f"{k},{' '.join(map(str, f.reshape(-1)))},{u}" for k, f, u in zip((3, 0, 6), faces, usages)
     ]
     (ds / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
-    params = _params(
-        tmp_path,
-        build_manifest={"adapter": "fer2013", "root": str(ds)},
-        detect_faces={"detector": "dlib", "size_px": 96},
-    )
+    params = _params(tmp_path, build_manifest={"adapter": "fer2013", "root": str(ds)}, **sections)
     it = tmp_path / "interim"
     _run_stage(
         build_manifest, src=ds, dst=it / "manifest.csv", report=it / "manifest.json",
@@ -515,6 +507,17 @@ def test_image_rows_are_taken_as_aligned_faces(tmp_path):
         detect_faces, manifest=it / "manifest.csv", dst=it / "faces",
         report=it / "faces.json", params=params,
     )  # fmt: skip
+    return it, params
+
+
+def test_image_rows_are_taken_as_aligned_faces(tmp_path):
+    """FER-2013 rows (48x48 grey, already aligned) through build_manifest and detect_faces:
+    with detect_faces.images aligned, every image is one valid face, resized, no detector."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    it, _ = _fer_faces(tmp_path, faces, detect_faces={"detector": "dlib", "size_px": 96})
     problems = [w["problem"] for w in json.loads((it / "manifest.json").read_text())["warnings"]]
     assert not [p for p in problems if "still image" in p]  # no audio anywhere: no news
     report = json.loads((it / "faces.json").read_text())["videos"]
@@ -540,29 +543,10 @@ def test_image_rows_share_forward_passes_in_embed_faces(tmp_path, monkeypatch):
     from pipeline.models import checkpoint as ck
     from pipeline.models.vgg_faces import VGGFaceNet
 
-    rng = np.random.default_rng(0)
-    ds = tmp_path / "fer"
-    ds.mkdir()
-    rows = [
-        f"{k},{' '.join(map(str, rng.integers(0, 256, 48 * 48)))},{usage}"
-        for k, usage in enumerate(["Training", "Training", "PublicTest"])
-    ]
-    (ds / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
-    params = _params(
-        tmp_path,
-        build_manifest={"adapter": "fer2013", "root": str(ds)},
-        detect_faces={"size_px": 64},
-        embed_faces={"batch_size": 2},
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    it, params = _fer_faces(
+        tmp_path, faces, detect_faces={"size_px": 64}, embed_faces={"batch_size": 2}
     )
-    it = tmp_path / "interim"
-    _run_stage(
-        build_manifest, src=ds, dst=it / "manifest.csv", report=it / "manifest.json",
-        images=it / "images", params=params,
-    )  # fmt: skip
-    _run_stage(
-        detect_faces, manifest=it / "manifest.csv", dst=it / "faces",
-        report=it / "faces.json", params=params,
-    )  # fmt: skip
     torch.manual_seed(0)
     ckpt = tmp_path / "vgg.pt"
     ck.save_checkpoint(ckpt, VGGFaceNet(7, channels=(4, 8)), list("abcdefg"), "FER-2013")
