@@ -31,10 +31,11 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# Every CPU benchmark, figures to reports/benchmarks/ (about 75 minutes on 2 cores; needs ../shared/data
-# and, for mtcnn_torch, separate_vocals, embed, audio_emodb, long_video, fusion_ablation and
-# predict, the data and models of `make demo`). The GPU one: python -m tests.benchmarks.bench_gpu
-BENCHES := detect_faces mtcnn_torch face_memory separate_vocals embed enhance audio_emodb raw_audio_emodb windows fusion kelm predict long_video fusion_ablation
+# Every CPU benchmark, figures to reports/benchmarks/ (about 2 hours on 2 cores; needs ../shared/data
+# and, for mtcnn_torch, separate_vocals, embed, embed_images, audio_emodb, long_video,
+# fusion_ablation and predict, the data and models of `make demo`). The GPU one:
+# python -m tests.benchmarks.bench_gpu
+BENCHES := detect_faces mtcnn_torch face_memory separate_vocals embed embed_images enhance audio_emodb raw_audio_emodb windows fusion kelm predict long_video fusion_ablation
 bench: $(TEST_STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
 
