@@ -166,6 +166,15 @@ def test_gabor_filterbank_starts_as_a_mel_spectrogram():
             re, im = gabor.filterbank(x).chunk(2, dim=1)
         energy = torch.sqrt(re**2 + im**2)[0, :, 10:-10].mean(-1).numpy()
         assert energy.argmax() == np.abs(centres - f).argmin()
+    x = torch.randn(2, 1, 16_000)
+    with torch.no_grad():  # the frames: normalised log magnitudes of the complex pairs
+        z = (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-5)
+        re, im = gabor.filterbank(z).chunk(2, dim=1)
+        raw = torch.log1p(10 * torch.sqrt(re**2 + im**2 + 1e-8))
+        torch.testing.assert_close(
+            gabor.frames(x),
+            (raw - raw.mean(-1, keepdim=True)) / (raw.std(-1, keepdim=True) + 1e-5),
+        )
     with pytest.raises(ValueError, match="filterbank"):
         AudioCNNLSTM(3, filterbank="sinc")
 
