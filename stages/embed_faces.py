@@ -34,13 +34,23 @@ def _embed(vid: str, src: Path, backbone, batch_size: int, workers: int, skip: d
     return face_backbones.embed_faces_file(backbone, src, vid, batch_size, workers), {}
 
 
-def _embed_run(items: list[tuple[str, Path]], images: set[str], **kw) -> list[tuple[dict, dict]]:
+def _embed_run(
+    items: list[tuple[str, Path]],
+    images: set[str],
+    backbone,
+    batch_size: int,
+    workers: int,
+    skip: dict[str, str],
+) -> list[tuple[dict, dict]]:
     """Results of consecutive items: image rows (one face each) in shared forward passes,
     the others one by one."""
-    faces = [(v, src) for v, src in items if v in images and not kw["skip"].get(v)]
-    groups = face_backbones.embed_image_files(kw["backbone"], faces, kw["batch_size"])
+    faces = [(v, src) for v, src in items if v in images and not skip.get(v)]
+    groups = face_backbones.embed_image_files(backbone, faces, batch_size)
     shared = {v: (g, {}) for (v, _), g in zip(faces, groups)}
-    return [shared[v] if v in shared else _embed(v, src, **kw) for v, src in items]
+    return [
+        shared[v] if v in shared else _embed(v, src, backbone, batch_size, workers, skip)
+        for v, src in items
+    ]
 
 
 @stage_cli

@@ -207,10 +207,10 @@ def embed_image_files(
     groups = [read_group(path, vid, ["t", "valid", "faces"]) for vid, path in files]
     crops = [g["faces"][g["valid"]] for g in groups]
     n = sum(len(c) for c in crops)
-    if n == 0:
-        return [embed_faces_file(backbone, path, vid, batch_size) for vid, path in files]
-    blank = np.zeros((-n % batch_size, *crops[0].shape[1:]), np.uint8)
-    x, p = backbone.embed(np.concatenate([c for c in crops if len(c)] + [blank]))
+    x, p = np.zeros((0, backbone.dim), np.float32), None  # no face in any file: no pass
+    if n:
+        blank = np.zeros((-n % batch_size, *crops[0].shape[1:]), np.uint8)
+        x, p = backbone.embed(np.concatenate(crops + [blank]))
     out, start = [], 0
     for g, c in zip(groups, crops):
         rows = slice(start, start + len(c))
