@@ -32,7 +32,12 @@ def main(manifest: Path, dst: Path, report: Path, params: Path = Path("params.ya
             r.video_id,
             (Path(r.media_path),),
             dst / f"{r.video_id}.h5",
-            {"fps": r.fps, "skip": no_stream(r, "video"), "image": r.modality == "image"},
+            {
+                "fps": r.fps,
+                "duration_s": r.duration_s,
+                "skip": no_stream(r, "video"),
+                "image": r.modality == "image",
+            },
         )
         for r in read_manifest(manifest)
     ]

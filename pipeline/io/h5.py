@@ -86,6 +86,7 @@ class H5Writer:
         attrs: Mapping[str, Any] | None = None,
         compression: str | None = "lzf",
         min_row_bytes: int = 1024,
+        expected_rows: int | None = None,
     ) -> GroupAppender:
         """Add group ``video_id`` whose datasets grow by appending rows (bounded memory).
 
@@ -99,8 +100,16 @@ class H5Writer:
             Filter of the datasets whose rows hold at least ``min_row_bytes`` (by default face
             crops; small rows such as times and boxes stay uncompressed; 1 compresses all,
             e.g. a waveform).
+        expected_rows : int, optional
+            About how many rows the group will get (e.g. a short clip's sampled frames).
+            Chunks then hold at most that many rows: an uncompressed chunk takes its whole
+            size on disk however few rows it holds, so a 1 MiB chunk of a 12-row dataset
+            is 1 MiB of file. More rows than expected still append (in more chunks). None:
+            chunks of about 1 MiB (long or unknown lengths).
         """
-        return GroupAppender(self._new_group(video_id, attrs), rows, compression, min_row_bytes)
+        return GroupAppender(
+            self._new_group(video_id, attrs), rows, compression, min_row_bytes, expected_rows
+        )
 
     def _new_group(self, video_id: str, attrs: Mapping[str, Any] | None) -> h5py.Group:
         if self._last is not None and video_id <= self._last:
@@ -123,8 +132,8 @@ class H5Writer:
 class GroupAppender:
     """Growing datasets of one group; see :meth:`H5Writer.stream`.
 
-    Chunks hold about 1 MiB of rows along time, so appends and later reads of a time range
-    touch only the chunks they need.
+    Chunks hold about 1 MiB of rows along time (at most ``expected_rows`` rows when given),
+    so appends and later reads of a time range touch only the chunks they need.
     """
 
     def __init__(
@@ -133,17 +142,21 @@ class GroupAppender:
         rows: Mapping[str, tuple[tuple[int, ...], Any]],
         compression: str | None,
         min_row_bytes: int = 1024,
+        expected_rows: int | None = None,
     ):
         self._ds = {}
         for name in sorted(rows):
             shape, dtype = tuple(rows[name][0]), np.dtype(rows[name][1])
             row_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+            chunk_rows = max(1, (1 << 20) // row_bytes)
+            if expected_rows is not None:
+                chunk_rows = min(chunk_rows, max(1, int(expected_rows)))
             self._ds[name] = group.create_dataset(
                 name,
                 shape=(0,) + shape,
                 maxshape=(None,) + shape,
                 dtype=dtype,
-                chunks=(max(1, (1 << 20) // row_bytes),) + shape,
+                chunks=(chunk_rows,) + shape,
                 compression=compression if row_bytes >= min_row_bytes else None,
             )
         self.n = 0

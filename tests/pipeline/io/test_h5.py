@@ -140,6 +140,35 @@ def test_streamed_group_appends_rows_and_is_byte_reproducible(tmp_path):
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
 
 
+def test_streamed_chunks_hold_at_most_the_expected_rows(tmp_path):
+    """With ``expected_rows`` a short group's small datasets take about the bytes of their
+    rows; without it each takes a whole 1 MiB chunk. More rows than expected still append."""
+    from pipeline.io.h5 import open_writer, read_group
+
+    rows = {"t": ((), np.float64), "valid": ((), np.bool_)}
+    parts = [np.arange(k, dtype=np.float64) for k in (3, 4, 5)]  # 12 rows
+
+    def write(dst, expected):
+        with open_writer(dst) as w:
+            app = w.stream("v", rows, expected_rows=expected)
+            for t in parts:
+                app.append(t=t, valid=t > 1)
+
+    write(tmp_path / "sized.h5", 4)
+    write(tmp_path / "default.h5", None)
+    with h5py.File(tmp_path / "sized.h5") as f:
+        assert f["v/t"].chunks == (4,) and f["v/valid"].chunks == (4,)
+        assert f["v/t"].id.get_storage_size() == 3 * 4 * 8  # 3 chunks of 4 float64
+        assert f["v/valid"].id.get_storage_size() == 3 * 4
+    with h5py.File(tmp_path / "default.h5") as f:
+        assert f["v/t"].id.get_storage_size() == 1 << 20
+    back = read_group(tmp_path / "sized.h5", "v")
+    np.testing.assert_array_equal(back["t"], np.concatenate(parts))
+    np.testing.assert_array_equal(back["valid"], np.concatenate(parts) > 1)
+    for name, values in read_group(tmp_path / "default.h5", "v").items():
+        np.testing.assert_array_equal(back[name], values, err_msg=name)
+
+
 def test_streamed_group_refuses_ragged_or_partial_appends(tmp_path):
     from pipeline.io.h5 import open_writer
 

@@ -188,11 +188,25 @@ def test_streamed_track_equals_the_whole_track_and_decodes_lazily(
     assert len(decoded) == len(first["t"])  # nothing decoded ahead of the chunk
 
     monkeypatch.setattr(faces_mod, "sample_frames", real_sample)
-    job = VideoJob("v1", (path,), tmp_path / "v1.h5", {"fps": probe(path).fps})
+    info = {"fps": probe(path).fps, "duration_s": probe(path).duration_s}
+    job = VideoJob("v1", (path,), tmp_path / "v1.h5", info)
     faces_mod.detect_faces_job(job, "digest", cfg)
     back = read_group(job.out, "v1")
     assert sorted(back) == sorted(whole)
     for name in whole:
         np.testing.assert_array_equal(back[name], whole[name], err_msg=name)
+    from tests.h5_checks import assert_small_datasets_fit_their_rows
+
+    assert_small_datasets_fit_their_rows(job.out, "v1")
     report = read_attrs(job.out)["report"]
     assert report["frames"] == len(whole["t"]) and report["with_face"] == whole["valid"].sum()
+
+
+def test_expected_rows_counts_the_sampled_frames():
+    """The chunk-size hint: frames on the sampling grid (the lower of the two rates) + 1."""
+    from pipeline.video.faces import expected_rows
+
+    assert expected_rows(2.4, 30.0, 5.0) == 13  # 12 samples on a 5 Hz grid, one spare
+    assert expected_rows(2.4, 30.0, None) == 73  # every frame
+    assert expected_rows(2.4, 2.0, 5.0) == 6  # sampling above the video's rate: every frame
+    assert expected_rows(0.0, 30.0, 5.0) is None and expected_rows(2.4, 0.0, 5.0) is None
