@@ -578,8 +578,8 @@ def predict_video(path: Path, ms: ModelSet, work: Path) -> VideoPrediction:
         modalities["face"] = {"usable": False, "why": f"no video stream (modality {row.modality})"}
     else:
         with _timed(seconds, "faces", stem):
-            info = {"fps": row.fps, "duration_s": row.duration_s}
-            job = VideoJob(vid, (path,), faces_dir / f"{vid}.h5", info)
+            job_info = {"fps": row.fps, "duration_s": row.duration_s}
+            job = VideoJob(vid, (path,), faces_dir / f"{vid}.h5", job_info)
             try:
                 detect_faces_job(job, "predict", cfg=prm.detect_faces.face_config())
                 track = read_group(job.out, vid, ["t", "frame_index", "valid"])
