@@ -65,17 +65,10 @@ def extract_audio_job(job, digest: str, rate_hz: int) -> None:
     """Per-video worker of ``extract_audio``: waveform -> ``job.out`` (HDF5 ``wave`` [S]),
     appended chunk by chunk (bounded memory at any length).
 
-    A video without an audio track (``job.info["skip"]`` holds why, e.g. "no audio track
-    (modality video)") raises :class:`~pipeline.io.per_video.Skip`: it gets no file, the
-    report says why, and the audio stages after this one skip it too.
-
     The report entry (seconds, original rate) is stored as the file's ``report`` attribute.
     """
     from pipeline.io.h5 import open_writer
-    from pipeline.io.per_video import Skip
 
-    if job.info.get("skip"):
-        raise Skip(job.info["skip"])
     orig = audio_rate(job.inputs[0])
     with open_writer(
         job.out,

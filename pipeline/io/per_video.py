@@ -26,6 +26,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import itertools
 import logging
 import os
 import shutil
@@ -56,7 +57,9 @@ class VideoJob:
     video_id: str
     inputs: tuple[Path, ...]
     out: Path
-    info: dict[str, Any] = field(default_factory=dict)  # anything the worker needs (fps, ...)
+    # anything the worker needs (fps, ...); a non-empty info["skip"] is why the video has
+    # no output (e.g. "no audio track (modality image)"): the runner skips it, no worker runs
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,6 @@ class Outcome:
 
     status: str
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-class Skip(Exception):
-    """Raised by a worker for a video that has a defined reason to produce no output."""
 
 
 def code_digest(modules: Sequence[ModuleType]) -> str:
@@ -150,8 +149,6 @@ def _run_one(work: Callable[[VideoJob, str], None], job: VideoJob, digest: str) 
         with one_blas_thread():
             work(job, digest)
         return Outcome("done", stored_report(job.out))
-    except Skip as why:
-        return Outcome("skipped", {"reason": str(why)})
     except Exception as err:  # noqa: BLE001 -- collected and re-raised for the whole stage
         log.exception("video %s failed", job.video_id)
         return Outcome("failed", {"error": f"{type(err).__name__}: {err}"})
@@ -233,7 +230,9 @@ def run_per_video(
     see the same files at the same absolute paths and have this repository's environment).
 
     ``work`` must write ``job.out`` atomically with ``params_digest=digest`` and its report
-    entry as the ``report`` file attribute (a small JSON-able dict), or raise :class:`Skip`.
+    entry as the ``report`` file attribute (a small JSON-able dict). A job with a reason in
+    ``info["skip"]`` is skipped here, without a digest or a worker, so a corpus with no
+    audio at all (images) passes the audio stages in seconds, not one task per image.
     ``runtime`` (from :func:`runtime`) enters the digests and reaches the worker as
     ``job.info["runtime"]``, to be stored as the file's ``runtime`` attribute.
 
@@ -251,18 +250,29 @@ def run_per_video(
     if runtime is not None:
         params = {**params, "runtime": runtime}
         jobs = [replace(j, info={**j.info, "runtime": runtime}) for j in jobs]
-    digests = [job_digest(j, params, code) for j in jobs]
+    skipped = [
+        (j.video_id, Outcome("skipped", {"reason": j.info["skip"]}))
+        for j in jobs
+        if j.info.get("skip")
+    ]
+    for job in jobs:
+        if job.info.get("skip"):
+            job.out.unlink(missing_ok=True)  # made when the video had the stream
+    todo = [j for j in jobs if not j.info.get("skip")]
+    digests = [job_digest(j, params, code) for j in todo]
     start = time.perf_counter()
-    if executor == "dask":
-        results = _on_dask(work, jobs, digests, scheduler)
+    if not todo:
+        results = iter(())
+    elif executor == "dask":
+        results = _on_dask(work, todo, digests, scheduler)
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_run_tagged)(work, j, d) for j, d in zip(jobs, digests)
+            delayed(_run_tagged)(work, j, d) for j, d in zip(todo, digests)
         )
     outcomes: dict[str, Outcome] = {}
     counts = dict.fromkeys(("done", "reused", "skipped", "failed"), 0)
     with tqdm(total=len(jobs), desc=desc, unit="video", mininterval=5) as bar:
-        for vid, outcome in results:  # as videos finish, in any order
+        for vid, outcome in itertools.chain(skipped, results):  # finished in any order
             outcomes[vid] = outcome
             counts[outcome.status] += 1
             log.info("%s: %s %s (%d of %d)", desc, vid, outcome.status, len(outcomes), len(jobs))
@@ -421,8 +431,10 @@ def build_grouped_file(
             log.warning("%s: previous file unreadable, recomputing everything", dst)
     status: dict[str, str] = {}
     start = time.perf_counter()
+    # items may share an input (every audio-less row is keyed on the manifest): hash each once
+    hashes = {src: sha256_file(src) for src in {src for _, src in items}}
     digests = {
-        vid: params_digest({"params": params, "code": code, "input": sha256_file(src)})
+        vid: params_digest({"params": params, "code": code, "input": hashes[src]})
         for vid, src in items
     }
 

@@ -253,14 +253,10 @@ def detect_faces_job(job, digest: str, cfg: FaceConfig) -> None:
     """Per-video worker of the ``detect_faces`` stage: face track -> ``job.out`` (HDF5).
 
     The report entry (sampled frames, frames with a face, found rate) is stored as the
-    file's ``report`` attribute. A row without a video stream (``job.info["skip"]`` holds
-    why) raises :class:`~pipeline.io.per_video.Skip` and gets no file.
+    file's ``report`` attribute.
     """
     from pipeline.io.h5 import open_writer
-    from pipeline.io.per_video import Skip
 
-    if job.info.get("skip"):
-        raise Skip(job.info["skip"])
     with open_writer(
         job.out,
         stage="detect_faces",

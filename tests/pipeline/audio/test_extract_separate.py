@@ -10,7 +10,7 @@ from pipeline.audio.separate import VocalSeparator, crossfade_chunks, sdr_db
 from pipeline.data.demo import background_track
 from pipeline.data.media import probe
 from pipeline.errors import DataError
-from pipeline.io.per_video import Skip, VideoJob
+from pipeline.io.per_video import VideoJob
 
 
 def test_real_crema_d_audio_to_16k_mono(crema_videos):
@@ -73,16 +73,10 @@ def test_extraction_memory_does_not_grow_with_the_length(tmp_path):
     assert peaks[1] - peaks[0] < 30, f"peak RSS {peaks[0]:.0f} MB -> {peaks[1]:.0f} MB"
 
 
-def test_video_without_audio_is_skipped_with_a_reason(tmp_path, make_video):
+def test_video_without_audio_is_one_clear_error(tmp_path, make_video):
     path = make_video(tmp_path / "silent.mp4", n_frames=5, audio=False)
-    job = VideoJob(
-        "silent", (path,), tmp_path / "out.h5", {"skip": "no audio track (modality video)"}
-    )
-    with pytest.raises(Skip, match="no audio track"):
-        extract_audio_job(job, "digest", 16000)
     with pytest.raises(DataError, match=r"silent\.mp4: has no audio track"):
         extract_audio(path, 16000)
-    assert not (tmp_path / "out.h5").exists()
 
 
 @pytest.mark.parametrize(

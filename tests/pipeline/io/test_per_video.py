@@ -7,12 +7,17 @@ import numpy as np
 import pytest
 
 from pipeline.io import h5
-from pipeline.io.per_video import FailedVideos, Skip, VideoJob, run_and_report, run_per_video
+from pipeline.io.per_video import (
+    FailedVideos,
+    Outcome,
+    VideoJob,
+    run_and_report,
+    run_per_video,
+)
 
 
 def _work(job, digest, scale=1.0, calls=None):
-    if job.info.get("skip"):
-        raise Skip("no audio track")
+    assert not job.info.get("skip"), "the runner handles skips; no worker runs for them"
     if job.info.get("fail"):
         raise RuntimeError("decoder exploded")
     if calls is not None:
@@ -55,7 +60,7 @@ def test_second_run_reuses_and_new_video_costs_one(tmp_path):
 
 
 def test_report_of_a_resumed_run_equals_a_clean_run(tmp_path):
-    jobs = _jobs(tmp_path, ["a", "b", "c"], b={"skip": True})
+    jobs = _jobs(tmp_path, ["a", "b", "c"], b={"skip": "no audio track"})
     kw = dict(out_dir=tmp_path / "out", params={}, code="c", n_jobs=1, desc="test")
     run_and_report(jobs, _work, report_path=tmp_path / "clean.json", **kw)
     (tmp_path / "out" / "c.h5").unlink()  # as if killed before c was written
@@ -102,7 +107,7 @@ def test_removed_video_output_is_deleted(tmp_path):
 
 
 def test_skip_and_failure_are_reported_and_failure_raises(tmp_path):
-    jobs = _jobs(tmp_path, ["a", "b", "c"], b={"skip": True}, c={"fail": True})
+    jobs = _jobs(tmp_path, ["a", "b", "c"], b={"skip": "no audio track"}, c={"fail": True})
     report = tmp_path / "report.json"
     with pytest.raises(
         FailedVideos, match=r"1 of 3 videos failed, e.g. c: RuntimeError: decoder exploded"
@@ -126,6 +131,25 @@ def test_skip_and_failure_are_reported_and_failure_raises(tmp_path):
     assert (tmp_path / "out" / "a.h5").exists()  # finished videos are kept for the rerun
 
 
+def test_a_video_that_lost_its_stream_loses_its_old_output(tmp_path):
+    calls = []
+    _run(tmp_path, _jobs(tmp_path, ["a", "b"]), calls)
+    assert (tmp_path / "out" / "b.h5").exists()
+    out = _run(tmp_path, _jobs(tmp_path, ["a", "b"], b={"skip": "no audio track"}), calls)
+    assert out["b"] == Outcome("skipped", {"reason": "no audio track"})
+    assert not (tmp_path / "out" / "b.h5").exists() and calls == ["a", "b"]
+
+
+def test_a_corpus_without_the_stream_starts_no_worker(tmp_path, monkeypatch):
+    import pipeline.io.per_video as pv
+
+    monkeypatch.setattr(pv, "Parallel", None)  # any dispatch would fail
+    monkeypatch.setattr(pv, "job_digest", None)  # and so would hashing an input
+    jobs = _jobs(tmp_path, ["a", "b"], a={"skip": "no audio track"}, b={"skip": "no audio track"})
+    out = _run(tmp_path, jobs, [])
+    assert {v: o.status for v, o in out.items()} == {"a": "skipped", "b": "skipped"}
+
+
 def test_runtime_enters_the_digest_and_reaches_the_worker(tmp_path):
     from pipeline.io.per_video import runtime
 
@@ -147,7 +171,7 @@ def test_runtime_enters_the_digest_and_reaches_the_worker(tmp_path):
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_one_log_line_per_finished_video_and_outcomes_in_manifest_order(tmp_path, caplog, n_jobs):
-    jobs = _jobs(tmp_path, ["c", "a", "b"], b={"skip": True})
+    jobs = _jobs(tmp_path, ["c", "a", "b"], b={"skip": "no audio track"})
     with caplog.at_level("INFO", logger="pipeline.io.per_video"):
         out = run_per_video(
             jobs, _work, out_dir=tmp_path / "out", params={}, code="c", n_jobs=n_jobs, desc="st"
@@ -161,11 +185,11 @@ def test_one_log_line_per_finished_video_and_outcomes_in_manifest_order(tmp_path
 
 def test_dask_executor_gives_the_same_files_as_local(tmp_path):
     distributed = pytest.importorskip("distributed")
-    local = _jobs(tmp_path / "l", ["a", "b", "c"], b={"skip": True})
+    local = _jobs(tmp_path / "l", ["a", "b", "c"], b={"skip": "no audio track"})
     run_per_video(
         local, _work, out_dir=tmp_path / "l" / "out", params={}, code="c", n_jobs=1, desc="t"
     )
-    jobs = _jobs(tmp_path / "d", ["a", "b", "c"], b={"skip": True})
+    jobs = _jobs(tmp_path / "d", ["a", "b", "c"], b={"skip": "no audio track"})
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
@@ -288,3 +312,22 @@ def test_grouped_file_computes_runs_of_videos_in_one_call(tmp_path):
     assert calls[2:] == [["c", "d"]]  # a, b and e reused
     assert status == {"a": "reused", "b": "reused", "c": "done", "d": "done", "e": "reused"}
     assert (tmp_path / "runs.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
+
+
+def test_grouped_file_hashes_a_shared_input_once(tmp_path, monkeypatch):
+    """Audio-less rows all key on the manifest: 32,298 FER-2013 rows hashed it 32,298 times."""
+    import pipeline.io.per_video as pv
+
+    shared = tmp_path / "manifest.csv"
+    shared.write_text("video_id\n" + "".join(f"v{i}\n" for i in range(5)))
+    hashed = []
+    real = pv.sha256_file
+    monkeypatch.setattr(pv, "sha256_file", lambda p: hashed.append(p) or real(p))
+
+    def compute(vid, src):
+        return {"x": np.zeros((0, 2), np.float32)}, {"skipped": "no audio track"}
+
+    items = [(f"v{i}", shared) for i in range(5)]
+    pv.build_grouped_file(tmp_path / "g.h5", items, compute, params={}, code="c", desc="g")
+    assert hashed == [shared]
+    assert [vid for vid, _ in h5.iter_groups(tmp_path / "g.h5")] == [v for v, _ in items]
