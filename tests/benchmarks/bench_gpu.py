@@ -18,6 +18,7 @@ its figures are not benchmarks.
 
     python -m tests.benchmarks.bench_gpu --out reports/benchmarks/gpu.json
     python -m tests.benchmarks.bench_gpu --device cpu --quick --out /tmp/gpu_smoke.json
+    python -m tests.benchmarks.bench_gpu --parts embeddings,training   # no video decoding
 """
 
 from __future__ import annotations
@@ -171,7 +172,17 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="toy sizes (a smoke test, not figures)")
     p.add_argument("--clip", type=Path, default=CLIP)
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks" / "gpu.json")
+    p.add_argument(
+        "--parts",
+        default="detection,embeddings,training",
+        help="comma-separated subset of detection, embeddings, training",
+    )
     args = p.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"detection", "embeddings", "training"}:
+        raise SystemExit(
+            f"--parts: expected detection, embeddings and/or training, got {args.parts!r}"
+        )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device visible to torch")
     if args.quick:
@@ -192,12 +203,14 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "quick": args.quick,
-        "detection_720p": bench_detection(
-            args.device, frames_720p(args.clip, n_frames), det_batches
-        ),
-        "embeddings": bench_embeddings(args.device, n_faces, emb_batches),
-        "training": bench_training(args.device, n_windows, n_train_faces),
     }
+    if "detection" in parts:
+        frames = frames_720p(args.clip, n_frames)
+        result["detection_720p"] = bench_detection(args.device, frames, det_batches)
+    if "embeddings" in parts:
+        result["embeddings"] = bench_embeddings(args.device, n_faces, emb_batches)
+    if "training" in parts:
+        result["training"] = bench_training(args.device, n_windows, n_train_faces)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -201,3 +201,16 @@ def test_fit_feature_fusion_needs_both_modalities_and_the_branch_rate(tmp_path):
         ff.fit_feature_fusion(
             other_rate, cfg(), faces_ckpt, audio_ckpt, n_classes=2, seed=1, rate_hz=5.0
         )
+
+
+@pytest.mark.gpu
+def test_fit_feature_fusion_on_cuda_learns_and_keeps_the_frozen_block(tmp_path):
+    faces_ckpt, audio_ckpt, _, _ = checkpoints(tmp_path)
+    videos = synthetic_videos()
+    net, scores, _ = ff.fit_feature_fusion(
+        videos, cfg(), faces_ckpt, audio_ckpt, n_classes=3, seed=1, rate_hz=5.0, device="cuda"
+    )
+    for vid, s in scores.items():
+        assert s["p"].argmax(1).tolist() == [videos[vid]["y"][0]] * 20, vid
+    face = torch.load(faces_ckpt, weights_only=True)["state_dict"]
+    assert torch.equal(net.face.blocks[0][0].weight.cpu(), face["blocks.0.0.weight"])

@@ -266,3 +266,35 @@ def test_window_labels_are_the_majority_of_labelled_bins():
         rate_hz=5.0,
     )
     assert report["class_counts"] == [3, 2, 3] and report["train_windows"] == 8
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_each_net_trains_on_cuda_and_scores_on_the_cpu(name):
+    """``base.device: cuda`` path of ``fit_fusion_net``: params.yaml's network, trained on the
+    GPU, handed back on the CPU (scores and checkpoints are made there), learning the set."""
+    from pathlib import Path
+
+    from pipeline.params import load_params
+
+    hyper = load_params("fit_fusion_net", Path(__file__).parents[3] / "params.yaml").nets[name]
+    videos = _videos()
+    net, scores, report = fit_fusion_net(
+        name,
+        hyper.model_dump(),
+        videos,
+        CFG,
+        dims=(3, 2),
+        task="expr",
+        n_classes=3,
+        seed=13,
+        rate_hz=5.0,
+        device="cuda",
+    )
+    assert all(p.device.type == "cpu" for p in net.module.parameters())
+    correct = [
+        (sc["p"].argmax(1) == videos[v]["y"])[videos[v]["y"] >= 0].mean()
+        for v, sc in scores.items()
+        if sc["covered"].any()
+    ]
+    assert np.mean(correct) > 0.8, (name, correct)

@@ -219,3 +219,11 @@ def test_emodb_segments_on_the_real_corpus_split_by_speaker():
     assert sum(n_utt.values()) == 408  # the shared copy: 408 utterances of 2.0 s
     assert all(len(y) == n_utt[s] for s, (x, y, u) in data.items())  # one segment each
     assert data["train"][0].shape[1] == 32000
+
+
+@pytest.mark.gpu
+def test_pretrain_faces_learns_stripes_on_cuda(tmp_path):
+    write_fer_table(tmp_path / "fer2013.csv.gz", {"Training": 96, "PublicTest": 32})
+    net, _, report = pt.pretrain_faces(face_cfg(), tmp_path, device="cuda")
+    assert all(p.device.type == "cpu" for p in net.parameters())  # saved from the CPU
+    assert report["splits"]["PublicTest"]["accuracy"] >= 0.9, report["splits"]

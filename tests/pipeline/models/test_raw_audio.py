@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from pipeline.models.raw_audio import fit_raw_audio, labelled_windows, net_keywords
 
@@ -201,3 +202,16 @@ def test_cnn_lstm_raw_gets_its_filterbank_and_the_audio_rate():
     assert net.filterbank.weight.shape[0] == 40 and not net.complex_filters
     net = build_raw_net("cnn_lstm", 3, {"filterbank": "gabor", "sample_rate": SR})
     assert net.filterbank.weight.shape[0] == 80 and net.init_kwargs["sample_rate"] == SR
+
+
+@pytest.mark.gpu
+def test_learns_tones_on_cuda():
+    rng = np.random.default_rng(0)
+    videos = {
+        f"tr{i}": _tone_video(rng, "train", [i % 2] * 10 + [(i + 1) % 2] * 10) for i in range(6)
+    }
+    videos["test"] = _tone_video(rng, "test", [1] * 10 + [0] * 10)
+    cfg = _cfg(epochs=12, lr=0.003, patience=12, augment=True, spec_masks=2, ema=0.99)
+    _, scores, _ = fit_raw_audio(videos, cfg, 2, seed=0, rate_hz=5.0, device="cuda")
+    acc = (scores["test"]["p"].argmax(1) == videos["test"]["y"]).mean()
+    assert acc >= 0.8, acc
