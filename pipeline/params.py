@@ -404,6 +404,7 @@ class FitSVMSection(Section):
     gamma: Gamma
     degree: PosInt
     class_weight_r: PosFloat | None  # None: no class weights
+    max_train: Annotated[Int, Field(ge=2)] | None  # a seeded subset of the training windows
 
 
 class FitKELMSection(Section):

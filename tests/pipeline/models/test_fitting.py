@@ -9,7 +9,9 @@ from pipeline.errors import PipelineError
 from pipeline.models.fitting import fit_and_score, full_proba
 
 OFF = {"oof_folds": 0, "oof_group": "video"}  # no out-of-fold train scores
-SVM = SimpleNamespace(C=3.0, kernel="poly", gamma=0.1, degree=3, class_weight_r=0.47, **OFF)
+SVM = SimpleNamespace(
+    C=3.0, kernel="poly", gamma=0.1, degree=3, class_weight_r=0.47, max_train=None, **OFF
+)
 KELM = SimpleNamespace(
     C=10.0,
     kernel="rbf",
@@ -86,6 +88,20 @@ def test_class_missing_from_training_is_reported(tmp_path):
     _, scores, report = fit_and_score("kelm", KELM, vids, 3, seed=0)
     assert report["missing_classes"] == [1] and report["class_counts"][1] == 0
     assert all((sc["p"][:, 1] == 0).all() for sc in scores.values())
+
+
+def test_svm_max_train_fits_a_seeded_subset_of_the_training_windows():
+    vids = _videos(np.random.default_rng(0), n_videos=8)  # 6 train videos: 66 valid windows
+    few = SimpleNamespace(**{**vars(SVM), "max_train": 30})
+    model, scores, report = fit_and_score("svm", few, vids, 4, seed=0)
+    assert report["train_windows"] == 30 and sum(report["class_counts"]) == 30
+    assert model.named_steps["scaler"].n_samples_seen_ == 30
+    _, again, _ = fit_and_score("svm", few, vids, 4, seed=0)
+    _, other, _ = fit_and_score("svm", few, vids, 4, seed=1)
+    assert all(np.array_equal(scores[v]["p"], again[v]["p"]) for v in scores)  # seeded
+    assert not all(np.array_equal(scores[v]["p"], other[v]["p"]) for v in scores)
+    _, _, full = fit_and_score("svm", SVM, vids, 4, seed=0)
+    assert full["train_windows"] == 66
 
 
 def test_empty_train_split_and_single_class_are_errors():
