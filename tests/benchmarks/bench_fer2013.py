@@ -5,10 +5,11 @@ face model trained by ``pretrain_faces`` and, when ``distil_faces`` trained one,
 self-distilled student classify every PublicTest face of ``../shared/data/fer2013`` (and
 PrivateTest rows where the table has them): accuracy, UAR and macro F1 per model and usage,
 plain and with test-time flip averaging (``<usage>_flip``: each face's class probabilities
-averaged with its mirror image's), and the seconds per 1,000 plain faces on this machine. With the student, ``relations`` also holds,
-for each network, the correlation between its pairwise embedding distances and those of the
-distillation targets (both teachers' l2-normalised embeddings, concatenated) on 1,000 seeded
-PublicTest faces: how much of its teachers' structure an embedding keeps.
+averaged with its mirror image's), and the seconds per 1,000 plain faces on this machine.
+With the student, ``relations`` also holds, for each network, the correlation between its
+pairwise embedding distances and those of the distillation targets (both teachers'
+l2-normalised embeddings, concatenated) on 1,000 seeded PublicTest faces: how much of its
+teachers' structure an embedding keeps.
 
     python -m tests.benchmarks.bench_fer2013 --out reports/benchmarks/fer2013.json \\
         --checkpoint models/pretrain_faces/model.pt --student models/distil_faces/model.pt
