@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.io.atomic import atomic_path, write_json
-from pipeline.io.h5 import iter_groups, read_group_attrs
+from pipeline.io.h5 import iter_groups_with_attrs
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def payload(task: str) -> tuple[str, str]:
 def read_scores(path: str | Path, task: str = "expr") -> dict[str, dict[str, np.ndarray]]:
     """``{video_id: {"p" or "va", "covered", "split"}}`` of one scores file."""
     return {
-        vid: {**g, "split": read_group_attrs(path, vid)["split"]}
-        for vid, g in iter_groups(path, [payload(task)[0], "covered"])
+        vid: {**g, "split": attrs["split"]}
+        for vid, g, attrs in iter_groups_with_attrs(path, [payload(task)[0], "covered"])
     }
 
 
@@ -111,8 +111,7 @@ def read_labels(path: str | Path, task: str = "expr") -> dict[str, dict]:
     (or an empty one) gives the video id, so every video is its own speaker.
     """
     out = {}
-    for vid, g in iter_groups(path, [payload(task)[1]]):
-        attrs = read_group_attrs(path, vid)
+    for vid, g, attrs in iter_groups_with_attrs(path, [payload(task)[1]]):
         out[vid] = {**g, "split": attrs["split"], "speaker": str(attrs.get("speaker") or vid)}
     return out
 

@@ -20,7 +20,7 @@ import joblib
 from pipeline.cli import stage_cli
 from pipeline.errors import NothingToFit
 from pipeline.io.atomic import atomic_path, write_json
-from pipeline.io.h5 import iter_groups, params_digest, read_group_attrs
+from pipeline.io.h5 import iter_groups_with_attrs, params_digest
 from pipeline.models.fitting import fit_and_score, fit_and_score_va
 from pipeline.params import load_params
 from pipeline.scores import write_scores, write_skipped
@@ -32,9 +32,7 @@ def main(
 ) -> None:
     """Fit one classifier on one feature's windows and write its 5 Hz scores."""
     cfg = load_params(f"fit.{model}", params)
-    videos = {
-        vid: {**g, "attrs": read_group_attrs(windows, vid)} for vid, g in iter_groups(windows)
-    }
+    videos = {vid: {**g, "attrs": a} for vid, g, a in iter_groups_with_attrs(windows)}
     try:
         if cfg.task == "va":
             est, scores, report = fit_and_score_va(model, cfg, videos)

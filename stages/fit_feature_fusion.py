@@ -17,7 +17,7 @@ from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
 from pipeline.errors import NothingToFit
 from pipeline.io.atomic import atomic_path, write_history, write_json
-from pipeline.io.h5 import iter_groups, params_digest, read_attrs, read_group, read_group_attrs
+from pipeline.io.h5 import iter_groups_with_attrs, params_digest, read_attrs, read_group
 from pipeline.models.feature_fusion import fit_feature_fusion, save_feature_fusion, video_faces
 from pipeline.params import load_params
 from pipeline.scores import FEATURE_FUSION_MODEL, payload, write_scores, write_skipped
@@ -37,7 +37,7 @@ def main(
     cfg = load_params("fit_feature_fusion", params)
     key = payload(cfg.task)[1]
     videos = {}
-    for vid, g in iter_groups(labels, [key]):
+    for vid, g, attrs in iter_groups_with_attrs(labels, [key]):
         a, f = audio / f"{vid}.h5", faces / f"{vid}.h5"
         face_t, grey = video_faces(f, vid) if f.is_file() else ([], [])
         videos[vid] = {
@@ -46,7 +46,7 @@ def main(
             "face_t": face_t,
             "faces": grey,
             key: g[key],
-            "split": read_group_attrs(labels, vid)["split"],
+            "split": attrs["split"],
         }
     try:
         net, scores, report = fit_feature_fusion(

@@ -24,7 +24,7 @@ from pipeline.cli import stage_cli
 from pipeline.embed.device import resolve_device
 from pipeline.errors import NothingToFit, PipelineError
 from pipeline.io.atomic import atomic_path, write_history, write_json
-from pipeline.io.h5 import iter_groups, params_digest, read_attrs, read_group, read_group_attrs
+from pipeline.io.h5 import iter_groups_with_attrs, params_digest, read_attrs, read_group
 from pipeline.models.persist import save_torch
 from pipeline.models.raw_audio import fit_raw_audio, fit_raw_audio_va
 from pipeline.params import load_params
@@ -47,14 +47,13 @@ def main(
         raise PipelineError(f"{params}: fit_raw_audio.nets has no network {net!r}")
     key = payload(cfg.task)[1]
     videos = {}
-    for vid, g in iter_groups(labels, [key]):
+    for vid, g, attrs in iter_groups_with_attrs(labels, [key]):
         f = audio / f"{vid}.h5"
         wave, rate = (
             (read_group(f, vid, ["wave"])["wave"], int(read_attrs(f)["rate_hz"]))
             if f.exists()
             else (None, 0)
         )
-        attrs = read_group_attrs(labels, vid)
         videos[vid] = {
             "wave": wave,
             "rate_hz": rate,

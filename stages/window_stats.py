@@ -21,11 +21,11 @@ from pipeline.errors import PipelineError
 from pipeline.features.summarise import no_windows, summarise_video
 from pipeline.io.h5 import (
     SKIPPED,
-    iter_groups,
+    iter_groups_with_attrs,
+    open_reader,
     open_writer,
     params_digest,
     read_attrs,
-    read_group,
     read_group_attrs,
 )
 from pipeline.params import load_params
@@ -40,22 +40,25 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
     src_attrs = read_attrs(embeddings)
     skipped = total = 0
     no_modality = []
-    with open_writer(
-        dst,
-        stage="window_stats",
-        params_digest=params_digest(vars(cfg)),
-        source=str(embeddings),
-        model=src_attrs.get("model", ""),
-        dim=2 * int(src_attrs["dim"]),
-        rate_hz=cfg.label_rate_hz,
-        window_s=cfg.window_s,
-        overlap=cfg.overlap,
-    ) as w:
-        for vid, lab in iter_groups(labels):
-            lab_attrs = read_group_attrs(labels, vid)
+    with (
+        open_writer(
+            dst,
+            stage="window_stats",
+            params_digest=params_digest(vars(cfg)),
+            source=str(embeddings),
+            model=src_attrs.get("model", ""),
+            dim=2 * int(src_attrs["dim"]),
+            rate_hz=cfg.label_rate_hz,
+            window_s=cfg.window_s,
+            overlap=cfg.overlap,
+        ) as w,
+        open_reader(embeddings) as emb_file,
+    ):
+        for vid, lab, lab_attrs in iter_groups_with_attrs(labels):
             try:
-                emb = read_group(embeddings, vid, ["t", "x", "valid"])
-                reason = read_group_attrs(embeddings, vid).get(SKIPPED, "")
+                reason = emb_file.group_attrs(vid).get(SKIPPED, "")
+                # a skip record's arrays are empty: not read (30,000 of them in an image corpus)
+                emb = {} if reason else emb_file.group(vid, ["t", "x", "valid"])
             except PipelineError:
                 raise PipelineError(
                     f"{embeddings}: no embeddings for video {vid!r}; re-run its embedding stage"
@@ -63,7 +66,9 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
             attrs = {**lab_attrs, "n_grid": len(lab["t"])}
             if reason:  # no such modality in this video: no windows, no error
                 no_modality.append(vid)
-                w.add(vid, attrs={**attrs, SKIPPED: reason}, **no_windows(emb["x"].shape[1], lab))
+                w.add(
+                    vid, attrs={**attrs, SKIPPED: reason}, **no_windows(int(src_attrs["dim"]), lab)
+                )
                 continue
             out = summarise_video(
                 emb,

@@ -220,10 +220,64 @@ def write_h5(
             w.add(vid, **groups[vid])
 
 
+class H5Reader:
+    """Reads of one contract file through one open handle.
+
+    A stage that reads every group (and its attributes) of a file with thousands of small
+    groups, e.g. an image corpus of 30,000 one-frame items, would otherwise spend much of
+    its time opening the file again for each read. Use through :func:`open_reader`.
+    """
+
+    def __init__(self, handle: h5py.File, path: Path):
+        self._f = handle
+        self.path = path
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """File attributes (JSON-encoded values decoded)."""
+        return {k: decode_attr(v) for k, v in self._f.attrs.items()}
+
+    def ids(self) -> list[str]:
+        """Every group (video id), sorted."""
+        return sorted(self._f.keys())
+
+    def group(self, video_id: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Arrays of one video group (all, or only ``names``)."""
+        g = self._group(video_id)
+        keys = names if names is not None else sorted(g.keys())
+        missing = [k for k in keys if k not in g]
+        if missing:
+            raise DataError(self.path, f"video {video_id!r} lacks datasets {missing}")
+        return {k: g[k][()] for k in keys}
+
+    def group_attrs(self, video_id: str) -> dict[str, Any]:
+        """Attributes of one video group (e.g. ``split``, ``speaker``, ``skipped``)."""
+        return {k: decode_attr(v) for k, v in self._group(video_id).attrs.items()}
+
+    def _group(self, video_id: str) -> h5py.Group:
+        if video_id not in self._f:
+            raise DataError(self.path, f"no group for video {video_id!r}")
+        return self._f[video_id]
+
+
+@contextmanager
+def open_reader(path: str | Path) -> Iterator[H5Reader]:
+    """Open a contract file for many reads; a missing or unreadable file is a DataError."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except OSError as err:
+        raise DataError(path, f"not a readable HDF5 file ({err})") from None
+    with f:
+        yield H5Reader(f, path)
+
+
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """File attributes of a contract file (JSON-encoded values decoded)."""
-    with _open(path) as f:
-        return {k: decode_attr(v) for k, v in f.attrs.items()}
+    with open_reader(path) as r:
+        return r.attrs
 
 
 def decode_attr(value: Any) -> Any:
@@ -243,16 +297,9 @@ def decode_attr(value: Any) -> Any:
 def read_group(
     path: str | Path, video_id: str, names: list[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """Arrays of one video group (all, or only ``names``)."""
-    with _open(path) as f:
-        if video_id not in f:
-            raise DataError(path, f"no group for video {video_id!r}")
-        g = f[video_id]
-        keys = names if names is not None else sorted(g.keys())
-        missing = [k for k in keys if k not in g]
-        if missing:
-            raise DataError(path, f"video {video_id!r} lacks datasets {missing}")
-        return {k: g[k][()] for k in keys}
+    """Arrays of one video group (all, or only ``names``); for many groups, :func:`open_reader`."""
+    with open_reader(path) as r:
+        return r.group(video_id, names)
 
 
 def read_rows(
@@ -264,10 +311,11 @@ def read_rows(
     once.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    with _open(path) as f:
-        if video_id not in f or name not in f[video_id]:
+    with open_reader(path) as r:
+        group = r._group(video_id)
+        if name not in group:
             raise DataError(path, f"no dataset {name!r} for video {video_id!r}")
-        ds = f[video_id][name]
+        ds = group[name]
         for s in range(0, len(rows), chunk):
             idx = rows[s : s + chunk]
             yield idx, ds[idx]
@@ -277,11 +325,18 @@ def iter_groups(
     path: str | Path, names: list[str] | None = None
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Yield ``(video_id, arrays)`` for every group in sorted order, one at a time."""
-    with _open(path) as f:
-        for vid in sorted(f.keys()):
-            g = f[vid]
-            keys = names if names is not None else sorted(g.keys())
-            yield vid, {k: g[k][()] for k in keys}
+    with open_reader(path) as r:
+        for vid in r.ids():
+            yield vid, r.group(vid, names)
+
+
+def iter_groups_with_attrs(
+    path: str | Path, names: list[str] | None = None
+) -> Iterator[tuple[str, dict[str, np.ndarray], dict[str, Any]]]:
+    """Yield ``(video_id, arrays, group attributes)`` for every group in sorted order."""
+    with open_reader(path) as r:
+        for vid in r.ids():
+            yield vid, r.group(vid, names), r.group_attrs(vid)
 
 
 def is_fresh(path: str | Path, digest: str) -> bool:
@@ -296,21 +351,8 @@ def is_fresh(path: str | Path, digest: str) -> bool:
         return False
 
 
-@contextmanager
-def _open(path: str | Path) -> Iterator[h5py.File]:
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except OSError as err:
-        raise DataError(path, f"not a readable HDF5 file ({err})") from None
-    with f:
-        yield f
-
-
 def read_group_attrs(path: str | Path, video_id: str) -> dict[str, Any]:
-    """Attributes of one video group (e.g. ``split``, ``speaker``)."""
-    with _open(path) as f:
-        if video_id not in f:
-            raise DataError(path, f"no group for video {video_id!r}")
-        return {k: decode_attr(v) for k, v in f[video_id].attrs.items()}
+    """Attributes of one video group (e.g. ``split``, ``speaker``); for many groups,
+    :func:`open_reader`."""
+    with open_reader(path) as r:
+        return r.group_attrs(video_id)

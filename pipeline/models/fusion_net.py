@@ -43,7 +43,7 @@ from torch import nn
 from pipeline.errors import NothingToFit, PipelineError
 from pipeline.features.summarise import to_grid
 from pipeline.features.windows import window_labels, window_va
-from pipeline.io.h5 import SKIPPED, iter_groups, read_group_attrs
+from pipeline.io.h5 import SKIPPED, iter_groups_with_attrs
 from pipeline.metrics import at_chance
 from pipeline.models.attention_fbp import AttentionFBPNet
 from pipeline.models.class_weights import log_class_weights
@@ -202,11 +202,11 @@ def read_videos(faces: Path, audio: Path, labels: Path, task: str) -> dict[str, 
     emb: dict[str, dict[str, Any]] = {}
     for kind, path in (("face", faces), ("audio", audio)):
         emb[kind] = {
-            vid: None if read_group_attrs(path, vid).get(SKIPPED) else g
-            for vid, g in iter_groups(path, ["t", "x", "valid"])
+            vid: None if attrs.get(SKIPPED) else g
+            for vid, g, attrs in iter_groups_with_attrs(path, ["t", "x", "valid"])
         }
     videos = {}
-    for vid, g in iter_groups(labels, [key]):
+    for vid, g, attrs in iter_groups_with_attrs(labels, [key]):
         for kind, path in (("face", faces), ("audio", audio)):
             if vid not in emb[kind]:
                 raise PipelineError(f"{path}: no embeddings for video {vid!r}; re-run its stage")
@@ -214,7 +214,7 @@ def read_videos(faces: Path, audio: Path, labels: Path, task: str) -> dict[str, 
             "face": emb["face"][vid],
             "audio": emb["audio"][vid],
             key: g[key],
-            "split": read_group_attrs(labels, vid)["split"],
+            "split": attrs["split"],
         }
     return videos
 

@@ -106,6 +106,31 @@ def test_missing_group_or_file_is_a_clear_error(tmp_path):
         h5.read_attrs(tmp_path / "none.h5")
 
 
+def test_reader_reads_every_group_and_its_attrs_through_one_open(tmp_path, monkeypatch):
+    dst = tmp_path / "w.h5"
+    with h5.open_writer(dst, stage="s", dim=2) as w:
+        for i, split in enumerate(["train", "dev", "test"]):
+            w.add(f"v{i}", attrs={"split": split, "speaker": i}, x=np.full((i, 2), i, np.float32))
+    opened = []
+    real_file = h5py.File
+    monkeypatch.setattr(h5.h5py, "File", lambda *a, **k: opened.append(a[0]) or real_file(*a, **k))
+    got = list(h5.iter_groups_with_attrs(dst))
+    assert [vid for vid, _, _ in got] == ["v0", "v1", "v2"]
+    assert [a for _, _, a in got] == [
+        {"split": "train", "speaker": 0},
+        {"split": "dev", "speaker": 1},
+        {"split": "test", "speaker": 2},
+    ]
+    np.testing.assert_array_equal(got[2][1]["x"], np.full((2, 2), 2, np.float32))
+    assert len(opened) == 1  # not one open per group: image corpora have 30,000 groups
+    with h5.open_reader(dst) as r:
+        assert r.attrs == {"stage": "s", "dim": 2} and r.ids() == ["v0", "v1", "v2"]
+        assert r.group_attrs("v1")["split"] == "dev" and set(r.group("v1", ["x"])) == {"x"}
+        with pytest.raises(DataError, match="no group for video 'v9'"):
+            r.group_attrs("v9")
+    assert len(opened) == 2
+
+
 def test_params_digest_is_order_independent():
     assert h5.params_digest({"a": 1, "b": [1, 2]}) == h5.params_digest({"b": [1, 2], "a": 1})
     assert h5.params_digest({"a": 1}) != h5.params_digest({"a": 2})
