@@ -254,6 +254,13 @@ class H5Reader:
         """Attributes of one video group (e.g. ``split``, ``speaker``, ``skipped``)."""
         return {k: decode_attr(v) for k, v in self._group(video_id).attrs.items()}
 
+    def dataset(self, video_id: str, name: str) -> h5py.Dataset:
+        """Dataset ``name`` of one video group, unread (for reading parts of it)."""
+        g = self._group(video_id)
+        if name not in g:
+            raise DataError(self.path, f"no dataset {name!r} for video {video_id!r}")
+        return g[name]
+
     def _group(self, video_id: str) -> h5py.Group:
         if video_id not in self._f:
             raise DataError(self.path, f"no group for video {video_id!r}")
@@ -312,10 +319,7 @@ def read_rows(
     """
     rows = np.asarray(rows, dtype=np.int64)
     with open_reader(path) as r:
-        group = r._group(video_id)
-        if name not in group:
-            raise DataError(path, f"no dataset {name!r} for video {video_id!r}")
-        ds = group[name]
+        ds = r.dataset(video_id, name)
         for s in range(0, len(rows), chunk):
             idx = rows[s : s + chunk]
             yield idx, ds[idx]
