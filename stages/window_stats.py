@@ -25,8 +25,6 @@ from pipeline.io.h5 import (
     open_reader,
     open_writer,
     params_digest,
-    read_attrs,
-    read_group_attrs,
 )
 from pipeline.params import load_params
 
@@ -37,23 +35,23 @@ log = logging.getLogger("stages.window_stats")
 def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.yaml")) -> None:
     """Summarise one embedding file into window features with window labels."""
     cfg = load_params("window_stats", params)
-    src_attrs = read_attrs(embeddings)
     skipped = total = 0
-    no_modality = []
+    no_modality = []  # (video id, why its embedding group was skipped)
     with (
+        open_reader(embeddings) as emb_file,
         open_writer(
             dst,
             stage="window_stats",
             params_digest=params_digest(vars(cfg)),
             source=str(embeddings),
-            model=src_attrs.get("model", ""),
-            dim=2 * int(src_attrs["dim"]),
+            model=emb_file.attrs.get("model", ""),
+            dim=2 * int(emb_file.attrs["dim"]),
             rate_hz=cfg.label_rate_hz,
             window_s=cfg.window_s,
             overlap=cfg.overlap,
         ) as w,
-        open_reader(embeddings) as emb_file,
     ):
+        src_dim = int(emb_file.attrs["dim"])
         for vid, lab, lab_attrs in iter_groups_with_attrs(labels):
             try:
                 reason = emb_file.group_attrs(vid).get(SKIPPED, "")
@@ -65,10 +63,8 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
                 )
             attrs = {**lab_attrs, "n_grid": len(lab["t"])}
             if reason:  # no such modality in this video: no windows, no error
-                no_modality.append(vid)
-                w.add(
-                    vid, attrs={**attrs, SKIPPED: reason}, **no_windows(int(src_attrs["dim"]), lab)
-                )
+                no_modality.append((vid, reason))
+                w.add(vid, attrs={**attrs, SKIPPED: reason}, **no_windows(src_dim, lab))
                 continue
             out = summarise_video(
                 emb,
@@ -87,8 +83,7 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
             "window_stats: no video has this feature's modality (%d skipped, e.g. %s: %s); "
             "wrote %s without windows, and its models write skip records",
             len(no_modality),
-            no_modality[0],
-            read_group_attrs(embeddings, no_modality[0])[SKIPPED],
+            *no_modality[0],
             dst,
         )
         return
@@ -98,7 +93,7 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
         log.info(
             "window_stats: %d videos without this feature's modality get no windows, e.g. %s",
             len(no_modality),
-            no_modality[0],
+            no_modality[0][0],
         )
     log.info(
         "window_stats: %d windows, %d (%.1f %%) with too few valid frames flagged invalid -> %s",

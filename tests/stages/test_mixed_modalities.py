@@ -392,7 +392,7 @@ def _run_stage(stage, **args) -> None:
     stage.main([item for k, v in args.items() for item in (f"--{k.replace('_', '-')}", str(v))])
 
 
-def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretrained_dir):
+def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretrained_dir, capfd):
     """An audio-only corpus through fine-tuning, the fit matrix, the fusion net, the raw-audio
     model, fusion and evaluation: the face models write skip records and nothing stops."""
     labels, params, files = _synthetic(
@@ -442,6 +442,11 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
             fit, model="kelm", feature=feature, windows=win[feature],
             dst=fitted / f"kelm_{feature}", **p,
         )  # fmt: skip
+    # the face feature's warning names the first skipped video and why it was skipped
+    assert (
+        "no video has this feature's modality (6 skipped, e.g. dev_anger: no video (modality "
+        "audio))" in capfd.readouterr().err
+    )
     skip = json.loads((fitted / "kelm_fer" / "report.json").read_text())
     assert skip == {
         "model": "kelm_fer",
