@@ -8,7 +8,8 @@ Writes models/fit/<model>_<feature>/model.joblib (the fitted estimator),
        train video, scored out of fold by models that never saw its group),
        report.json (training windows, class counts, classes missing from training);
        when the train split has no window of this feature (the data lacks its modality):
-       report.json only, the skip record {"model", "skipped": why}
+       report.json only, the skip record {"model", "skipped": why}; when no video has
+       a window (file attribute n_windows = 0) it writes that record without reading a group
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import joblib
 from pipeline.cli import stage_cli
 from pipeline.errors import NothingToFit
 from pipeline.io.atomic import atomic_path, write_json
-from pipeline.io.h5 import iter_groups_with_attrs, params_digest
+from pipeline.io.h5 import iter_groups_with_attrs, params_digest, read_attrs
 from pipeline.models.fitting import fit_and_score, fit_and_score_va
 from pipeline.params import load_params
 from pipeline.scores import write_scores, write_skipped
@@ -32,6 +33,11 @@ def main(
 ) -> None:
     """Fit one classifier on one feature's windows and write its 5 Hz scores."""
     cfg = load_params(f"fit.{model}", params)
+    if read_attrs(windows).get("n_windows") == 0:  # e.g. audio windows of an image corpus:
+        # a skip record without reading the (empty) group of every item
+        why = f"no video has this feature's modality ({windows} holds no windows)"
+        write_skipped(dst, f"{model}_{feature}", why)
+        return
     videos = {vid: {**g, "attrs": a} for vid, g, a in iter_groups_with_attrs(windows)}
     try:
         if cfg.task == "va":

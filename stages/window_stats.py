@@ -3,7 +3,8 @@
 Reads  features/<modality>/<backbone>.h5, data/interim/labels_5hz.h5;
        params base.label_rate_hz, base.classes, window_stats
 Writes features/windows/<feature>.h5: per video t [W] (window centres, s), x [W, 2D],
-       y [W] (or va [W, 2]), start/end [W] (5 Hz bins), n_valid, valid; attrs split, n_grid.
+       y [W] (or va [W, 2]), start/end [W] (5 Hz bins), n_valid, valid; attrs split, n_grid;
+       file attribute n_windows (all videos' windows).
        A video that lacks the feature's modality (its embedding group has attribute
        `skipped`, e.g. an audio-only clip for a face feature) gets W = 0 windows and keeps
        the `skipped` attribute; a video with no embedding group at all stops the stage.
@@ -78,6 +79,7 @@ def main(embeddings: Path, labels: Path, dst: Path, params: Path = Path("params.
             skipped += int((~out["valid"]).sum())
             total += len(out["valid"])
             w.add(vid, attrs=attrs, **out)
+        w.set_attrs(n_windows=total)  # 0: no video has the modality; `fit` reads no group
     if total == 0 and no_modality:  # e.g. a face feature of an audio-only corpus
         log.warning(
             "window_stats: no video has this feature's modality (%d skipped, e.g. %s: %s); "

@@ -12,7 +12,10 @@ FER-2013), then times in one run, both ways, the reads of
   only when it is not a skip record) its arrays;
 - ``fit``: each window group and its attributes (a ``window_stats`` output);
 
-and checks that both ways read the same values.
+and checks that both ways read the same values. Then the ``fit`` stage itself on that window
+file, as ``window_stats`` wrote it before (no ``n_windows`` attribute: it reads every group
+to find no training window) and now (``n_windows = 0``: a skip record without reading one);
+both must write the same skip record, apart from its wording.
 
     python -m tests.benchmarks.bench_h5_reads --out reports/benchmarks/h5_reads.json
 """
@@ -26,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from pipeline.features.summarise import no_windows
@@ -87,6 +91,29 @@ def one_reader(labels: Path, emb: Path, win: Path) -> tuple[list, list]:
     return ws, list(iter_groups_with_attrs(win))
 
 
+def fit_skip_times(win: Path, root: Path) -> dict[str, float]:
+    """Seconds of the ``fit`` stage (kelm) on the all-skip window file ``win``, without and
+    with the file attribute ``n_windows = 0``; both must end in a skip record."""
+    from stages import fit  # the stage, as DVC runs it
+
+    marked = root / "win_marked.h5"
+    marked.write_bytes(win.read_bytes())
+    with h5py.File(marked, "a") as f:
+        f.attrs["n_windows"] = 0
+    out = {}
+    for name, path in (("fit_without_attribute_s", win), ("fit_with_attribute_s", marked)):
+        dst = root / f"fit_{name}"
+        start = time.perf_counter()
+        fit.main(["--model", "kelm", "--feature", "logmel", "--windows", str(path)]
+                 + ["--dst", str(dst)])  # fmt: skip
+        out[name] = round(time.perf_counter() - start, 3)
+        if (dst / "scores.h5").exists() or "skipped" not in json.loads(
+            (dst / "report.json").read_text()
+        ):
+            raise SystemExit(f"fit on {path} wrote no skip record")
+    return out
+
+
 def same(a, b) -> bool:
     """Deep equality of the nested tuples / dicts / arrays the two readers return."""
     if isinstance(a, dict):
@@ -113,6 +140,7 @@ def main() -> None:
                 start = time.perf_counter()
                 results[name] = read(*paths)
                 times[name].append(time.perf_counter() - start)
+        fit_times = fit_skip_times(paths[2], Path(tmp))
     if not same(results["per_call"], results["one_reader"]):
         raise SystemExit("the two ways read different values")
     best = {k: min(v) for k, v in times.items()}
@@ -125,6 +153,7 @@ def main() -> None:
         "per_call_ms_per_item": round(1000 * best["per_call"] / args.n, 3),
         "one_reader_ms_per_item": round(1000 * best["one_reader"] / args.n, 3),
         "speedup": round(best["per_call"] / best["one_reader"], 2),
+        **fit_times,
         "machine": platform.machine(),
     }
     print(json.dumps(res, indent=2))

@@ -24,7 +24,14 @@ import yaml
 from pipeline.data.manifest import ManifestRow, write_manifest
 from pipeline.embed.finetune import load_finetuned
 from pipeline.errors import PipelineError
-from pipeline.io.h5 import SKIPPED, iter_groups, open_writer, read_group_attrs, skipped_group
+from pipeline.io.h5 import (
+    SKIPPED,
+    iter_groups,
+    open_writer,
+    read_attrs,
+    read_group_attrs,
+    skipped_group,
+)
 from pipeline.scores import read_scores
 from stages import (
     build_manifest,
@@ -447,11 +454,13 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
         "no video has this feature's modality (6 skipped, e.g. dev_anger: no video (modality "
         "audio))" in capfd.readouterr().err
     )
+    # no window anywhere (file attribute n_windows = 0): skipped before any group is read
+    assert read_attrs(win["fer"])["n_windows"] == 0
+    assert read_attrs(win["logmel"])["n_windows"] == 54  # 6 clips x 9 windows of 4 s, 50 %
     skip = json.loads((fitted / "kelm_fer" / "report.json").read_text())
     assert skip == {
         "model": "kelm_fer",
-        "skipped": "no valid labelled windows in the 'train' split (empty split, or no "
-        "face/audio?)",
+        "skipped": f"no video has this feature's modality ({win['fer']} holds no windows)",
     }
     assert not (fitted / "kelm_fer" / "scores.h5").exists()
     assert (fitted / "kelm_logmel" / "scores.h5").is_file()
@@ -490,7 +499,7 @@ def test_models_whose_modality_the_data_lacks_write_skip_records(tmp_path, pretr
     assert not {"kelm_fer", "conv_lstm"} & set(metrics["dev"])
     summary = (rep / "summary.md").read_text()
     assert "- `conv_lstm`: fit_fusion_net conv_lstm: no train video has a face" in summary
-    assert "- `kelm_fer`: no valid labelled windows" in summary
+    assert "- `kelm_fer`: no video has this feature's modality" in summary
     assert "- `feature_fusion`: fit_feature_fusion: no train video has a face" in summary
 
 
