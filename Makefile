@@ -35,7 +35,7 @@ test: $(TEST_STAMP)
 # and, for mtcnn_torch, separate_vocals, embed, embed_images, audio_emodb, long_video,
 # fusion_ablation and predict, the data and models of `make demo`). The GPU one:
 # python -m tests.benchmarks.bench_gpu
-BENCHES := detect_faces mtcnn_torch face_memory separate_vocals embed embed_images enhance audio_emodb raw_audio_emodb windows fusion kelm predict long_video fusion_ablation h5_reads
+BENCHES := detect_faces mtcnn_torch face_memory separate_vocals embed embed_images enhance audio_emodb raw_audio_emodb windows fusion kelm predict long_video fusion_ablation h5_reads train_precision
 bench: $(TEST_STAMP)
 	for b in $(BENCHES); do $(BIN)/python -m tests.benchmarks.bench_$$b --out reports/benchmarks/$$b.json || exit 1; done
 

@@ -101,6 +101,7 @@ Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 Task = Literal["expr", "va"]
 Classes = Annotated[tuple[Str, ...], AfterValidator(_two_classes), AfterValidator(_distinct)]
 Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["fp32", "bf16"]
 NJobs = Annotated[Int, Field(ge=-1), AfterValidator(_not_zero)]
 Executor = Literal["local", "dask"]
 Split = Literal["train", "dev", "test"]
@@ -313,6 +314,7 @@ class FER2013Training(Section):
     weight_decay: NonNegFloat
     batch_size: PosInt
     max_train: PosInt | None  # a seeded subset of the Training rows; null = all
+    precision: Precision  # training arithmetic: fp32, or bf16 autocast (avx512_bf16/AMX, GPUs)
 
 
 class PretrainFacesSection(FER2013Training):

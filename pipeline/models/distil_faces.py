@@ -222,12 +222,14 @@ def distil_faces(
         device,
         augment_faces,
         loss_fn=loss,
+        precision=cfg.precision,
     )
     student.to("cpu").eval()
     report = {
         "corpus": "FER-2013",
         "table": table.name,
         "train_rows": int(len(data["Training"][1])),
+        "precision": cfg.precision,
         "teachers": list(teachers),
         "target_dim": int(next(iter(targets.values())).shape[1]),
         "student_dim": student.dim,

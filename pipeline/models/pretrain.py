@@ -128,10 +128,12 @@ def pretrain(
     device: str = "cpu",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    precision: str = "fp32",
 ) -> tuple[list[dict], int]:
     """Train ``module`` in place with the shared loop (Adam, cross-entropy or ``loss_fn``,
     cosine decay from ``cfg.lr``, best dev epoch kept, early stopping after ``cfg.patience``
-    epochs).
+    epochs; ``precision`` "bf16" trains under bfloat16 autocast, see
+    :func:`~pipeline.models.lstm.fit_torch_classifier`).
 
     ``train`` / ``dev``: (inputs [N, ...] float32 or uint8, labels [N] int64, or float targets
     [N, ...] for ``loss_fn``). Returns the per-epoch history and the epoch kept.
@@ -158,6 +160,7 @@ def pretrain(
             augment=augment,
             cosine=True,
             loss_fn=loss_fn,
+            precision=precision,
         )
 
 
@@ -232,13 +235,21 @@ def pretrain_faces(
         len(data.get("PublicTest", ((), ()))[1]),
     )
     history, best = pretrain(
-        module, train, data.get("PublicTest"), cfg, cfg.seed, device, augment_faces
+        module,
+        train,
+        data.get("PublicTest"),
+        cfg,
+        cfg.seed,
+        device,
+        augment_faces,
+        precision=cfg.precision,
     )
     module.to("cpu").eval()
     report = {
         "corpus": "FER-2013",
         "table": table.name,
         "train_rows": int(len(train[1])),
+        "precision": cfg.precision,
         "epochs_run": len(history),
         "best_epoch": best,
         "splits": {  # Training: the rows trained on (max_train)

@@ -224,3 +224,9 @@ def test_select_uar_keeps_the_epoch_with_the_best_dev_recall():
             batch_size=16, patience=None, tol=0.0, class_weights=None, device="cpu",
             generator=torch.Generator(), select="f1",
         )  # fmt: skip
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        fit_torch_classifier(
+            net, torch.tensor(X), torch.tensor(y), None, None, epochs=1, lr=0.01,
+            batch_size=16, patience=None, tol=0.0, class_weights=None, device="cpu",
+            generator=torch.Generator(), precision="fp16",
+        )  # fmt: skip

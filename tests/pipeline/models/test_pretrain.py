@@ -30,6 +30,7 @@ def face_cfg(**kw):
         weight_decay=0.0,
         batch_size=16,
         max_train=None,
+        precision="fp32",
         seed=5,
     )
     return SimpleNamespace(**(base | kw))
@@ -147,6 +148,22 @@ def test_pretrain_faces_learns_stripes_and_reports_every_usage(tmp_path):
     # max_train: a seeded subset of the Training rows, reported as trained on
     _, _, small = pt.pretrain_faces(face_cfg(max_train=20, epochs=1), tmp_path)
     assert small["train_rows"] == 20 and small["splits"]["Training"]["n"] == 20
+
+
+def test_pretrain_faces_in_bf16_autocast_learns_with_other_arithmetic(tmp_path):
+    write_fer_table(tmp_path / "fer2013.csv.gz", {"Training": 96, "PublicTest": 32})
+    fp32, _, plain = pt.pretrain_faces(face_cfg(epochs=2), tmp_path)
+    bf16, _, half = pt.pretrain_faces(face_cfg(epochs=2, precision="bf16"), tmp_path)
+    assert plain["precision"] == "fp32" and half["precision"] == "bf16"
+    # same seed, same batches: only the arithmetic differs, so the weights do, a little
+    w32, w16 = fp32.state_dict(), bf16.state_dict()
+    gaps = [float((w32[k] - w16[k]).abs().max()) for k in w32 if w32[k].is_floating_point()]
+    assert max(gaps) > 1e-4, gaps
+    assert max(gaps) < 0.5, gaps
+    # and bf16 training still learns the stripes
+    bf16_long, _, report = pt.pretrain_faces(face_cfg(precision="bf16"), tmp_path)
+    assert report["splits"]["PublicTest"]["accuracy"] >= 0.9, report["splits"]
+    assert next(bf16_long.parameters()).dtype == torch.float32  # weights stay float32
 
 
 def test_pretrain_faces_without_a_table_returns_the_seeded_untrained_net(tmp_path):
