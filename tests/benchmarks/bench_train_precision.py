@@ -1,4 +1,4 @@
-"""Benchmark: one training step of the FER-2013 face network in float32 and in bf16 autocast.
+"""Benchmark: epochs of the FER-2013 face network's training loop in float32 and in bf16 autocast.
 
 ``pretrain_faces.precision`` (and ``distil_faces.precision``) chooses the arithmetic of the
 training forward passes (:func:`pipeline.models.lstm.fit_torch_classifier`). This times, in
