@@ -321,6 +321,9 @@ class PretrainFacesSection(FER2013Training):
     """Section ``pretrain_faces``: seed 003's VGG face model trained on FER-2013."""
 
     root: Str  # folder holding fer2013.csv(.gz); without one the stage writes a skip record
+    label_smoothing: OpenFraction  # of the training cross-entropy (0 = plain targets)
+    rotate_deg: Annotated[Float, Field(ge=0, le=180)]  # training faces rotated by +- this
+    scale: OpenFraction  # training faces zoomed by a factor in 1 +- this
 
 
 class DistilFacesSection(FER2013Training):

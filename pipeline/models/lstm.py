@@ -105,17 +105,26 @@ def resolve_class_weights(
 
 
 def _masked_ce_sum(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of (weighted) cross-entropy over labelled targets and the sum of their weights.
 
     ``logits`` [..., K] and ``target`` [...] (``-1`` = masked) are flattened; the mean
-    loss is ``sum / denom`` (the same as ``nn.CrossEntropyLoss(weight, ignore_index=-1)``).
+    loss is ``sum / denom`` (the same as ``nn.CrossEntropyLoss(weight, ignore_index=-1,
+    label_smoothing=label_smoothing)``).
     """
     logits = logits.reshape(-1, logits.shape[-1])
     target = target.reshape(-1)
     loss_sum = nn.functional.cross_entropy(
-        logits, target, weight=weight, ignore_index=MASK_LABEL, reduction="sum"
+        logits,
+        target,
+        weight=weight,
+        ignore_index=MASK_LABEL,
+        reduction="sum",
+        label_smoothing=label_smoothing,
     )
     valid = target != MASK_LABEL
     if weight is None:
@@ -189,6 +198,7 @@ def fit_torch_classifier(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     select: str = "loss",
     precision: str = "fp32",
+    label_smoothing: float = 0.0,
 ) -> tuple[list[dict], int]:
     """Train a classifier module with Adam and early stopping on the validation loss (or UAR).
 
@@ -254,6 +264,10 @@ def fit_torch_classifier(
         bf16 halves the time per batch where the hardware has bf16 units (CPUs with
         avx512_bf16 or AMX, recent GPUs) and is slower where it is emulated. Validation and
         prediction stay float32.
+    label_smoothing : float
+        Weight of the uniform distribution mixed into the training targets of the
+        cross-entropy (``nn.functional.cross_entropy``'s ``label_smoothing``); the validation
+        loss that picks the epoch stays the plain cross-entropy.
 
     Returns
     -------
@@ -269,6 +283,8 @@ def fit_torch_classifier(
         raise ValueError(f"select must be 'loss' or (classification only) 'uar', got {select!r}")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     module.to(device)
     device_type = torch.device(device).type
     weight = (
@@ -310,7 +326,7 @@ def fit_torch_classifier(
                 loss = loss_fn(out, yb)
                 loss_sum, dn = loss * len(idx), torch.tensor(float(len(idx)))
             else:
-                loss_sum, dn = _masked_ce_sum(out, yb, weight)
+                loss_sum, dn = _masked_ce_sum(out, yb, weight, label_smoothing)
                 loss = loss_sum / dn
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -14,6 +14,7 @@ The stages write the networks with :func:`pipeline.models.checkpoint.save_checkp
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import logging
 import math
@@ -129,11 +130,12 @@ def pretrain(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     precision: str = "fp32",
+    label_smoothing: float = 0.0,
 ) -> tuple[list[dict], int]:
     """Train ``module`` in place with the shared loop (Adam, cross-entropy or ``loss_fn``,
     cosine decay from ``cfg.lr``, best dev epoch kept, early stopping after ``cfg.patience``
-    epochs; ``precision`` "bf16" trains under bfloat16 autocast, see
-    :func:`~pipeline.models.lstm.fit_torch_classifier`).
+    epochs; ``precision`` "bf16" trains under bfloat16 autocast, ``label_smoothing`` softens
+    the training targets, see :func:`~pipeline.models.lstm.fit_torch_classifier`).
 
     ``train`` / ``dev``: (inputs [N, ...] float32 or uint8, labels [N] int64, or float targets
     [N, ...] for ``loss_fn``). Returns the per-epoch history and the epoch kept.
@@ -161,6 +163,7 @@ def pretrain(
             cosine=True,
             loss_fn=loss_fn,
             precision=precision,
+            label_smoothing=label_smoothing,
         )
 
 
@@ -204,7 +207,8 @@ def pretrain_faces(
     Parameters
     ----------
     cfg : the ``pretrain_faces`` params (channels, dropout, epochs, patience, lr,
-        weight_decay, batch_size, max_train, seed)
+        weight_decay, batch_size, max_train, precision, label_smoothing, rotate_deg, scale,
+        seed)
     root : the folder holding ``fer2013.csv`` or ``fer2013.csv.gz``
 
     Returns
@@ -241,8 +245,9 @@ def pretrain_faces(
         cfg,
         cfg.seed,
         device,
-        augment_faces,
+        functools.partial(augment_faces, rotate_deg=cfg.rotate_deg, scale=cfg.scale),
         precision=cfg.precision,
+        label_smoothing=cfg.label_smoothing,
     )
     module.to("cpu").eval()
     report = {
@@ -250,6 +255,8 @@ def pretrain_faces(
         "table": table.name,
         "train_rows": int(len(train[1])),
         "precision": cfg.precision,
+        "label_smoothing": cfg.label_smoothing,
+        "augment": {"rotate_deg": cfg.rotate_deg, "scale": cfg.scale},
         "epochs_run": len(history),
         "best_epoch": best,
         "splits": {  # Training: the rows trained on (max_train)

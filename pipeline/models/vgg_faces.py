@@ -47,10 +47,22 @@ def grey_faces(faces: np.ndarray, side_px: int = FACE_SIDE_PX) -> np.ndarray:
     return out
 
 
-def augment_faces(x: torch.Tensor, generator: torch.Generator, shift_px: int = 4) -> torch.Tensor:
-    """Random training copies of faces: a horizontal flip (p = 0.5) and a shift of up to
-    ``shift_px`` pixels in each direction (edges repeated). ``x`` (B, 1, H, W) float; every
-    draw comes from the CPU ``generator``."""
+def augment_faces(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    shift_px: int = 4,
+    rotate_deg: float = 0.0,
+    scale: float = 0.0,
+) -> torch.Tensor:
+    """Random training copies of faces: a horizontal flip (p = 0.5), a shift of up to
+    ``shift_px`` pixels in each direction (edges repeated) and, where ``rotate_deg`` or
+    ``scale`` is set, a rotation by an angle uniform in +-``rotate_deg`` degrees and a zoom
+    by a factor uniform in 1 +- ``scale`` about the centre (bilinear, edges repeated).
+
+    ``x`` (B, 1, H, W) float; every draw comes from the CPU ``generator`` (the rotation and
+    zoom draws after the flip and shift ones, so ``rotate_deg = scale = 0`` is the same
+    stream as before they existed).
+    """
     b, _, h, w = x.shape
     flip = torch.rand(b, generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -62,7 +74,21 @@ def augment_faces(x: torch.Tensor, generator: torch.Generator, shift_px: int = 4
     )
     x = torch.gather(padded, 2, rows)
     cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(b, 1, h, w)
-    return torch.gather(x, 3, cols)
+    x = torch.gather(x, 3, cols)
+    if rotate_deg == 0 and scale == 0:
+        return x
+    angle = torch.deg2rad((2 * torch.rand(b, generator=generator) - 1) * rotate_deg)
+    zoom = 1 + (2 * torch.rand(b, generator=generator) - 1) * scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # theta maps output to input coordinates in [-1, 1]: 1/zoom enlarges the face
+    theta = torch.stack(
+        [torch.stack([cos, -sin, torch.zeros(b)], 1), torch.stack([sin, cos, torch.zeros(b)], 1)],
+        1,
+    ).to(x.dtype)
+    grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return nn.functional.grid_sample(
+        x, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
 
 
 class VGGFaceNet(nn.Module):

@@ -134,6 +134,8 @@ def test_window_stats_reads_only_its_declared_keys():
         ("fit_fusion_net.nets.conv_lstm.lstm_hidden", 0, "must be >= 1 (got 0)"),
         ("get_pretrained.models", ["nope"], "unknown checkpoints ['nope']"),
         ("pretrain_faces.precision", "fp16", "'fp32' or 'bf16' (got 'fp16')"),
+        ("pretrain_faces.label_smoothing", 1.0, "must be < 1 (got 1.0)"),
+        ("pretrain_faces.rotate_deg", -5.0, "must be >= 0 (got -5.0)"),
     ],
 )
 def test_invalid_values_name_the_param(tmp_path, dotted, value, problem):

@@ -135,6 +135,12 @@ def test_masked_loss_ignores_minus_one():
             logits.reshape(-1, 3), target.reshape(-1)
         ),
     )
+    # label smoothing: the targets mix in 1/K of each class, still over labelled steps only
+    s_s, d_s = _masked_ce_sum(logits, target, None, 0.3)
+    log_p = torch.log_softmax(logits[keep], dim=-1)
+    soft = torch.nn.functional.one_hot(target[keep], 3) * 0.7 + 0.3 / 3
+    torch.testing.assert_close(s_s, -(soft * log_p).sum())
+    assert float(d_s) == int(keep.sum())
 
 
 def test_minus_one_rows_dropped_in_sequence_to_one():
@@ -229,4 +235,10 @@ def test_select_uar_keeps_the_epoch_with_the_best_dev_recall():
             net, torch.tensor(X), torch.tensor(y), None, None, epochs=1, lr=0.01,
             batch_size=16, patience=None, tol=0.0, class_weights=None, device="cpu",
             generator=torch.Generator(), precision="fp16",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        fit_torch_classifier(
+            net, torch.tensor(X), torch.tensor(y), None, None, epochs=1, lr=0.01,
+            batch_size=16, patience=None, tol=0.0, class_weights=None, device="cpu",
+            generator=torch.Generator(), label_smoothing=1.0,
         )  # fmt: skip

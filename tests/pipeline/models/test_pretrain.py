@@ -31,6 +31,9 @@ def face_cfg(**kw):
         batch_size=16,
         max_train=None,
         precision="fp32",
+        label_smoothing=0.0,
+        rotate_deg=0.0,
+        scale=0.0,
         seed=5,
     )
     return SimpleNamespace(**(base | kw))
@@ -164,6 +167,22 @@ def test_pretrain_faces_in_bf16_autocast_learns_with_other_arithmetic(tmp_path):
     bf16_long, _, report = pt.pretrain_faces(face_cfg(precision="bf16"), tmp_path)
     assert report["splits"]["PublicTest"]["accuracy"] >= 0.9, report["splits"]
     assert next(bf16_long.parameters()).dtype == torch.float32  # weights stay float32
+
+
+def test_pretrain_faces_with_smoothing_and_rotation_learns_and_reports_them(tmp_path):
+    write_fer_table(tmp_path / "fer2013.csv.gz", {"Training": 96, "PublicTest": 32})
+    plain, _, _ = pt.pretrain_faces(face_cfg(epochs=1), tmp_path)
+    cfg = face_cfg(label_smoothing=0.1, rotate_deg=10.0, scale=0.1)
+    smooth, _, report = pt.pretrain_faces(cfg, tmp_path)
+    assert report["label_smoothing"] == 0.1
+    assert report["augment"] == {"rotate_deg": 10.0, "scale": 0.1}
+    assert report["splits"]["PublicTest"]["accuracy"] >= 0.9, report["splits"]
+    # the options reach the training loop: one epoch of each differs
+    once, _, _ = pt.pretrain_faces(face_cfg(epochs=1, label_smoothing=0.1), tmp_path)
+    turned, _, _ = pt.pretrain_faces(face_cfg(epochs=1, rotate_deg=10.0), tmp_path)
+    w = plain.state_dict()
+    for other in (once, turned):
+        assert not torch.equal(w["head.weight"], other.state_dict()["head.weight"])
 
 
 def test_pretrain_faces_without_a_table_returns_the_seeded_untrained_net(tmp_path):

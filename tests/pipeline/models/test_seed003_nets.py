@@ -47,6 +47,23 @@ def test_augment_faces_flips_and_shifts_within_bounds_and_is_seeded():
     assert (rows - 23.5).abs().max() <= 4 and rows.std() > 0.5  # shifted up/down by <= 4
 
 
+def test_augment_faces_rotates_and_zooms_about_the_centre_only_when_asked():
+    x = torch.zeros(256, 1, 48, 48)
+    x[:, :, 22:26, 8:40] = 1.0  # a centred horizontal bar, 32 x 4 pixels
+    plain = augment_faces(x, torch.Generator().manual_seed(3))
+    off = augment_faces(x, torch.Generator().manual_seed(3), rotate_deg=0.0, scale=0.0)
+    assert torch.equal(plain, off)  # the same draws as before the options existed
+    turned = augment_faces(x, torch.Generator().manual_seed(3), rotate_deg=30.0)
+    # a bar's height in rows grows with |angle|: 32 * sin(angle) + 4 px, <= 32 * sin 30 + 4
+    heights = torch.stack([(img[0].sum(1) > 0.5).sum() for img in turned]).float()
+    assert heights.max() > 12 and heights.max() <= 21 and heights.min() <= 6
+    assert torch.equal(turned, augment_faces(x, torch.Generator().manual_seed(3), rotate_deg=30.0))
+    zoomed = augment_faces(x, torch.Generator().manual_seed(3), scale=0.25)
+    widths = torch.stack([(img[0].sum(0) > 0.5).sum() for img in zoomed]).float()
+    assert widths.min() >= 32 * 0.75 - 2 and widths.max() <= 32 * 1.25 + 2
+    assert widths.max() - widths.min() > 8  # zoomed in and out
+
+
 def test_segment_audio_net_kernels_follow_5ms_at_each_block_rate():
     net = SegmentAudioNet(7)
     kernels = [block[0].kernel_size[0] for block in net.blocks]
