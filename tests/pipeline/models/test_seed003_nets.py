@@ -57,6 +57,8 @@ def test_augment_faces_rotates_and_zooms_about_the_centre_only_when_asked():
     # a bar's height in rows grows with |angle|: 32 * sin(angle) + 4 px, <= 32 * sin 30 + 4
     heights = torch.stack([(img[0].sum(1) > 0.5).sum() for img in turned]).float()
     assert heights.max() > 12 and heights.max() <= 21 and heights.min() <= 6
+    mass = turned.sum((1, 2, 3))  # a rotation keeps the bar's area (32 * 4), any shear grows it
+    assert (mass - 128).abs().max() < 4, mass
     assert torch.equal(turned, augment_faces(x, torch.Generator().manual_seed(3), rotate_deg=30.0))
     zoomed = augment_faces(x, torch.Generator().manual_seed(3), scale=0.25)
     widths = torch.stack([(img[0].sum(0) > 0.5).sum() for img in zoomed]).float()
