@@ -173,7 +173,7 @@ def test_pretrain_faces_with_smoothing_and_rotation_learns_and_reports_them(tmp_
     write_fer_table(tmp_path / "fer2013.csv.gz", {"Training": 96, "PublicTest": 32})
     plain, _, _ = pt.pretrain_faces(face_cfg(epochs=1), tmp_path)
     cfg = face_cfg(label_smoothing=0.1, rotate_deg=10.0, scale=0.1)
-    smooth, _, report = pt.pretrain_faces(cfg, tmp_path)
+    _, _, report = pt.pretrain_faces(cfg, tmp_path)
     assert report["label_smoothing"] == 0.1
     assert report["augment"] == {"rotate_deg": 10.0, "scale": 0.1}
     assert report["splits"]["PublicTest"]["accuracy"] >= 0.9, report["splits"]
